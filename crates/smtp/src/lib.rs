@@ -1,0 +1,6 @@
+//! SMTP protocol for cartero. The `server` and `client` modules are pure state machines fed with
+//! bytes (no I/O), in the style of incremental receivers; `io` holds thin tokio drivers.
+
+pub mod reply;
+
+pub use reply::{EnhancedCode, Reply, Severity};

@@ -1,1 +1,37 @@
+//! Bounce classes (SPEC §2.7) and the classifier seam.
+//!
+//! Every failed reply — synchronous SMTP replies, local failures such as DNS errors or timeouts, and
+//! (later) asynchronous bounces — is reduced to a [`BounceClass`]. The MTA only sees the [`Classifier`]
+//! trait; [`CodeClassifier`] is the built-in first classifier that reads the reply code, the enhanced
+//! status code (RFC 3463) and a few unambiguous text cues. Rule-file classifiers plug in behind the same trait.
 
+mod class;
+mod code;
+
+pub use class::{BounceClass, Category};
+pub use code::CodeClassifier;
+
+/// What the MTA knows about a failure when it asks for a class.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureInput<'a> {
+    /// SMTP reply code (e.g. 550), or 0 for a local failure with no reply.
+    pub code: u16,
+    /// Enhanced status code `(class, subject, detail)`, when the reply had one.
+    pub enhanced: Option<(u8, u16, u16)>,
+    /// The reply text (or a description of the local failure).
+    pub text: &'a str,
+}
+
+/// The outcome of a classification: the class and the name of the rule that decided it, so that
+/// `cartero bounce classify` can explain itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classification {
+    pub class: BounceClass,
+    pub rule: String,
+}
+
+/// Turns a failure into a bounce class. Implementations must be cheap: the MTA calls this for
+/// every failed recipient.
+pub trait Classifier: Send + Sync {
+    fn classify(&self, input: &FailureInput<'_>) -> Classification;
+}

@@ -1,0 +1,275 @@
+//! The MTA's configuration tree. Every option has a default here, in one place; `cartero config
+//! defaults` prints this tree and docs/config.md explains each option.
+
+use crate::retry::RetryConfig;
+use cartero_shaping::ShapingConfig;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole MTA configuration (the `cartero serve` config file, minus the binary's own keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtaConfig {
+    /// Name used in the SMTP greeting, Received headers and as default HELO name.
+    pub hostname: String,
+    /// Spool, generated TLS certificate, API token and event files live here.
+    pub data_dir: PathBuf,
+    pub smtp: SmtpConfig,
+    pub tls: TlsConfig,
+    pub http: HttpConfig,
+    pub delivery: DeliveryConfig,
+    pub dkim: DkimConfig,
+    pub events: EventsConfig,
+    pub shaping: ShapingConfig,
+}
+
+impl Default for MtaConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            data_dir: PathBuf::from("cartero-data"),
+            smtp: SmtpConfig::default(),
+            tls: TlsConfig::default(),
+            http: HttpConfig::default(),
+            delivery: DeliveryConfig::default(),
+            dkim: DkimConfig::default(),
+            events: EventsConfig::default(),
+            shaping: ShapingConfig::default(),
+        }
+    }
+}
+
+/// `[smtp]`: the injection listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Addresses to listen on. Loopback by default: exposing the listener is a deliberate act.
+    pub listen: Vec<SocketAddr>,
+    /// Largest accepted message in bytes (SIZE); larger ones get 552 5.3.4.
+    pub max_message_size: usize,
+    /// Recipients per message; more get 452 4.5.3.
+    pub max_recipients: usize,
+    /// Simultaneous client connections in total; more get 421 4.7.0.
+    pub max_connections: usize,
+    /// Simultaneous connections from one client IP; more get 421 4.7.0.
+    pub max_connections_per_ip: usize,
+    /// Idle time allowed between commands before the session is closed with 421.
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Idle time allowed while receiving message data.
+    #[serde(with = "humantime_serde")]
+    pub data_timeout: Duration,
+    /// Bad commands tolerated in one session before it is closed.
+    pub max_errors: u32,
+    /// Offer AUTH only after STARTTLS.
+    pub auth_requires_tls: bool,
+    /// Clients in these networks may relay without authenticating.
+    pub relay_networks: Vec<IpNet>,
+    /// Accounts allowed to authenticate (and so to relay).
+    pub users: Vec<SmtpUser>,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 1000,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            max_errors: 20,
+            auth_requires_tls: true,
+            relay_networks: vec![
+                "127.0.0.0/8".parse().unwrap_or_else(|_| IpNet::default()),
+                "::1/128".parse().unwrap_or_else(|_| IpNet::default()),
+            ],
+            users: Vec::new(),
+        }
+    }
+}
+
+/// One SMTP AUTH account. The password is stored as a PBKDF2 hash made by `cartero passwd`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpUser {
+    pub username: String,
+    /// `pbkdf2-sha256$ITERATIONS$SALT_B64$HASH_B64`.
+    pub password_hash: String,
+}
+
+/// `[tls]`: certificate for every listener (SMTP STARTTLS, HTTPS later). When unset, a
+/// self-signed certificate for `hostname` is generated under `data_dir/tls/` at first start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[http]`: the API and metrics listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Bearer tokens accepted by the API. When empty, one is generated at first start and written to
+    /// `data_dir/api-token` (mode 0600); its value is never logged.
+    pub tokens: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub max_body: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            tokens: Vec::new(),
+            max_body: 60 * 1024 * 1024,
+        }
+    }
+}
+
+/// An egress source: a local address to send from and the name to say in EHLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Local IP to bind outgoing connections to; `None` lets the kernel choose.
+    pub ip: Option<IpAddr>,
+    /// EHLO name; defaults to `hostname`.
+    pub helo: Option<String>,
+}
+
+/// Per-phase client timeouts (RFC 5321 §4.5.3.2 values by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientTimeouts {
+    #[serde(with = "humantime_serde")]
+    pub connect: Duration,
+    #[serde(with = "humantime_serde")]
+    pub banner: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ehlo: Duration,
+    #[serde(with = "humantime_serde")]
+    pub starttls: Duration,
+    #[serde(with = "humantime_serde")]
+    pub mail: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rcpt: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data: Duration,
+    #[serde(with = "humantime_serde")]
+    pub data_end: Duration,
+    /// How long an idle outbound connection is kept for more messages.
+    #[serde(with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+impl Default for ClientTimeouts {
+    fn default() -> Self {
+        let s = Duration::from_secs;
+        Self {
+            connect: s(30),
+            banner: s(300),
+            ehlo: s(300),
+            starttls: s(120),
+            mail: s(300),
+            rcpt: s(300),
+            data: s(120),
+            data_end: s(600),
+            idle: s(5),
+        }
+    }
+}
+
+/// `[delivery]`: outbound behaviour.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Validity when the injector gives none.
+    #[serde(with = "humantime_serde")]
+    pub default_validity: Duration,
+    /// Upper bound of any validity (SPEC: 3.5 days).
+    #[serde(with = "humantime_serde")]
+    pub max_validity: Duration,
+    pub retry: RetryConfig,
+    pub timeouts: ClientTimeouts,
+    /// TCP port of remote MX hosts.
+    pub port: u16,
+    /// Egress sources; the first one is used until pools arrive.
+    pub sources: Vec<SourceConfig>,
+    /// Static routes: domain → `host:port` (or `[ip]:port`), bypassing MX lookup. The key `"*"`
+    /// is a smart host for every domain without a route of its own.
+    pub routes: BTreeMap<String, String>,
+    pub dns: cartero_dns::DnsConfig,
+    /// How long a domain's route is reused before it is resolved again (DNS TTLs still apply below).
+    #[serde(with = "humantime_serde")]
+    pub route_cache: Duration,
+    /// How long to wait for in-flight transactions at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let validity = Duration::from_secs(84 * 3600);
+        Self {
+            default_validity: validity,
+            max_validity: validity,
+            retry: RetryConfig::default(),
+            timeouts: ClientTimeouts::default(),
+            port: 25,
+            sources: vec![SourceConfig {
+                name: "default".into(),
+                ip: None,
+                helo: None,
+            }],
+            routes: BTreeMap::new(),
+            dns: cartero_dns::DnsConfig::default(),
+            route_cache: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[dkim]`: signing keys.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimConfig {
+    pub keys: Vec<DkimKeyConfig>,
+}
+
+/// One signing key: messages whose From domain is `domain` (or a subdomain) are signed with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKeyConfig {
+    pub domain: String,
+    pub selector: String,
+    /// PEM file (RSA PKCS#1/PKCS#8 or Ed25519 PKCS#8), e.g. from `cartero dkim keygen`.
+    pub key_file: PathBuf,
+}
+
+/// `[events]`: where events go besides in-process subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Write JSON lines under `data_dir/events/`.
+    pub log_file: bool,
+    pub file: cartero_events::FileSinkConfig,
+    pub webhooks: Vec<cartero_events::WebhookConfig>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            log_file: true,
+            file: cartero_events::FileSinkConfig::default(),
+            webhooks: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Connection workers: connect to a destination (next MX on connection failure), then send the
+//! batches the scheduler hands out until the per-connection limit, idleness or an error ends it.
+//! Workers report outcomes; they never decide what an outcome means (that is `queue::settle`).
+
+use crate::config::ClientTimeouts;
+use crate::outcome::{AttemptContext, Failure, Outcome};
+use crate::queue::{Batch, Cmd, QRcpt, SchedulerHandle};
+use crate::routing::{Destination, HostTarget, Router};
+use cartero_bounce::{BounceClass, Classifier};
+use cartero_clock::SharedClock;
+use cartero_shaping::{ConnectionPermit, Limits, QueueKey, TlsPolicy};
+use cartero_smtp::io::{ClientConfig, ClientError, Connection, TlsMode, Timeouts};
+use cartero_spool::Spool;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The egress source used by this MTA (pools arrive with adaptive shaping).
+#[derive(Debug, Clone)]
+pub(crate) struct SourceInfo {
+    pub name: Arc<str>,
+    pub ip: Option<IpAddr>,
+    pub helo: String,
+}
+
+/// What workers and the scheduler share.
+pub(crate) struct DeliveryCtx {
+    pub clock: SharedClock,
+    pub spool: Spool,
+    pub limits: Arc<dyn Limits>,
+    pub router: Arc<Router>,
+    pub classifier: Arc<dyn Classifier>,
+    pub sched: SchedulerHandle,
+    pub source: SourceInfo,
+    pub timeouts: ClientTimeouts,
+    pub route_cache_ms: u64,
+    /// Outbound connections across all destinations.
+    pub max_workers: u32,
+}
+
+pub(crate) fn spawn_resolve(ctx: Arc<DeliveryCtx>, domain: Arc<str>) {
+    tokio::spawn(async move {
+        let result = ctx.router.route(&domain).await.map(Arc::new);
+        ctx.sched.send(Cmd::Routed { domain, result });
+    });
+}
+
+pub(crate) fn spawn_connection(
+    ctx: Arc<DeliveryCtx>,
+    key: QueueKey,
+    dest: Arc<Destination>,
+    domain: Arc<str>,
+    permit: ConnectionPermit,
+) {
+    tokio::spawn(async move {
+        let failure = run_connection(&ctx, &key, &dest, &domain).await.err();
+        drop(permit);
+        ctx.sched.send(Cmd::WorkerExit { key, failure });
+    });
+}
+
+fn client_config(ctx: &DeliveryCtx, tls: TlsPolicy) -> ClientConfig {
+    let t = &ctx.timeouts;
+    ClientConfig {
+        helo_name: ctx.source.helo.clone(),
+        local_ip: ctx.source.ip,
+        tls: match tls {
+            TlsPolicy::Opportunistic => TlsMode::Opportunistic,
+            TlsPolicy::Required => TlsMode::Required,
+            TlsPolicy::Disabled => TlsMode::Disabled,
+        },
+        timeouts: Timeouts {
+            connect: t.connect,
+            banner: t.banner,
+            ehlo: t.ehlo,
+            starttls: t.starttls,
+            mail: t.mail,
+            rcpt: t.rcpt,
+            data: t.data,
+            data_end: t.data_end,
+            rset: t.mail,
+            quit: t.connect,
+        },
+    }
+}
+
+/// Connects and sends until done. `Err` only when no host could be reached at all.
+async fn run_connection(
+    ctx: &DeliveryCtx,
+    key: &QueueKey,
+    dest: &Destination,
+    domain: &str,
+) -> Result<(), Failure> {
+    let params = ctx.limits.params(key, domain);
+    let cfg = client_config(ctx, params.tls);
+    let (mut conn, at) = connect_any(ctx, dest, &cfg).await?;
+    let mut sent = 0u32;
+    while sent < params.max_messages_per_connection.max(1) {
+        match next_batch(ctx, key).await {
+            Batch::Done => break,
+            Batch::WaitUntil(t) => {
+                let wait = t.saturating_sub(ctx.clock.now_ms()).min(60_000);
+                tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+            }
+            Batch::Send(rcpts) => {
+                sent += 1;
+                let (results, reusable) = send_batch(ctx, &mut conn, rcpts).await;
+                ctx.sched.send(Cmd::Settled(results, at.clone()));
+                if !reusable {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    conn.quit().await;
+    Ok(())
+}
+
+/// Asks for work; parks while the queue is empty, up to the idle timeout.
+async fn next_batch(ctx: &DeliveryCtx, key: &QueueKey) -> Batch {
+    let ask = ctx.sched.ask(|reply| Cmd::NextBatch {
+        key: key.clone(),
+        wait: true,
+        reply,
+    });
+    match tokio::time::timeout(ctx.timeouts.idle, ask).await {
+        Ok(Some(batch)) => batch,
+        _ => Batch::Done,
+    }
+}
+
+async fn host_addresses(router: &Router, host: &HostTarget) -> Result<Vec<IpAddr>, String> {
+    if let Ok(ip) = host.name.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    router
+        .resolver()
+        .addresses(&host.name)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Tries every host in preference order and every address of each, as RFC 5321 §5.1 asks.
+async fn connect_any(
+    ctx: &DeliveryCtx,
+    dest: &Destination,
+    cfg: &ClientConfig,
+) -> Result<(Connection, AttemptContext), Failure> {
+    let mut last: Option<Failure> = None;
+    for host in &dest.hosts {
+        let addrs = match host_addresses(&ctx.router, host).await {
+            Ok(a) => a,
+            Err(e) => {
+                last = Some(Failure::local(e, BounceClass::DNS_FAILURE, "dns:mx-host"));
+                continue;
+            }
+        };
+        for ip in addrs {
+            let addr = SocketAddr::new(ip, host.port);
+            match Connection::connect(addr, &host.name, cfg).await {
+                Ok(conn) => {
+                    let at = AttemptContext {
+                        mx_host: Some(host.name.clone()),
+                        sending_ip: ctx.source.ip.map(|ip| ip.to_string()),
+                        tls: Some(conn.is_tls()),
+                    };
+                    return Ok((conn, at));
+                }
+                Err(e) => {
+                    tracing::debug!(host = %host.name, %addr, error = %e, "connection failed");
+                    last = Some(client_failure(&e, ctx.classifier.as_ref()));
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Failure::local("no host to connect to", BounceClass::DNS_FAILURE, "dns:no-host")
+    }))
+}
+
+/// A failure of the connection itself (not a reply to our transaction) is always transient.
+fn client_failure(e: &ClientError, classifier: &dyn Classifier) -> Failure {
+    match e {
+        ClientError::Rejected { reply, .. } => {
+            let mut f = Failure::from_reply(reply.clone(), classifier);
+            f.text = format!("{e}");
+            f
+        }
+        ClientError::Timeout { .. } => Failure::local(e.to_string(), BounceClass::TIMEOUT, "connection:timeout"),
+        _ => Failure::local(e.to_string(), BounceClass::SOFT, "connection:error"),
+    }
+}
+
+/// Sends one message to its batch of recipients. Returns the outcomes and whether the connection
+/// can carry another transaction.
+async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>) -> (Vec<(QRcpt, Outcome)>, bool) {
+    let Some(msg) = rcpts.first().map(|r| r.msg.clone()) else {
+        return (Vec::new(), true);
+    };
+    let body = match ctx.spool.read_body(msg.id).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(message = %msg.id, error = %e, "cannot read message body from spool");
+            let f = Failure::local(format!("spool read error: {e}"), BounceClass::UNDETERMINED, "local:spool");
+            return (rcpts.into_iter().map(|r| (r, Outcome::Transient(f.clone()))).collect(), true);
+        }
+    };
+    let addrs: Vec<String> = rcpts.iter().map(|r| r.address().to_string()).collect();
+    let classifier = ctx.classifier.as_ref();
+    match conn.send(&msg.env.sender, &addrs, &body).await {
+        Ok(res) => {
+            let outcomes = rcpts
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let reply = if !res.mail.is_positive() {
+                        Some(res.mail.clone())
+                    } else {
+                        match res.rcpts.get(i) {
+                            Some(rr) if !rr.is_positive() => Some(rr.clone()),
+                            _ => res.data.clone(),
+                        }
+                    };
+                    let o = match reply {
+                        Some(reply) => Outcome::from_reply(reply, classifier),
+                        None => Outcome::Transient(Failure::local(
+                            "transaction ended before the data was accepted",
+                            BounceClass::SOFT,
+                            "connection:aborted",
+                        )),
+                    };
+                    (r, o)
+                })
+                .collect();
+            (outcomes, true)
+        }
+        Err(e) => {
+            let f = client_failure(&e, classifier);
+            (rcpts.into_iter().map(|r| (r, Outcome::Transient(f.clone()))).collect(), false)
+        }
+    }
+}

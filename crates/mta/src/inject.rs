@@ -1,0 +1,231 @@
+//! The injection path shared by SMTP and HTTP: validate, complete and sign the message, spool it
+//! durably, then queue its recipients. A message is acknowledged only after `Spool::insert`
+//! returned, i.e. after the fsync barrier.
+
+use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
+use cartero_clock::{Clock, SharedClock};
+use cartero_dkim::Signer;
+use cartero_events::{Event, EventSink, EventType};
+use cartero_spool::{Envelope, MessageId, Spool, SpoolError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A message to inject.
+#[derive(Debug, Clone, Default)]
+pub struct Injection {
+    /// Reverse path; empty for the null sender.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    /// RFC 5322 message, CRLF line endings.
+    pub body: Vec<u8>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Requested validity; capped by `delivery.max_validity`.
+    pub validity: Option<Duration>,
+    pub pool: Option<String>,
+    /// A trace header (`Received: ...\r\n`) to prepend, for SMTP injection.
+    pub trace: Option<String>,
+}
+
+/// The spooled message: its id and one id per recipient (`<message id>.<index>`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Injected {
+    pub message_id: String,
+    pub recipient_ids: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InjectError {
+    #[error("no recipients")]
+    NoRecipients,
+    #[error("invalid recipient address {0:?}")]
+    BadRecipient(String),
+    #[error("invalid sender address {0:?}")]
+    BadSender(String),
+    #[error("message is empty")]
+    EmptyBody,
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+}
+
+impl InjectError {
+    /// True when retrying the same request can succeed (the spool failed, not the input).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, InjectError::Spool(_))
+    }
+}
+
+pub(crate) struct Injector {
+    pub spool: Spool,
+    pub sched: SchedulerHandle,
+    pub signer: Option<Arc<Signer>>,
+    pub clock: SharedClock,
+    pub events: Arc<dyn EventSink>,
+    pub hostname: String,
+    pub default_validity: Duration,
+    pub max_validity: Duration,
+}
+
+/// A mailbox must have a local part and a domain, and no characters that would break the
+/// envelope on the wire.
+pub(crate) fn valid_address(a: &str) -> bool {
+    let bad = |c: char| c.is_control() || c == ' ' || c == '<' || c == '>';
+    match a.rsplit_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && !domain.is_empty() && a.len() <= 320 && !a.contains(bad)
+        }
+        None => false,
+    }
+}
+
+impl Injector {
+    pub async fn inject(&self, inj: Injection) -> Result<Injected, InjectError> {
+        if inj.recipients.is_empty() {
+            return Err(InjectError::NoRecipients);
+        }
+        if let Some(bad) = inj.recipients.iter().find(|r| !valid_address(r)) {
+            return Err(InjectError::BadRecipient(bad.clone()));
+        }
+        if !inj.sender.is_empty() && !valid_address(&inj.sender) {
+            return Err(InjectError::BadSender(inj.sender));
+        }
+        if inj.body.is_empty() {
+            return Err(InjectError::EmptyBody);
+        }
+        let now = self.clock.now_ms();
+        let body = self.complete(inj.body, inj.trace.as_deref(), now);
+        let validity = inj.validity.unwrap_or(self.default_validity).min(self.max_validity);
+        let env = Envelope {
+            sender: inj.sender,
+            recipients: inj.recipients,
+            received_at: now,
+            expires_at: now + validity.as_millis() as u64,
+            metadata: inj.metadata,
+            pool: inj.pool,
+        };
+        let size = body.len() as u64;
+        let id = self.spool.insert(env.clone(), body.into()).await?;
+        metrics::counter!("cartero_messages_accepted_total").increment(1);
+        let msg = Arc::new(Msg { id, env, size });
+        let rcpts: Vec<QRcpt> = (0..msg.env.recipients.len() as u32)
+            .map(|idx| QRcpt {
+                msg: msg.clone(),
+                idx,
+                domain: domain_of(&msg.env.recipients[idx as usize]).into(),
+                attempts: 0,
+                next_attempt: now,
+                last: None,
+            })
+            .collect();
+        for r in &rcpts {
+            self.events
+                .emit(&base_event(EventType::Reception, &msg, r.idx, self.clock.as_ref()));
+        }
+        let recipient_ids = rcpts.iter().map(|r| format!("{}.{}", id, r.idx)).collect();
+        self.sched.send(Cmd::Enqueue(rcpts));
+        Ok(Injected {
+            message_id: id.to_string(),
+            recipient_ids,
+        })
+    }
+
+    /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8), then the DKIM
+    /// signature over the final headers.
+    fn complete(&self, body: Vec<u8>, trace: Option<&str>, now: u64) -> Vec<u8> {
+        let mut extra = String::new();
+        let headers = header_block(&body);
+        if !has_header(headers, b"message-id") {
+            extra.push_str(&format!(
+                "Message-ID: <{:016x}{:08x}@{}>\r\n",
+                now,
+                fastrand::u32(..),
+                self.hostname
+            ));
+        }
+        if !has_header(headers, b"date") {
+            let date = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
+            extra.push_str(&format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")));
+        }
+        let mut msg = Vec::with_capacity(body.len() + extra.len() + 600);
+        if let Some(t) = trace {
+            msg.extend_from_slice(t.as_bytes());
+        }
+        msg.extend_from_slice(extra.as_bytes());
+        msg.extend_from_slice(&body);
+        let Some(signer) = &self.signer else {
+            return msg;
+        };
+        match signer.sign(&msg, now / 1000) {
+            Ok(Some(sig)) => {
+                let mut signed = Vec::with_capacity(msg.len() + sig.len());
+                signed.extend_from_slice(sig.as_bytes());
+                signed.extend_from_slice(&msg);
+                signed
+            }
+            Ok(None) => msg,
+            Err(e) => {
+                // An unsignable message still goes out unsigned rather than being lost.
+                tracing::warn!(error = %e, "DKIM signing failed; sending unsigned");
+                msg
+            }
+        }
+    }
+}
+
+/// The header section of a message (up to the first empty line).
+fn header_block(msg: &[u8]) -> &[u8] {
+    let end = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| msg.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
+        .unwrap_or(msg.len());
+    &msg[..end]
+}
+
+fn has_header(headers: &[u8], name: &[u8]) -> bool {
+    headers.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name)
+            && line[name.len()] == b':'
+    })
+}
+
+/// The fields every event about one recipient of a message carries.
+pub(crate) fn base_event(kind: EventType, msg: &Msg, idx: u32, clock: &dyn Clock) -> Event {
+    let mut e = Event::new(kind, clock);
+    let meta = &msg.env.metadata;
+    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    e.message_id = Some(msg.id.to_string());
+    e.rcpt_to = msg.env.recipients.get(idx as usize).cloned();
+    e.mail_from = Some(msg.env.sender.clone());
+    e.delivery_id = text("delivery_id");
+    e.campaign_id = text("campaign_id");
+    e.metadata = meta.clone();
+    e.msg_size = Some(msg.size);
+    e.ip_pool = msg.env.pool.clone();
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_validated() {
+        assert!(valid_address("a@b.test"));
+        assert!(valid_address("\"odd\"@b.test"));
+        assert!(!valid_address("no-at"));
+        assert!(!valid_address("@b.test"));
+        assert!(!valid_address("a@"));
+        assert!(!valid_address("a b@c.test"));
+        assert!(!valid_address("a@c.test\r\nRCPT TO:<x@y>"));
+    }
+
+    #[test]
+    fn header_detection_is_case_insensitive_and_stops_at_body() {
+        let m = b"From: a@b\r\nmessage-ID: <x@y>\r\n\r\nDate: not a header\r\n";
+        let h = header_block(m);
+        assert!(has_header(h, b"message-id"));
+        assert!(!has_header(h, b"date"));
+    }
+}

@@ -1,0 +1,83 @@
+//! The one delivery-outcome type. Every attempt — SMTP reply, connection failure, DNS failure,
+//! operator action, expiry — ends as an [`Outcome`], and only `queue::settle` turns outcomes into
+//! requeues, spool updates, events and metrics.
+
+use cartero_bounce::{BounceClass, Classification, Classifier, FailureInput};
+use cartero_smtp::Reply;
+
+/// Where the outcome came from, for events (`mx_host`, `sending_ip`) and logs.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptContext {
+    pub mx_host: Option<String>,
+    pub sending_ip: Option<String>,
+    pub tls: Option<bool>,
+}
+
+/// A failure: the reply when there was one, else a description of the local failure.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reply: Option<Reply>,
+    /// Exact text for `raw_reason`: the reply on one line, or the local error.
+    pub text: String,
+    pub class: BounceClass,
+    /// Rule that classified it.
+    pub rule: String,
+}
+
+impl Failure {
+    /// Classifies a remote reply.
+    pub fn from_reply(reply: Reply, classifier: &dyn Classifier) -> Self {
+        let enhanced = reply.enhanced.map(|e| (e.class, e.subject, e.detail));
+        let text = reply.to_string();
+        let Classification { class, rule } = classifier.classify(&FailureInput {
+            code: reply.code,
+            enhanced,
+            text: &reply.text,
+        });
+        Self {
+            reply: Some(reply),
+            text,
+            class,
+            rule,
+        }
+    }
+
+    /// A failure with no remote reply (connection refused, timeout, DNS), with a class chosen by the
+    /// caller, who knows what failed.
+    pub fn local(text: impl Into<String>, class: BounceClass, rule: &str) -> Self {
+        Self {
+            reply: None,
+            text: text.into(),
+            class,
+            rule: rule.to_string(),
+        }
+    }
+}
+
+/// The result of one attempt for one recipient.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// 2xx after the data: the receiving server took responsibility.
+    Delivered { reply: Reply },
+    /// Try again later (4xx, connection failure, timeout, DNS SERVFAIL).
+    Transient(Failure),
+    /// Never try again (5xx, Null MX, NXDOMAIN, operator drain).
+    Permanent(Failure),
+    /// The validity ended; carries the last transient failure.
+    Expired(Failure),
+}
+
+impl Outcome {
+    /// Builds the outcome of a remote reply by its severity.
+    pub fn from_reply(reply: Reply, classifier: &dyn Classifier) -> Self {
+        match reply.severity() {
+            cartero_smtp::Severity::Positive => Outcome::Delivered { reply },
+            cartero_smtp::Severity::Transient => {
+                Outcome::Transient(Failure::from_reply(reply, classifier))
+            }
+            cartero_smtp::Severity::Permanent => {
+                Outcome::Permanent(Failure::from_reply(reply, classifier))
+            }
+        }
+    }
+}

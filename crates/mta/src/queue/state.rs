@@ -1,0 +1,305 @@
+//! The scheduler task and its commands.
+
+use super::ready::{Batch, ReadyQueue};
+use super::settle::{Disposition, Settler};
+use super::{QRcpt, view};
+use crate::delivery::{self, DeliveryCtx};
+use crate::outcome::{AttemptContext, Failure, Outcome};
+use crate::routing::Destination;
+use cartero_bounce::BounceClass;
+use cartero_clock::UnixMillis;
+use cartero_shaping::QueueKey;
+use cartero_spool::MessageId;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// Everything the scheduler can be asked.
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    /// New (or recovered) recipients, each with its `next_attempt`.
+    Enqueue(Vec<QRcpt>),
+    /// A connection worker wants work; `wait` parks it while the queue is empty.
+    NextBatch {
+        key: QueueKey,
+        wait: bool,
+        reply: oneshot::Sender<Batch>,
+    },
+    /// Outcomes of one transaction.
+    Settled(Vec<(QRcpt, Outcome)>, AttemptContext),
+    /// A worker ended; `failure` when it could not connect to any host.
+    WorkerExit {
+        key: QueueKey,
+        failure: Option<Failure>,
+    },
+    Routed {
+        domain: Arc<str>,
+        result: Result<Arc<Destination>, (bool, Failure)>,
+    },
+    /// Re-examine due recipients now (tests with a manual clock, and the timer).
+    Tick,
+    /// Make the recipients of a domain (all when `None`) due now; replies with the count.
+    Flush {
+        domain: Option<String>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Fail every queued recipient of a domain; replies with the count.
+    Drain {
+        domain: String,
+        reply: oneshot::Sender<usize>,
+    },
+    Summary {
+        reply: oneshot::Sender<view::QueueSummary>,
+    },
+    Inspect {
+        id: MessageId,
+        reply: oneshot::Sender<Option<view::MessageView>>,
+    },
+    /// Stop starting transactions; reply once every worker has finished.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Cheap handle to send commands to the scheduler.
+#[derive(Debug, Clone)]
+pub(crate) struct SchedulerHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl SchedulerHandle {
+    pub fn send(&self, cmd: Cmd) {
+        // The scheduler only stops at process end; a send after that has nobody to tell.
+        let _ = self.tx.send(cmd);
+    }
+
+    /// Sends a command that carries a reply channel and waits for the answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx));
+        rx.await.ok()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct DomainState {
+    pub(super) dest: Option<(Arc<Destination>, UnixMillis)>,
+    pub(super) resolving: bool,
+    pub(super) awaiting: Vec<QRcpt>,
+}
+
+/// Owns the queues. Runs as one task: see the module docs of `queue`.
+pub(crate) struct Scheduler {
+    pub(super) ctx: Arc<DeliveryCtx>,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    pub(super) scheduled: BTreeMap<(UnixMillis, u64), QRcpt>,
+    seq: u64,
+    pub(super) domains: HashMap<Arc<str>, DomainState>,
+    pub(super) ready: HashMap<QueueKey, ReadyQueue>,
+    settler: Settler,
+    pub(super) workers: u32,
+    pub(super) shutdown: Vec<oneshot::Sender<()>>,
+    pub(super) stopping: bool,
+}
+
+impl Scheduler {
+    /// Creates the scheduler and the handle to reach it. The context needs the handle too, so the
+    /// caller builds the context from the returned handle and passes it to [`Scheduler::run`].
+    pub fn channel() -> (SchedulerHandle, mpsc::UnboundedReceiver<Cmd>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (SchedulerHandle { tx }, rx)
+    }
+
+    pub fn new(ctx: Arc<DeliveryCtx>, rx: mpsc::UnboundedReceiver<Cmd>, settler: Settler) -> Self {
+        Self {
+            ctx,
+            rx,
+            scheduled: BTreeMap::new(),
+            seq: 0,
+            domains: HashMap::new(),
+            ready: HashMap::new(),
+            settler,
+            workers: 0,
+            shutdown: Vec::new(),
+            stopping: false,
+        }
+    }
+
+    /// Runs until every handle is dropped.
+    pub async fn run(mut self) {
+        loop {
+            let sleep = self.next_wakeup();
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd),
+                    None => break,
+                },
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            // Drain what is already queued before pumping, so bursts are handled in one pass.
+            while let Ok(cmd) = self.rx.try_recv() {
+                self.handle(cmd);
+            }
+            self.pump();
+        }
+    }
+
+    fn next_wakeup(&self) -> std::time::Duration {
+        let now = self.ctx.clock.now_ms();
+        let due = self.scheduled.keys().next().map(|k| k.0);
+        let ms = due.map_or(60_000, |d| d.saturating_sub(now).min(60_000));
+        std::time::Duration::from_millis(ms.max(1))
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Enqueue(rcpts) => rcpts.into_iter().for_each(|r| self.schedule(r)),
+            Cmd::NextBatch { key, wait, reply } => self.next_batch(key, wait, reply),
+            Cmd::Settled(results, at) => {
+                for (r, outcome) in results {
+                    self.settle(r, outcome, &at);
+                }
+            }
+            Cmd::WorkerExit { key, failure } => self.worker_exit(key, failure),
+            Cmd::Routed { domain, result } => self.routed(domain, result),
+            Cmd::Tick => {}
+            Cmd::Flush { domain, reply } => {
+                let _ = reply.send(self.flush(domain.as_deref()));
+            }
+            Cmd::Drain { domain, reply } => {
+                let _ = reply.send(self.drain(&domain));
+            }
+            Cmd::Summary { reply } => {
+                let _ = reply.send(view::summary(self));
+            }
+            Cmd::Inspect { id, reply } => {
+                let _ = reply.send(view::inspect(self, id));
+            }
+            Cmd::Shutdown { reply } => {
+                self.stopping = true;
+                self.shutdown.push(reply);
+                for q in self.ready.values_mut() {
+                    for w in q.waiters.drain(..) {
+                        let _ = w.send(Batch::Done);
+                    }
+                }
+                self.maybe_finish_shutdown();
+            }
+        }
+    }
+
+    pub(super) fn schedule(&mut self, mut r: QRcpt) {
+        // One shared copy of each domain name, however many recipients wait for it.
+        if let Some((d, _)) = self.domains.get_key_value(&r.domain) {
+            r.domain = d.clone();
+        } else {
+            self.domains.insert(r.domain.clone(), DomainState::default());
+        }
+        self.seq += 1;
+        r.next_attempt = r.next_attempt.max(1);
+        self.scheduled.insert((r.next_attempt, self.seq), r);
+    }
+
+    pub(super) fn settle(&mut self, r: QRcpt, outcome: Outcome, at: &AttemptContext) {
+        if let Disposition::Requeue(r) = self.settler.settle(r, outcome, at) {
+            self.schedule(r);
+        }
+    }
+
+    /// Moves due recipients on and gives work to connections.
+    fn pump(&mut self) {
+        if self.stopping {
+            return;
+        }
+        self.pump_due();
+        let keys: Vec<QueueKey> = self
+            .ready
+            .iter()
+            .filter(|(_, q)| !q.items.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.dispatch(&key);
+        }
+    }
+
+    /// Routes every recipient whose next attempt has come.
+    pub(super) fn pump_due(&mut self) {
+        let now = self.ctx.clock.now_ms();
+        while let Some(entry) = self.scheduled.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let r = entry.remove();
+            self.route_rcpt(r, now);
+        }
+    }
+
+    fn route_rcpt(&mut self, r: QRcpt, now: UnixMillis) {
+        if now >= r.msg.env.expires_at {
+            let last = r.last.as_deref().map_or_else(
+                || Failure::local("validity ended before any attempt", BounceClass::UNDETERMINED, "expiry"),
+                |l| Failure::local(l.text.to_string(), l.class, "expiry"),
+            );
+            self.settle(r, Outcome::Expired(last), &AttemptContext::default());
+            return;
+        }
+        let cache = self.ctx.route_cache_ms;
+        let ds = self.domains.entry(r.domain.clone()).or_default();
+        match &ds.dest {
+            Some((dest, at)) if now.saturating_sub(*at) < cache => {
+                let dest = dest.clone();
+                self.push_ready(dest, r);
+            }
+            _ => {
+                ds.awaiting.push(r);
+                if !ds.resolving {
+                    ds.resolving = true;
+                    let domain = ds.awaiting[0].domain.clone();
+                    delivery::spawn_resolve(self.ctx.clone(), domain);
+                }
+            }
+        }
+    }
+
+    fn push_ready(&mut self, dest: Arc<Destination>, r: QRcpt) {
+        let key = QueueKey {
+            source: self.ctx.source.name.clone(),
+            site: dest.site.clone(),
+        };
+        let domain = r.domain.clone();
+        let q = self
+            .ready
+            .entry(key)
+            .or_insert_with(|| ReadyQueue::new(dest.clone(), domain));
+        q.dest = dest;
+        q.items.push_back(r);
+    }
+
+    fn routed(&mut self, domain: Arc<str>, result: Result<Arc<Destination>, (bool, Failure)>) {
+        let now = self.ctx.clock.now_ms();
+        let Some(ds) = self.domains.get_mut(&domain) else {
+            return;
+        };
+        ds.resolving = false;
+        let waiting = std::mem::take(&mut ds.awaiting);
+        match result {
+            Ok(dest) => {
+                ds.dest = Some((dest.clone(), now));
+                for r in waiting {
+                    self.push_ready(dest.clone(), r);
+                }
+            }
+            Err((permanent, failure)) => {
+                ds.dest = None;
+                let at = AttemptContext::default();
+                for r in waiting {
+                    let o = if permanent {
+                        Outcome::Permanent(failure.clone())
+                    } else {
+                        Outcome::Transient(failure.clone())
+                    };
+                    self.settle(r, o, &at);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! From a recipient domain to where to connect: static routes first, then MX through the real
+//! resolver. The site (shared limits) is the canonical MX host set.
+
+use crate::outcome::Failure;
+use cartero_bounce::BounceClass;
+use cartero_dns::{MxResolver, Route};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One host to try, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HostTarget {
+    pub name: String,
+    pub port: u16,
+}
+
+/// Where a domain's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Destination {
+    pub site: Arc<str>,
+    pub hosts: Vec<HostTarget>,
+}
+
+/// Parses a static route target: `host`, `host:port`, `1.2.3.4:25`, `[::1]:2525`.
+pub(crate) fn parse_target(target: &str, default_port: u16) -> Result<HostTarget, String> {
+    let t = target.trim();
+    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
+        let (h, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("route {target:?}: missing ']'"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("route {target:?}: bad port"))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("route {target:?}: junk after ']'")),
+        };
+        (h.to_string(), port)
+    } else {
+        match t.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (
+                h.to_string(),
+                p.parse().map_err(|_| format!("route {target:?}: bad port"))?,
+            ),
+            _ => (t.to_string(), default_port),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("route {target:?}: empty host"));
+    }
+    Ok(HostTarget { name: host, port })
+}
+
+/// Resolves domains to destinations.
+pub(crate) struct Router {
+    resolver: MxResolver,
+    routes: BTreeMap<String, HostTarget>,
+    port: u16,
+    own_limits: Box<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl Router {
+    /// Fails on a malformed static route, so bad config is caught at start.
+    pub fn new(
+        resolver: MxResolver,
+        routes: &BTreeMap<String, String>,
+        port: u16,
+        own_limits: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> Result<Self, String> {
+        let routes = routes
+            .iter()
+            .map(|(d, t)| Ok((d.to_ascii_lowercase(), parse_target(t, port)?)))
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            resolver,
+            routes,
+            port,
+            own_limits,
+        })
+    }
+
+    pub fn resolver(&self) -> &MxResolver {
+        &self.resolver
+    }
+
+    /// The destination of `domain`, or the failure that stops delivery to it.
+    pub async fn route(&self, domain: &str) -> Result<Destination, (bool, Failure)> {
+        let static_route = self.routes.get(domain).or_else(|| self.routes.get("*"));
+        let mut dest = match static_route {
+            Some(t) => Destination {
+                site: format!("route:{}:{}", t.name, t.port).into(),
+                hosts: vec![t.clone()],
+            },
+            None => self.mx_destination(domain).await?,
+        };
+        if (self.own_limits)(domain) {
+            // A domain with limits of its own is shaped apart from the rest of its site.
+            dest.site = format!("domain:{domain}").into();
+        }
+        Ok(dest)
+    }
+
+    async fn mx_destination(&self, domain: &str) -> Result<Destination, (bool, Failure)> {
+        match self.resolver.route(domain).await {
+            Ok(route) => {
+                let site = cartero_dns::site_name(&route).into();
+                let hosts = match route {
+                    Route::Mx(hosts) => hosts
+                        .into_iter()
+                        .map(|h| HostTarget {
+                            name: h.name,
+                            port: self.port,
+                        })
+                        .collect(),
+                    Route::Implicit(d) => vec![HostTarget {
+                        name: d,
+                        port: self.port,
+                    }],
+                };
+                Ok(Destination { site, hosts })
+            }
+            Err(e) => {
+                let permanent = e.is_permanent();
+                let rule = if permanent { "dns:permanent" } else { "dns:transient" };
+                let class = if permanent {
+                    BounceClass::DNS_FAILURE
+                } else {
+                    BounceClass::TRANSIENT
+                };
+                Err((permanent, Failure::local(e.to_string(), class, rule)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_targets_parse() {
+        let t = |s| parse_target(s, 25);
+        assert_eq!(t("mx.test").unwrap(), HostTarget { name: "mx.test".into(), port: 25 });
+        assert_eq!(t("127.0.0.1:2526").unwrap().port, 2526);
+        assert_eq!(t("[::1]:2527").unwrap(), HostTarget { name: "::1".into(), port: 2527 });
+        assert_eq!(t("[::1]").unwrap().port, 25);
+        assert!(t("host:notaport").is_err());
+        assert!(t("[::1").is_err());
+        assert!(t(":25").is_err());
+    }
+}

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default DNS port, used when a nameserver is given without one.
 const DNS_PORT: u16 = 53;
@@ -19,7 +19,7 @@ const DNS_PORT: u16 = 53;
 /// min_ttl = "30s"
 /// max_ttl = "1h"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     /// Nameservers to query (UDP, with TCP on truncation). Empty means the system

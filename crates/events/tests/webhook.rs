@@ -330,3 +330,21 @@ async fn ids_are_unique_across_a_large_run() {
     assert_eq!(got.iter().collect::<HashSet<_>>().len(), 500);
     assert_eq!(rx.log.lock().accepted.len(), 10);
 }
+
+// current_thread runtime: the batcher cannot run while this test emits without awaiting, so the
+// in-memory bound is hit deterministically.
+#[tokio::test(flavor = "current_thread")]
+async fn memory_is_bounded_by_max_pending_events() {
+    let (rx, url) = receiver(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&url, dir.path(), 10);
+    cfg.max_pending_events = 2;
+    let sink = WebhookSink::start(cfg, clock()).unwrap();
+    let evs = events(5);
+    for e in &evs {
+        sink.emit(e);
+    }
+    assert_eq!(sink.stats().events_dropped, 3);
+    flush(&sink).await;
+    assert_eq!(rx.ids(), ids(&evs[..2]));
+}

@@ -210,6 +210,8 @@ pub struct DeliveryConfig {
     /// How long a domain's route is reused before it is resolved again (DNS TTLs still apply below).
     #[serde(with = "humantime_serde")]
     pub route_cache: Duration,
+    /// Outbound connections open at once, over all destinations.
+    pub max_connections: u32,
     /// How long to wait for in-flight transactions at shutdown.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -232,6 +234,7 @@ impl Default for DeliveryConfig {
             routes: BTreeMap::new(),
             dns: cartero_dns::DnsConfig::default(),
             route_cache: Duration::from_secs(60),
+            max_connections: 1000,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -260,7 +263,9 @@ pub struct DkimKeyConfig {
 pub struct EventsConfig {
     /// Write JSON lines under `data_dir/events/`.
     pub log_file: bool,
-    pub file: cartero_events::FileSinkConfig,
+    /// Rotation of the JSON lines files; `dir` is relative to `data_dir`.
+    pub file: cartero_events::JsonlFileConfig,
+    /// Each webhook's `spool_dir` is relative to `data_dir`.
     pub webhooks: Vec<cartero_events::WebhookConfig>,
 }
 
@@ -268,7 +273,7 @@ impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             log_file: true,
-            file: cartero_events::FileSinkConfig::default(),
+            file: cartero_events::JsonlFileConfig::default(),
             webhooks: Vec::new(),
         }
     }

@@ -81,6 +81,7 @@ fn client_config(ctx: &DeliveryCtx, tls: TlsPolicy) -> ClientConfig {
             rset: t.mail,
             quit: t.connect,
         },
+        tls_roots: None,
     }
 }
 
@@ -213,14 +214,7 @@ async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>)
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let reply = if !res.mail.is_positive() {
-                        Some(res.mail.clone())
-                    } else {
-                        match res.rcpts.get(i) {
-                            Some(rr) if !rr.is_positive() => Some(rr.clone()),
-                            _ => res.data.clone(),
-                        }
-                    };
+                    let reply = res.outcome(i).cloned();
                     let o = match reply {
                         Some(reply) => Outcome::from_reply(reply, classifier),
                         None => Outcome::Transient(Failure::local(

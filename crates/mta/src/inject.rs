@@ -6,7 +6,7 @@ use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
 use cartero_clock::{Clock, SharedClock};
 use cartero_dkim::Signer;
 use cartero_events::{Event, EventSink, EventType};
-use cartero_spool::{Envelope, MessageId, Spool, SpoolError};
+use cartero_spool::{Envelope, Spool, SpoolError};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -94,7 +94,9 @@ impl ReplyReader {
         if self.reply_len > MAX_REPLY_LEN {
             return Err(self.fail(ReplyError::ReplyTooLong));
         }
-        let digits = raw.get(..3).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+        let digits = raw
+            .get(..3)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
         let last = match raw.get(3) {
             None => true,
             Some(b' ') => true,
@@ -252,7 +254,9 @@ impl<'a> Envelope<'a> {
             recipients,
             body_len: body.len() as u64,
             eight_bit: !body.is_ascii(),
-            smtputf8: headers_utf8 || !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
+            smtputf8: headers_utf8
+                || !sender.is_ascii()
+                || recipients.iter().any(|r| !r.is_ascii()),
         }
     }
 }
@@ -393,11 +397,21 @@ impl Transaction {
             return Err(TransactionResult::refused(r, n));
         }
         if let Some(limit) = caps.size.filter(|limit| env.body_len > *limit) {
-            let text = format!("message size {} exceeds the server's limit {limit}", env.body_len);
-            return Err(TransactionResult::refused(local_reply(552, (5, 3, 4), &text), n));
+            let text = format!(
+                "message size {} exceeds the server's limit {limit}",
+                env.body_len
+            );
+            return Err(TransactionResult::refused(
+                local_reply(552, (5, 3, 4), &text),
+                n,
+            ));
         }
         if env.smtputf8 && !caps.smtputf8 {
-            let r = local_reply(553, (5, 6, 7), "SMTPUTF8 needed but not offered by the server");
+            let r = local_reply(
+                553,
+                (5, 6, 7),
+                "SMTPUTF8 needed but not offered by the server",
+            );
             return Err(TransactionResult::refused(r, n));
         }
         let mut rcpts = vec![None; n];
@@ -599,7 +613,10 @@ impl Transaction {
             ..
         } = self;
         let mail = mail.unwrap_or_else(missing);
-        let mut rcpts: Vec<Reply> = rcpts.into_iter().map(|r| r.unwrap_or_else(missing)).collect();
+        let mut rcpts: Vec<Reply> = rcpts
+            .into_iter()
+            .map(|r| r.unwrap_or_else(missing))
+            .collect();
         if !mail.is_positive() {
             for (i, _) in &wire {
                 if let Some(r) = rcpts.get_mut(*i) {

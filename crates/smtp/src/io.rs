@@ -206,7 +206,12 @@ impl Wire {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8], phase: Phase, limit: Duration) -> Result<(), ClientError> {
+    async fn write(
+        &mut self,
+        bytes: &[u8],
+        phase: Phase,
+        limit: Duration,
+    ) -> Result<(), ClientError> {
         let io = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await
@@ -239,17 +244,20 @@ impl Wire {
                 return Err(ClientError::Closed { phase });
             }
             let input = self.buf.get(..n).unwrap_or_default();
-            self.reader
-                .feed(input)
-                .map_err(|e| ClientError::Protocol {
-                    phase,
-                    detail: e.to_string(),
-                })?;
+            self.reader.feed(input).map_err(|e| ClientError::Protocol {
+                phase,
+                detail: e.to_string(),
+            })?;
         }
     }
 
     /// Sends one command and reads its reply.
-    async fn command(&mut self, cmd: &str, phase: Phase, t: &Timeouts) -> Result<Reply, ClientError> {
+    async fn command(
+        &mut self,
+        cmd: &str,
+        phase: Phase,
+        t: &Timeouts,
+    ) -> Result<Reply, ClientError> {
         let limit = t.for_phase(phase);
         self.write(cmd.as_bytes(), phase, limit).await?;
         self.read_reply(phase, limit).await
@@ -336,7 +344,9 @@ async fn starttls(
     remote: SocketAddr,
     cfg: &ClientConfig,
 ) -> Result<Result<Wire, Wire>, ClientError> {
-    let reply = wire.command("STARTTLS\r\n", Phase::StartTls, &cfg.timeouts).await?;
+    let reply = wire
+        .command("STARTTLS\r\n", Phase::StartTls, &cfg.timeouts)
+        .await?;
     if reply.code != 220 {
         if cfg.tls == TlsMode::Opportunistic {
             return Ok(Err(wire));
@@ -563,7 +573,12 @@ impl Connection {
     pub async fn quit(mut self) {
         let limit = self.timeouts.quit;
         let _ = timeout(limit, async {
-            if self.wire.command("QUIT\r\n", Phase::Quit, &self.timeouts).await.is_ok() {
+            if self
+                .wire
+                .command("QUIT\r\n", Phase::Quit, &self.timeouts)
+                .await
+                .is_ok()
+            {
                 let _ = self.wire.stream.shutdown().await;
             }
         })

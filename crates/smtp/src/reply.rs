@@ -29,7 +29,9 @@ impl EnhancedCode {
         if parts.next().is_some() || !matches!(class, 2 | 4 | 5) || subject > 999 || detail > 999 {
             return None;
         }
-        let rest = text[end..].strip_prefix([' ', '\t']).unwrap_or(&text[end..]);
+        let rest = text[end..]
+            .strip_prefix([' ', '\t'])
+            .unwrap_or(&text[end..]);
         Some((Self::new(class, subject, detail), rest))
     }
 }
@@ -166,7 +168,10 @@ mod tests {
     fn multi_line_reply_round_trips_through_wire_lines() {
         let r = Reply::with_code(550, (5, 1, 1), "No such user\nSee https://x/y");
         let wire = String::from_utf8(r.to_wire()).unwrap();
-        assert_eq!(wire, "550-5.1.1 No such user\r\n550 5.1.1 See https://x/y\r\n");
+        assert_eq!(
+            wire,
+            "550-5.1.1 No such user\r\n550 5.1.1 See https://x/y\r\n"
+        );
         let lines: Vec<&str> = wire.split("\r\n").filter(|l| !l.is_empty()).collect();
         assert_eq!(Reply::from_lines(&lines), Some(r));
     }

@@ -168,7 +168,9 @@ enum State {
     },
     AuthPlain,
     AuthLoginUser,
-    AuthLoginPass { user: String },
+    AuthLoginPass {
+        user: String,
+    },
     /// STARTTLS accepted: nothing is parsed until the handshake is done.
     AwaitTls,
     Closed,

@@ -66,10 +66,19 @@ fn reader_keeps_partial_lines_across_feeds() {
 
 #[test]
 fn reader_rejects_garbage_and_stays_failed() {
-    for bad in [&b"hello\r\n"[..], b"25\r\n", b"250x ok\r\n", b"250-a\r\n251 b\r\n", b"\r\n"] {
+    for bad in [
+        &b"hello\r\n"[..],
+        b"25\r\n",
+        b"250x ok\r\n",
+        b"250-a\r\n251 b\r\n",
+        b"\r\n",
+    ] {
         let mut r = ReplyReader::new();
         let e = r.feed(bad).unwrap_err();
-        assert!(matches!(e, ReplyError::Malformed { .. }), "{bad:?} gave {e:?}");
+        assert!(
+            matches!(e, ReplyError::Malformed { .. }),
+            "{bad:?} gave {e:?}"
+        );
         assert_eq!(r.feed(b"250 ok\r\n"), Err(e));
         assert!(r.next_reply().is_none());
     }
@@ -218,7 +227,10 @@ fn assert_single_terminator(stuffed: &[u8]) {
 fn dot_stuffing_examples() {
     assert_eq!(dot_stuff(b""), b".\r\n");
     assert_eq!(dot_stuff(b"a"), b"a\r\n.\r\n");
-    assert_eq!(dot_stuff(b".a\r\n..b\r\n.\r\n"), b"..a\r\n...b\r\n..\r\n.\r\n");
+    assert_eq!(
+        dot_stuff(b".a\r\n..b\r\n.\r\n"),
+        b"..a\r\n...b\r\n..\r\n.\r\n"
+    );
     assert_eq!(dot_stuff(b"x\n.\ny"), b"x\r\n..\r\ny\r\n.\r\n");
     assert_eq!(dot_stuff(b"x\r.\r\n"), b"x\r\n..\r\n.\r\n");
     assert_eq!(dot_unstuff(b"a\r\n"), None);
@@ -257,11 +269,24 @@ fn capabilities_from_ehlo() {
     assert!(caps.size_advertised && caps.size.is_none() && !caps.pipelining);
     assert_eq!(ehlo(&["mx", "SIZE 0"]).size, None);
     let bare = ehlo(&["mx.example"]);
-    assert_eq!(bare, Capabilities { esmtp: true, ..Capabilities::default() });
+    assert_eq!(
+        bare,
+        Capabilities {
+            esmtp: true,
+            ..Capabilities::default()
+        }
+    );
 }
 
 fn caps_all() -> Capabilities {
-    ehlo(&["mx", "PIPELINING", "SIZE 1000", "8BITMIME", "SMTPUTF8", "CHUNKING"])
+    ehlo(&[
+        "mx",
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "CHUNKING",
+    ])
 }
 
 fn rcpts(list: &[&str]) -> Vec<String> {
@@ -301,8 +326,18 @@ fn pipelined_plan_sends_one_batch_and_maps_replies() {
         assert_eq!(tx.next_action(), Action::Read { phase });
         tx.on_reply(r).unwrap();
     }
-    assert_eq!(tx.next_action(), Action::WriteBody { mode: BodyMode::Data });
-    assert_eq!(tx.next_action(), Action::Read { phase: Phase::DataEnd });
+    assert_eq!(
+        tx.next_action(),
+        Action::WriteBody {
+            mode: BodyMode::Data
+        }
+    );
+    assert_eq!(
+        tx.next_action(),
+        Action::Read {
+            phase: Phase::DataEnd
+        }
+    );
     let queued = Reply::with_code(250, (2, 0, 0), "queued as X");
     tx.on_reply(queued.clone()).unwrap();
     assert_eq!(tx.next_action(), Action::Done);
@@ -320,14 +355,20 @@ fn unpipelined_plan_goes_one_command_at_a_time() {
     let to = rcpts(&["a@x", "b@x"]);
     let env = Envelope::for_message("", &to, b"hi\r\n");
     let mut tx = Transaction::plan(&Capabilities::default(), &env).unwrap();
-    assert_eq!(write_bytes(tx.next_action()), ("MAIL FROM:<>\r\n".into(), Phase::Mail));
+    assert_eq!(
+        write_bytes(tx.next_action()),
+        ("MAIL FROM:<>\r\n".into(), Phase::Mail)
+    );
     assert_eq!(tx.next_action(), Action::Read { phase: Phase::Mail });
     tx.on_reply(ok()).unwrap();
     assert_eq!(write_bytes(tx.next_action()).0, "RCPT TO:<a@x>\r\n");
     tx.on_reply(Reply::new(451, None, "later")).unwrap();
     assert_eq!(write_bytes(tx.next_action()).0, "RCPT TO:<b@x>\r\n");
     tx.on_reply(ok()).unwrap();
-    assert_eq!(write_bytes(tx.next_action()), ("DATA\r\n".into(), Phase::Data));
+    assert_eq!(
+        write_bytes(tx.next_action()),
+        ("DATA\r\n".into(), Phase::Data)
+    );
     tx.on_reply(Reply::new(451, None, "no")).unwrap();
     assert_eq!(tx.next_action(), Action::Done);
     let done = tx.finish();
@@ -372,7 +413,8 @@ fn all_recipients_refused_consumes_data_reply_or_ends_an_unwanted_354() {
     tx.on_reply(ok()).unwrap();
     tx.on_reply(nope.clone()).unwrap();
     assert_eq!(tx.next_action(), Action::Read { phase: Phase::Data });
-    tx.on_reply(Reply::with_code(554, (5, 5, 1), "no valid recipients")).unwrap();
+    tx.on_reply(Reply::with_code(554, (5, 5, 1), "no valid recipients"))
+        .unwrap();
     assert_eq!(tx.next_action(), Action::Done);
     let done = tx.finish();
     assert!(done.needs_rset);
@@ -384,7 +426,10 @@ fn all_recipients_refused_consumes_data_reply_or_ends_an_unwanted_354() {
     tx.on_reply(ok()).unwrap();
     tx.on_reply(nope).unwrap();
     tx.on_reply(Reply::new(354, None, "go")).unwrap();
-    assert_eq!(write_bytes(tx.next_action()), (".\r\n".into(), Phase::DataEnd));
+    assert_eq!(
+        write_bytes(tx.next_action()),
+        (".\r\n".into(), Phase::DataEnd)
+    );
     tx.on_reply(Reply::new(554, None, "empty")).unwrap();
     assert_eq!(tx.next_action(), Action::Done);
     assert_eq!(tx.finish().result.data, None);
@@ -397,7 +442,11 @@ fn mail_parameters_follow_capabilities_and_body() {
     let env = Envelope::for_message("s@y", &to, body);
     assert!(env.eight_bit && env.smtputf8);
     let mut tx = Transaction::plan(&caps_all(), &env).unwrap();
-    assert!(write_bytes(tx.next_action()).0.starts_with("MAIL FROM:<s@y> SIZE=18 BODY=8BITMIME SMTPUTF8\r\n"));
+    assert!(
+        write_bytes(tx.next_action())
+            .0
+            .starts_with("MAIL FROM:<s@y> SIZE=18 BODY=8BITMIME SMTPUTF8\r\n")
+    );
 
     let env = Envelope::for_message("s@y", &to, "hi\r\n\r\n\u{e9}".as_bytes());
     assert!(env.eight_bit && !env.smtputf8);
@@ -408,7 +457,12 @@ fn mail_parameters_follow_capabilities_and_body() {
     tx.on_reply(ok()).unwrap();
     write_bytes(tx.next_action());
     tx.on_reply(ok()).unwrap();
-    assert_eq!(tx.next_action(), Action::WriteBody { mode: BodyMode::Bdat });
+    assert_eq!(
+        tx.next_action(),
+        Action::WriteBody {
+            mode: BodyMode::Bdat
+        }
+    );
 }
 
 #[test]
@@ -425,10 +479,16 @@ fn local_refusals_are_marked_and_send_nothing() {
     let utf8_to = rcpts(&["j\u{f6}rg@x"]);
     let env = Envelope::for_message("s@y", &utf8_to, b"x");
     let refused = Transaction::plan(&ehlo(&["mx", "8BITMIME"]), &env).unwrap_err();
-    assert_eq!((refused.mail.code, refused.mail.enhanced), (553, Some(EnhancedCode::new(5, 6, 7))));
+    assert_eq!(
+        (refused.mail.code, refused.mail.enhanced),
+        (553, Some(EnhancedCode::new(5, 6, 7)))
+    );
 
     let env = Envelope::for_message("s@y>\r\nRSET", &to, b"x");
-    assert_eq!(Transaction::plan(&caps_all(), &env).unwrap_err().mail.code, 553);
+    assert_eq!(
+        Transaction::plan(&caps_all(), &env).unwrap_err().mail.code,
+        553
+    );
 }
 
 #[test]
@@ -437,10 +497,18 @@ fn injected_recipient_is_refused_alone() {
     let env = Envelope::for_message("s@y", &to, b"x");
     let mut tx = Transaction::plan(&ehlo(&["mx", "PIPELINING"]), &env).unwrap();
     let (batch, _) = write_bytes(tx.next_action());
-    assert_eq!(batch, "MAIL FROM:<s@y>\r\nRCPT TO:<a@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n");
+    assert_eq!(
+        batch,
+        "MAIL FROM:<s@y>\r\nRCPT TO:<a@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n"
+    );
     for r in [ok(), ok(), ok(), Reply::new(354, None, "go"), ok()] {
         if matches!(tx.next_action(), Action::WriteBody { .. }) {
-            assert_eq!(tx.next_action(), Action::Read { phase: Phase::DataEnd });
+            assert_eq!(
+                tx.next_action(),
+                Action::Read {
+                    phase: Phase::DataEnd
+                }
+            );
         }
         tx.on_reply(r).unwrap();
     }

@@ -9,11 +9,17 @@ use server_support::{Harness, Received, cfg};
 #[test]
 fn greeting_and_ehlo_capabilities_in_clear_text() {
     let mut h = Harness::new(cfg(), false);
-    assert_eq!(h.session.greeting().to_string(), "220 mx.test ESMTP cartero");
+    assert_eq!(
+        h.session.greeting().to_string(),
+        "220 mx.test ESMTP cartero"
+    );
     h.session.feed(b"EHLO client.test\r\n");
     assert_eq!(
         h.session.next_event(),
-        Event::Helo { name: "client.test".into(), extended: true }
+        Event::Helo {
+            name: "client.test".into(),
+            extended: true
+        }
     );
     let wire = String::from_utf8(h.session.accept().to_wire()).unwrap();
     assert_eq!(
@@ -28,16 +34,39 @@ fn greeting_and_ehlo_capabilities_in_clear_text() {
 fn ehlo_capabilities_follow_tls_and_config() {
     let mut tls = Harness::new(cfg(), true);
     let caps = tls.send(b"EHLO c.test\r\n").join("|");
-    assert!(caps.contains("AUTH PLAIN LOGIN") && !caps.contains("STARTTLS"), "{caps}");
+    assert!(
+        caps.contains("AUTH PLAIN LOGIN") && !caps.contains("STARTTLS"),
+        "{caps}"
+    );
 
-    let plain_auth = ServerConfig { auth_requires_tls: false, chunking: false, smtputf8: false, ..cfg() };
-    let caps = Harness::new(plain_auth, false).send(b"EHLO c.test\r\n").join("|");
-    assert!(caps.contains("AUTH PLAIN LOGIN") && caps.contains("STARTTLS"), "{caps}");
-    assert!(!caps.contains("CHUNKING") && !caps.contains("SMTPUTF8"), "{caps}");
+    let plain_auth = ServerConfig {
+        auth_requires_tls: false,
+        chunking: false,
+        smtputf8: false,
+        ..cfg()
+    };
+    let caps = Harness::new(plain_auth, false)
+        .send(b"EHLO c.test\r\n")
+        .join("|");
+    assert!(
+        caps.contains("AUTH PLAIN LOGIN") && caps.contains("STARTTLS"),
+        "{caps}"
+    );
+    assert!(
+        !caps.contains("CHUNKING") && !caps.contains("SMTPUTF8"),
+        "{caps}"
+    );
 
-    let bare = ServerConfig { starttls: false, auth: false, ..cfg() };
+    let bare = ServerConfig {
+        starttls: false,
+        auth: false,
+        ..cfg()
+    };
     let caps = Harness::new(bare, true).send(b"EHLO c.test\r\n").join("|");
-    assert!(!caps.contains("AUTH") && !caps.contains("STARTTLS"), "{caps}");
+    assert!(
+        !caps.contains("AUTH") && !caps.contains("STARTTLS"),
+        "{caps}"
+    );
 }
 
 #[test]
@@ -49,14 +78,21 @@ fn helo_reply_is_plain_250() {
 #[test]
 fn full_transaction_delivers_exact_message() {
     let mut h = Harness::ready();
-    let replies = h.send(
-        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n",
-    );
+    let replies =
+        h.send(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRCPT TO:<z@y.test>\r\nDATA\r\n");
     assert_eq!(
         replies,
-        ["250 2.1.0 Sender ok", "250 2.1.5 Recipient ok", "250 2.1.5 Recipient ok", "354 End data with <CR><LF>.<CR><LF>"]
+        [
+            "250 2.1.0 Sender ok",
+            "250 2.1.5 Recipient ok",
+            "250 2.1.5 Recipient ok",
+            "354 End data with <CR><LF>.<CR><LF>"
+        ]
     );
-    assert_eq!(h.send(b"Subject: hi\r\n\r\n..dot\r\n.\r\n"), ["250 2.0.0 Ok: queued as 1"]);
+    assert_eq!(
+        h.send(b"Subject: hi\r\n\r\n..dot\r\n.\r\n"),
+        ["250 2.0.0 Ok: queued as 1"]
+    );
     assert_eq!(
         h.messages,
         [Received {
@@ -65,7 +101,10 @@ fn full_transaction_delivers_exact_message() {
             data: b"Subject: hi\r\n\r\n.dot\r\n".to_vec(),
         }]
     );
-    assert_eq!(h.send(b"QUIT\r\n"), ["221 2.0.0 mx.test closing connection"]);
+    assert_eq!(
+        h.send(b"QUIT\r\n"),
+        ["221 2.0.0 mx.test closing connection"]
+    );
     assert!(h.closed && h.session.is_closed());
     // Input after QUIT is ignored.
     h.session.feed(b"NOOP\r\n");
@@ -93,27 +132,46 @@ fn mail_from_event_carries_params() {
     s.accept();
     assert_eq!(
         s.next_event(),
-        Event::MailFrom { address: "a@b.test".into(), size: Some(500), body_8bit: true, smtputf8: false }
+        Event::MailFrom {
+            address: "a@b.test".into(),
+            size: Some(500),
+            body_8bit: true,
+            smtputf8: false
+        }
     );
 }
 
 #[test]
 fn sequence_errors_are_503_and_session_continues() {
     let mut h = Harness::new(cfg(), false);
-    assert_eq!(h.send(b"MAIL FROM:<a@b.test>\r\n"), ["503 5.5.1 Send EHLO/HELO first"]);
+    assert_eq!(
+        h.send(b"MAIL FROM:<a@b.test>\r\n"),
+        ["503 5.5.1 Send EHLO/HELO first"]
+    );
     h.send(b"EHLO c.test\r\n");
-    assert_eq!(h.send(b"RCPT TO:<x@y.test>\r\n"), ["503 5.5.1 Need MAIL command"]);
+    assert_eq!(
+        h.send(b"RCPT TO:<x@y.test>\r\n"),
+        ["503 5.5.1 Need MAIL command"]
+    );
     assert_eq!(h.send(b"DATA\r\n"), ["503 5.5.1 Need MAIL command"]);
-    assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\nMAIL FROM:<c@b.test>\r\n"), [250, 503]);
+    assert_eq!(
+        h.codes(b"MAIL FROM:<a@b.test>\r\nMAIL FROM:<c@b.test>\r\n"),
+        [250, 503]
+    );
     assert_eq!(h.send(b"DATA\r\n"), ["554 5.5.1 No valid recipients"]);
-    assert_eq!(h.codes(b"RCPT TO:<x@y.test>\r\nDATA\r\nm\r\n.\r\n"), [250, 354, 250]);
+    assert_eq!(
+        h.codes(b"RCPT TO:<x@y.test>\r\nDATA\r\nm\r\n.\r\n"),
+        [250, 354, 250]
+    );
     assert_eq!(h.messages[0].sender, "a@b.test");
 }
 
 #[test]
 fn rset_clears_the_transaction_but_not_helo() {
     let mut h = Harness::ready();
-    let codes = h.codes(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRSET\r\nDATA\r\nMAIL FROM:<a@b.test>\r\n");
+    let codes = h.codes(
+        b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@y.test>\r\nRSET\r\nDATA\r\nMAIL FROM:<a@b.test>\r\n",
+    );
     assert_eq!(codes, [250, 250, 250, 503, 250]);
     assert_eq!(h.session.helo_name(), Some("client.test"));
 }
@@ -131,11 +189,20 @@ fn new_transaction_starts_without_old_recipients() {
 fn simple_commands() {
     let mut h = Harness::ready();
     assert_eq!(h.send(b"NOOP\r\n"), ["250 2.0.0 Ok"]);
-    assert_eq!(h.send(b"VRFY bob\r\n"), ["252 2.5.0 Cannot VRFY user, but will accept message"]);
+    assert_eq!(
+        h.send(b"VRFY bob\r\n"),
+        ["252 2.5.0 Cannot VRFY user, but will accept message"]
+    );
     assert_eq!(h.codes(b"HELP\r\n"), [214]);
     assert_eq!(h.send(b"FROB\r\n"), ["500 5.5.1 Command unrecognized"]);
-    assert_eq!(h.send(b"EXPN list\r\n"), ["502 5.5.1 Command not implemented"]);
-    assert_eq!(h.send(b"MAIL FROM:<not an address>\r\n"), ["501 5.5.4 Bad address syntax"]);
+    assert_eq!(
+        h.send(b"EXPN list\r\n"),
+        ["502 5.5.1 Command not implemented"]
+    );
+    assert_eq!(
+        h.send(b"MAIL FROM:<not an address>\r\n"),
+        ["501 5.5.4 Bad address syntax"]
+    );
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test> RET=FULL\r\n"), [555]);
     // After all those errors the session still works (max_errors is 10).
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test>\r\n"), [250]);
@@ -144,11 +211,17 @@ fn simple_commands() {
 #[test]
 fn every_non_greeting_reply_has_an_enhanced_code() {
     let mut h = Harness::ready();
-    let mut s = Session::new(cfg(), false);
-    s.feed(b"EHLO c\r\n");
-    s.next_event();
-    s.accept();
-    for line in ["NOOP", "RSET", "VRFY x", "HELP", "FROB", "DATA", "RCPT TO:<a@b.test>", "MAIL FROM:<>", "QUIT"] {
+    for line in [
+        "NOOP",
+        "RSET",
+        "VRFY x",
+        "HELP",
+        "FROB",
+        "DATA",
+        "RCPT TO:<a@b.test>",
+        "MAIL FROM:<>",
+        "QUIT",
+    ] {
         h.session.feed(format!("{line}\r\n").as_bytes());
         let r = match h.session.next_event() {
             Event::Reply(r) | Event::Quit(r) => r,
@@ -175,13 +248,23 @@ fn unanswered_decision_is_refused_with_451() {
     assert!(matches!(s.next_event(), Event::Helo { .. }));
     assert_eq!(
         s.next_event(),
-        Event::Reply(Reply::with_code(451, (4, 3, 0), "Internal error: command left unanswered"))
+        Event::Reply(Reply::with_code(
+            451,
+            (4, 3, 0),
+            "Internal error: command left unanswered"
+        ))
     );
     assert_eq!(s.helo_name(), None);
-    assert_eq!(s.next_event(), Event::Reply(Reply::with_code(250, (2, 0, 0), "Ok")));
+    assert_eq!(
+        s.next_event(),
+        Event::Reply(Reply::with_code(250, (2, 0, 0), "Ok"))
+    );
     // Answering with nothing pending is harmless.
     assert_eq!(s.accept().code, 503);
-    assert_eq!(s.accept_message(Reply::with_code(250, (2, 0, 0), "x")).code, 503);
+    assert_eq!(
+        s.accept_message(Reply::with_code(250, (2, 0, 0), "x")).code,
+        503
+    );
 }
 
 #[test]
@@ -192,11 +275,17 @@ fn rejected_message_ends_the_transaction() {
         s.next_event();
         s.accept();
     }
-    assert_eq!(s.next_event().clone(), Event::Reply(Reply::new(354, None, "End data with <CR><LF>.<CR><LF>")));
+    assert_eq!(
+        s.next_event().clone(),
+        Event::Reply(Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"))
+    );
     assert!(matches!(s.next_event(), Event::Message { ref data, .. } if data == b"hi\r\n"));
     let r = s.reject(Reply::with_code(554, (5, 7, 1), "Spam"));
     assert_eq!(r.code, 554);
-    assert_eq!(s.next_event(), Event::Reply(Reply::with_code(503, (5, 5, 1), "Need MAIL command")));
+    assert_eq!(
+        s.next_event(),
+        Event::Reply(Reply::with_code(503, (5, 5, 1), "Need MAIL command"))
+    );
 }
 
 #[test]
@@ -217,7 +306,10 @@ fn smtputf8_addresses() {
         h.codes("MAIL FROM:<jösé@b.test> SMTPUTF8\r\nRCPT TO:<ü@dömäin.test>\r\n".as_bytes()),
         [250, 250]
     );
-    let no_utf8 = ServerConfig { smtputf8: false, ..cfg() };
+    let no_utf8 = ServerConfig {
+        smtputf8: false,
+        ..cfg()
+    };
     let mut h = Harness::new(no_utf8, false);
     h.send(b"EHLO c\r\n");
     assert_eq!(h.codes(b"MAIL FROM:<a@b.test> SMTPUTF8\r\n"), [555]);

@@ -1,5 +1,6 @@
 //! Insert throughput: `cargo run --release -p cartero-spool --example spool_bench -- [N] [DIR]`.
 //! N messages of 8 KiB from 64 concurrent tasks; prints msg/s and the average batch size.
+//! `SPOOL_BENCH_BATCH` sets `max_batch` (default 64, one barrier per 64 as in NOTES.md).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,16 +12,28 @@ const TASKS: usize = 64;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let n: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50_000);
+    let n: usize = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(50_000);
     let tmp = tempfile::tempdir()?;
-    let dir = args.next().map(PathBuf::from).unwrap_or_else(|| tmp.path().to_path_buf());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let dir = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(n, dir))
 }
 
 async fn run(n: usize, dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
     let opts = SpoolOptions {
-        max_batch: 64,
+        max_batch: std::env::var("SPOOL_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64),
         max_batch_delay: Duration::ZERO,
         ..SpoolOptions::default()
     };

@@ -308,8 +308,8 @@ impl Spool {
         if envelope.recipients.is_empty() {
             return Err(SpoolError::NoRecipients);
         }
-        let rcpts =
-            u32::try_from(envelope.recipients.len()).map_err(|_| SpoolError::TooLarge(body.len()))?;
+        let rcpts = u32::try_from(envelope.recipients.len())
+            .map_err(|_| SpoolError::TooLarge(body.len()))?;
         let env = serde_json::to_vec(&envelope)?;
         let total = env.len().saturating_add(body.len());
         if total > MAX_RECORD {
@@ -356,7 +356,12 @@ impl Spool {
     }
 
     /// Durably records the state of recipient `rcpt` (its position in the envelope) of message `id`.
-    pub async fn update(&self, id: MessageId, rcpt: u32, state: RcptState) -> Result<(), SpoolError> {
+    pub async fn update(
+        &self,
+        id: MessageId,
+        rcpt: u32,
+        state: RcptState,
+    ) -> Result<(), SpoolError> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Update {
             id,
@@ -370,7 +375,12 @@ impl Spool {
     /// Queues a state update without waiting; it is written with the next batch. Suited to
     /// non-critical updates (e.g. an attempt count) whose loss in a crash only repeats work.
     /// Errors detected by the writer are logged rather than returned.
-    pub fn update_nowait(&self, id: MessageId, rcpt: u32, state: RcptState) -> Result<(), SpoolError> {
+    pub fn update_nowait(
+        &self,
+        id: MessageId,
+        rcpt: u32,
+        state: RcptState,
+    ) -> Result<(), SpoolError> {
         self.send(Request::Update {
             id,
             rcpt,

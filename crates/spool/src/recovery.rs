@@ -40,18 +40,17 @@ pub(crate) fn recover(dir: &Path, _opts: &SpoolOptions) -> Result<Recovery, Spoo
         match load_segment(&seg_dir, no, &mut report)? {
             Some((st, mut rec)) => {
                 index.live_messages += u64::from(st.live_msgs);
-                index.live_recipients += st
-                    .msgs
-                    .iter()
-                    .map(|m| u64::from(m.live))
-                    .sum::<u64>();
+                index.live_recipients += st.msgs.iter().map(|m| u64::from(m.live)).sum::<u64>();
                 index.segments.insert(no, st);
                 recovered.append(&mut rec);
             }
             None => dead.push(no),
         }
         if !jnls.contains(&no) {
-            tracing::warn!(segment = no, "spool segment had no journal; created an empty one");
+            tracing::warn!(
+                segment = no,
+                "spool segment had no journal; created an empty one"
+            );
         }
     }
     // Journals of dead segments and orphans (a crash between deleting a segment and its journal).

@@ -181,10 +181,18 @@ impl Writer {
             let err = || SpoolError::Failed(failure.clone().unwrap_or_default());
             match p {
                 Pending::Insert(tx, id) => {
-                    let _ = tx.send(if failure.is_some() { Err(err()) } else { Ok(id) });
+                    let _ = tx.send(if failure.is_some() {
+                        Err(err())
+                    } else {
+                        Ok(id)
+                    });
                 }
                 Pending::Unit(Some(tx)) => {
-                    let _ = tx.send(if failure.is_some() { Err(err()) } else { Ok(()) });
+                    let _ = tx.send(if failure.is_some() {
+                        Err(err())
+                    } else {
+                        Ok(())
+                    });
                 }
                 Pending::Unit(None) => {}
             }
@@ -252,11 +260,9 @@ impl Writer {
                         || s.total_rcpts.checked_add(rcpts).is_none())
             })
         };
-        if must_roll {
-            if let Err(e) = self.roll(b) {
-                self.failed.get_or_insert_with(|| e.to_string());
-                return Err(e);
-            }
+        if must_roll && let Err(e) = self.roll(b) {
+            self.failed.get_or_insert_with(|| e.to_string());
+            return Err(e);
         }
         let frame_off = b.seg_off + b.seg_buf.len() as u64;
         let body_off = frame_off + (HEADER_LEN + MESSAGE_FIXED) as u64 + u64::from(env_len);
@@ -338,7 +344,11 @@ impl Writer {
         let mut idx = self.shared.index.lock();
         idx.segments.insert(next, SegState::new(seg, jnl, 0, 0));
         idx.current = next;
-        if idx.segments.get(&b.seg_no).is_some_and(|s| s.live_msgs == 0) {
+        if idx
+            .segments
+            .get(&b.seg_no)
+            .is_some_and(|s| s.live_msgs == 0)
+        {
             b.dead.push(b.seg_no);
         }
         drop(idx);
@@ -357,7 +367,8 @@ impl Writer {
             idx.segments.get(&b.seg_no).map(|s| s.seg.clone())
         };
         let path = seg_path(&self.dir, b.seg_no, "seg");
-        let file = file.ok_or_else(|| SpoolError::Failed(format!("segment {} missing", b.seg_no)))?;
+        let file =
+            file.ok_or_else(|| SpoolError::Failed(format!("segment {} missing", b.seg_no)))?;
         file.write_all_at(&b.seg_buf, b.seg_off)
             .map_err(SpoolError::io("write", &path))?;
         b.seg_off += b.seg_buf.len() as u64;
@@ -394,7 +405,8 @@ impl Writer {
             return Ok(());
         }
         for (file, path) in b.to_sync.drain(..) {
-            file.sync_data().map_err(SpoolError::io("fdatasync", &path))?;
+            file.sync_data()
+                .map_err(SpoolError::io("fdatasync", &path))?;
         }
         self.shared.barriers.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -409,7 +421,8 @@ impl Writer {
         for &no in dead.iter() {
             let removed = {
                 let mut idx = self.shared.index.lock();
-                let gone = no != idx.current && idx.segments.get(&no).is_some_and(|s| s.live_msgs == 0);
+                let gone =
+                    no != idx.current && idx.segments.get(&no).is_some_and(|s| s.live_msgs == 0);
                 gone && idx.segments.remove(&no).is_some()
             };
             if !removed {

@@ -53,7 +53,10 @@ fn crash_child() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..20_000u64 {
                     let n = t * 1_000_000 + i;
-                    let id = s.insert(envelope(n), Bytes::from(vec![b'x'; 2048])).await.unwrap();
+                    let id = s
+                        .insert(envelope(n), Bytes::from(vec![b'x'; 2048]))
+                        .await
+                        .unwrap();
                     println!("ACK {id}");
                 }
             }));
@@ -79,7 +82,10 @@ fn acknowledged_messages_survive_sigkill() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = Vec::new();
-    let parse = |l: &str| l.strip_prefix("ACK ").map(|s| s.parse::<MessageId>().unwrap());
+    let parse = |l: &str| {
+        l.strip_prefix("ACK ")
+            .map(|s| s.parse::<MessageId>().unwrap())
+    };
     while acked.len() < ACKS_BEFORE_KILL {
         match lines.next() {
             Some(Ok(l)) => acked.extend(parse(&l)),
@@ -92,13 +98,25 @@ fn acknowledged_messages_survive_sigkill() {
     for l in lines.map_while(Result::ok) {
         acked.extend(parse(&l));
     }
-    assert_eq!(status.signal(), Some(9), "child must die mid-insert, got {status:?}");
-    assert!(acked.len() >= ACKS_BEFORE_KILL, "child acked only {}", acked.len());
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "child must die mid-insert, got {status:?}"
+    );
+    assert!(
+        acked.len() >= ACKS_BEFORE_KILL,
+        "child acked only {}",
+        acked.len()
+    );
 
     let (spool, rec) = Spool::open(dir.path(), opts()).unwrap();
     let back: HashSet<MessageId> = rec.iter().map(|r| r.id).collect();
     let missing: Vec<_> = acked.iter().filter(|id| !back.contains(id)).collect();
-    assert!(missing.is_empty(), "lost {} acked messages: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "lost {} acked messages: {missing:?}",
+        missing.len()
+    );
     assert!(spool.recovery_report().corrupt.is_empty());
     for r in &rec {
         assert_eq!(r.envelope.recipients.len(), 2);

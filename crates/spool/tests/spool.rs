@@ -15,11 +15,13 @@ fn envelope(tag: usize, rcpts: usize) -> Envelope {
     metadata.insert("campaign_id".into(), serde_json::json!(tag as u64 * 7));
     Envelope {
         sender: format!("bounce+{tag}@example.com"),
-        recipients: (0..rcpts).map(|r| format!("u{tag}.{r}@example.net")).collect(),
+        recipients: (0..rcpts)
+            .map(|r| format!("u{tag}.{r}@example.net"))
+            .collect(),
         received_at: 1_700_000_000_000 + tag as u64,
         expires_at: 1_700_000_000_000 + 86_400_000,
         metadata,
-        pool: (tag % 2 == 0).then(|| "bulk".to_string()),
+        pool: tag.is_multiple_of(2).then(|| "bulk".to_string()),
     }
 }
 
@@ -67,7 +69,10 @@ async fn insert_then_reopen_recovers_identical_envelope_and_body() {
     assert!(rec.is_empty());
     let mut want = Vec::new();
     for tag in 0..5 {
-        let id = spool.insert(envelope(tag, tag + 1), body(tag, 500 * tag)).await.unwrap();
+        let id = spool
+            .insert(envelope(tag, tag + 1), body(tag, 500 * tag))
+            .await
+            .unwrap();
         want.push((id, tag));
     }
     assert_eq!(spool.stats().live_messages, 5);
@@ -100,19 +105,33 @@ async fn updates_survive_reopen_and_final_states_are_immutable() {
     let (spool, _) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
     let id = spool.insert(envelope(1, 3), body(1, 100)).await.unwrap();
     let s0 = state(RcptStatus::Queued, 2, Some("451 4.7.1 try later"));
-    spool.update(id, 0, state(RcptStatus::Queued, 1, None)).await.unwrap();
+    spool
+        .update(id, 0, state(RcptStatus::Queued, 1, None))
+        .await
+        .unwrap();
     spool.update(id, 0, s0.clone()).await.unwrap();
     let s1 = state(RcptStatus::Delivered, 1, Some("250 2.0.0 ok"));
     spool.update(id, 1, s1.clone()).await.unwrap();
     let s2 = state(RcptStatus::Queued, 4, None);
     spool.update_nowait(id, 2, s2.clone()).unwrap();
 
-    let again = spool.update(id, 1, state(RcptStatus::Queued, 2, None)).await;
-    assert!(matches!(again, Err(SpoolError::AlreadyFinal { rcpt: 1, .. })), "{again:?}");
+    let again = spool
+        .update(id, 1, state(RcptStatus::Queued, 2, None))
+        .await;
+    assert!(
+        matches!(again, Err(SpoolError::AlreadyFinal { rcpt: 1, .. })),
+        "{again:?}"
+    );
     let bad = spool.update(id, 3, s0.clone()).await;
-    assert!(matches!(bad, Err(SpoolError::UnknownRecipient { rcpt: 3, .. })), "{bad:?}");
+    assert!(
+        matches!(bad, Err(SpoolError::UnknownRecipient { rcpt: 3, .. })),
+        "{bad:?}"
+    );
     let unknown = spool.update(MessageId(id.0 + 1), 0, s0.clone()).await;
-    assert!(matches!(unknown, Err(SpoolError::UnknownMessage(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(SpoolError::UnknownMessage(_))),
+        "{unknown:?}"
+    );
     assert_eq!(spool.stats().live_recipients, 2);
     spool.close().await.unwrap();
 
@@ -129,33 +148,59 @@ async fn dead_segments_are_deleted_and_final_messages_not_recovered() {
     let (spool, _) = Spool::open(dir.path(), opts(4096)).unwrap();
     let mut all = Vec::new();
     for tag in 0..20 {
-        all.push(spool.insert(envelope(tag, 2), body(tag, 1000)).await.unwrap());
+        all.push(
+            spool
+                .insert(envelope(tag, 2), body(tag, 1000))
+                .await
+                .unwrap(),
+        );
     }
     let segments_before = spool.stats().segments;
-    assert!(segments_before >= 5, "rolled into {segments_before} segments");
+    assert!(
+        segments_before >= 5,
+        "rolled into {segments_before} segments"
+    );
     assert_eq!(files(dir.path(), "seg").len(), segments_before);
     let first_seg_files = files(dir.path(), "seg")[0].clone();
 
     // Finish the first ten messages: two recipients each, one delivered and one failed.
     for id in &all[..10] {
-        spool.update(*id, 0, state(RcptStatus::Delivered, 1, None)).await.unwrap();
-        spool.update(*id, 1, state(RcptStatus::Failed, 3, Some("550 5.1.1 no"))).await.unwrap();
+        spool
+            .update(*id, 0, state(RcptStatus::Delivered, 1, None))
+            .await
+            .unwrap();
+        spool
+            .update(*id, 1, state(RcptStatus::Failed, 3, Some("550 5.1.1 no")))
+            .await
+            .unwrap();
     }
     let st = spool.stats();
     assert_eq!((st.live_messages, st.live_recipients), (10, 20));
-    assert!(st.segments < segments_before, "dead segments deleted while running");
+    assert!(
+        st.segments < segments_before,
+        "dead segments deleted while running"
+    );
     assert!(!first_seg_files.exists());
     assert_eq!(files(dir.path(), "seg").len(), st.segments);
     assert_eq!(files(dir.path(), "jnl").len(), st.segments);
-    assert!(matches!(spool.read_body(all[0]).await, Err(SpoolError::UnknownMessage(_))));
+    assert!(matches!(
+        spool.read_body(all[0]).await,
+        Err(SpoolError::UnknownMessage(_))
+    ));
     assert_eq!(spool.read_body(all[15]).await.unwrap(), body(15, 1000));
     spool.close().await.unwrap();
 
     let (spool, rec) = Spool::open(dir.path(), opts(4096)).unwrap();
     assert_eq!(ids(&rec), all[10..].to_vec());
     for id in &all[10..] {
-        spool.update(*id, 0, state(RcptStatus::Delivered, 1, None)).await.unwrap();
-        spool.update(*id, 1, state(RcptStatus::Delivered, 1, None)).await.unwrap();
+        spool
+            .update(*id, 0, state(RcptStatus::Delivered, 1, None))
+            .await
+            .unwrap();
+        spool
+            .update(*id, 1, state(RcptStatus::Delivered, 1, None))
+            .await
+            .unwrap();
     }
     assert_eq!(spool.stats().live_messages, 0);
     spool.close().await.unwrap();
@@ -168,7 +213,10 @@ async fn dead_segments_are_deleted_and_final_messages_not_recovered() {
     let st = spool.stats();
     assert_eq!((st.segments, st.live_messages, st.bytes_on_disk), (1, 0, 0));
     let fresh = spool.insert(envelope(99, 1), body(99, 1)).await.unwrap();
-    assert!(all.iter().all(|id| *id < fresh), "ids keep growing after everything was deleted");
+    assert!(
+        all.iter().all(|id| *id < fresh),
+        "ids keep growing after everything was deleted"
+    );
     spool.close().await.unwrap();
 }
 
@@ -177,7 +225,12 @@ async fn spool_with(dir: &Path, n: usize) -> (Vec<MessageId>, PathBuf) {
     let (spool, _) = Spool::open(dir, opts(1 << 20)).unwrap();
     let mut v = Vec::new();
     for tag in 0..n {
-        v.push(spool.insert(envelope(tag, 1), body(tag, 300)).await.unwrap());
+        v.push(
+            spool
+                .insert(envelope(tag, 1), body(tag, 300))
+                .await
+                .unwrap(),
+        );
     }
     spool.close().await.unwrap();
     let seg = files(dir, "seg")
@@ -192,13 +245,24 @@ async fn torn_tail_is_truncated_and_complete_records_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let (sent, seg) = spool_with(dir.path(), 5).await;
     let len = std::fs::metadata(&seg).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
 
     let (spool, rec) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
     assert_eq!(ids(&rec), sent[..4].to_vec());
     let report = spool.recovery_report().clone();
-    assert!(report.truncated_bytes > 3 && report.corrupt.is_empty(), "{report:?}");
-    assert_eq!(std::fs::metadata(&seg).unwrap().len(), len - 3 - report.truncated_bytes);
+    assert!(
+        report.truncated_bytes > 3 && report.corrupt.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&seg).unwrap().len(),
+        len - 3 - report.truncated_bytes
+    );
     for (tag, id) in sent[..4].iter().enumerate() {
         assert_eq!(spool.read_body(*id).await.unwrap(), body(tag, 300));
     }
@@ -228,7 +292,10 @@ async fn damage_in_the_middle_is_reported_and_skipped() {
     let (sent, seg) = spool_with(dir.path(), 5).await;
     let mut data = std::fs::read(&seg).unwrap();
     let needle = b"Subject: message 2\r\n";
-    let at = data.windows(needle.len()).position(|w| w == needle).unwrap();
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
     data[at + 3] ^= 0x20;
     std::fs::write(&seg, &data).unwrap();
 
@@ -248,21 +315,36 @@ async fn torn_journal_tail_keeps_earlier_updates() {
     let id = spool.insert(envelope(1, 2), body(1, 10)).await.unwrap();
     let first = state(RcptStatus::Queued, 1, Some("421 busy"));
     spool.update(id, 0, first.clone()).await.unwrap();
-    spool.update(id, 1, state(RcptStatus::Delivered, 1, None)).await.unwrap();
+    spool
+        .update(id, 1, state(RcptStatus::Delivered, 1, None))
+        .await
+        .unwrap();
     spool.close().await.unwrap();
     let jnl = files(dir.path(), "jnl")
         .into_iter()
         .find(|p| std::fs::metadata(p).unwrap().len() > 0)
         .unwrap();
     let len = std::fs::metadata(&jnl).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&jnl).unwrap().set_len(len - 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&jnl)
+        .unwrap()
+        .set_len(len - 2)
+        .unwrap();
 
     let (spool, rec) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
     assert_eq!(ids(&rec), vec![id]);
     assert_eq!(rec[0].rcpts[0], first);
-    assert_eq!(rec[0].rcpts[1].status, RcptStatus::Queued, "the torn final update is gone");
+    assert_eq!(
+        rec[0].rcpts[1].status,
+        RcptStatus::Queued,
+        "the torn final update is gone"
+    );
     // The journal keeps working after the repair.
-    spool.update(id, 1, state(RcptStatus::Failed, 2, None)).await.unwrap();
+    spool
+        .update(id, 1, state(RcptStatus::Failed, 2, None))
+        .await
+        .unwrap();
     spool.close().await.unwrap();
     let (spool, rec) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
     assert_eq!(rec[0].rcpts[1].status, RcptStatus::Failed);
@@ -282,7 +364,10 @@ async fn concurrent_inserts_are_durable_distinct_and_batched() {
     for tag in 0..1000 {
         let s = spool.clone();
         tasks.push(tokio::spawn(async move {
-            (tag, s.insert(envelope(tag, 1), body(tag, 1024)).await.unwrap())
+            (
+                tag,
+                s.insert(envelope(tag, 1), body(tag, 1024)).await.unwrap(),
+            )
         }));
     }
     let mut got = Vec::new();
@@ -293,7 +378,11 @@ async fn concurrent_inserts_are_durable_distinct_and_batched() {
     assert_eq!(distinct.len(), 1000);
     let st = spool.stats();
     assert_eq!(st.live_messages, 1000);
-    assert!(st.fsync_barriers > 0 && st.fsync_barriers < 1000, "barriers: {}", st.fsync_barriers);
+    assert!(
+        st.fsync_barriers > 0 && st.fsync_barriers < 1000,
+        "barriers: {}",
+        st.fsync_barriers
+    );
     assert!(st.segments > 1);
     spool.close().await.unwrap();
 
@@ -312,7 +401,10 @@ async fn closed_spool_refuses_work_and_bad_input_is_rejected() {
     let (spool, _) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
     let mut e = envelope(1, 1);
     e.recipients.clear();
-    assert!(matches!(spool.insert(e, body(1, 1)).await, Err(SpoolError::NoRecipients)));
+    assert!(matches!(
+        spool.insert(e, body(1, 1)).await,
+        Err(SpoolError::NoRecipients)
+    ));
     let other = spool.clone();
     spool.close().await.unwrap();
     let r = other.insert(envelope(1, 1), body(1, 1)).await;

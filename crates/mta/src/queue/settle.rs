@@ -61,7 +61,9 @@ impl Settler {
             next_attempt: r.next_attempt,
             last_reply,
         };
-        self.spool.update_nowait(r.msg.id, r.idx, state);
+        if let Err(e) = self.spool.update_nowait(r.msg.id, r.idx, state) {
+            tracing::error!(message = %r.msg.id, rcpt = r.idx, error = %e, "spool update failed");
+        }
         self.events.emit(&self.event(kind, &r, &outcome, failure, at, now));
         count(kind);
         if status == RcptStatus::Queued {

@@ -21,7 +21,7 @@ fn sextet(c: u8) -> Option<u32> {
 /// including non-zero trailing bits, so one response has only one accepted spelling.
 pub(super) fn decode_base64(input: &[u8]) -> Option<Vec<u8>> {
     let pad = input.iter().rev().take_while(|&&c| c == b'=').count();
-    if pad > 2 || (pad > 0 && input.len() % 4 != 0) {
+    if pad > 2 || (pad > 0 && !input.len().is_multiple_of(4)) {
         return None;
     }
     let data = input.get(..input.len() - pad)?;
@@ -92,14 +92,34 @@ mod tests {
         assert_eq!(decode_base64(b"Zm8=").unwrap(), b"fo");
         assert_eq!(decode_base64(b"Zm9v").unwrap(), b"foo");
         assert_eq!(decode_base64(b"Zm9vYg").unwrap(), b"foob");
-        assert_eq!(decode_base64(LOGIN_USER_CHALLENGE.as_bytes()).unwrap(), b"Username:");
-        assert_eq!(decode_base64(LOGIN_PASS_CHALLENGE.as_bytes()).unwrap(), b"Password:");
+        assert_eq!(
+            decode_base64(LOGIN_USER_CHALLENGE.as_bytes()).unwrap(),
+            b"Username:"
+        );
+        assert_eq!(
+            decode_base64(LOGIN_PASS_CHALLENGE.as_bytes()).unwrap(),
+            b"Password:"
+        );
     }
 
     #[test]
     fn rejects_bad_base64() {
-        for bad in [&b"Z"[..], b"Zg=", b"Z===", b"Zh==", b"Zm9v!", b"Zm 9v", b"=", b"Zg==Zg=="] {
-            assert_eq!(decode_base64(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"Z"[..],
+            b"Zg=",
+            b"Z===",
+            b"Zh==",
+            b"Zm9v!",
+            b"Zm 9v",
+            b"=",
+            b"Zg==Zg==",
+        ] {
+            assert_eq!(
+                decode_base64(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

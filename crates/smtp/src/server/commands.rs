@@ -22,7 +22,11 @@ fn bad_sequence(text: &str) -> Reply {
 }
 
 fn too_big() -> Reply {
-    code(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
+    code(
+        552,
+        (5, 3, 4),
+        "Message size exceeds fixed maximum message size",
+    )
 }
 
 impl Session {
@@ -82,7 +86,11 @@ impl Session {
                 .get(..5)
                 .is_some_and(|p| p.eq_ignore_ascii_case(b"AUTH ")),
         };
-        if auth_line { base.max(AUTH_LINE_MAX) } else { base }
+        if auth_line {
+            base.max(AUTH_LINE_MAX)
+        } else {
+            base
+        }
     }
 
     fn take_line(&mut self) -> Line {

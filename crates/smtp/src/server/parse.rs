@@ -26,17 +26,28 @@ pub(super) struct MailParams {
 pub(super) enum Command {
     Ehlo(String),
     Helo(String),
-    Mail { address: String, params: MailParams },
-    Rcpt { address: String },
+    Mail {
+        address: String,
+        params: MailParams,
+    },
+    Rcpt {
+        address: String,
+    },
     Data,
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
     Vrfy,
     Help,
     StartTls,
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
     /// Known verbs we deliberately do not implement (EXPN, TURN, ETRN, ...).
     NotImplemented,
 }
@@ -113,8 +124,11 @@ fn parse_mail(rest: &str) -> Result<Command, Reply> {
         };
         match (key.to_ascii_uppercase().as_str(), value) {
             ("SIZE", Some(v)) => {
-                let size = parse_digits(v).ok_or_else(|| syntax("Bad SIZE parameter"))?;
-                out.size = Some(size);
+                // An absurd declared size is "too big" (552), not a syntax error.
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(syntax("Bad SIZE parameter"));
+                }
+                out.size = Some(parse_digits(v).unwrap_or(u64::MAX));
             }
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("7BIT") => out.body = Body::SevenBit,
             ("BODY", Some(v)) if v.eq_ignore_ascii_case("8BITMIME") => {
@@ -264,13 +278,18 @@ fn valid_local(local: &str) -> bool {
         }
         return !escaped;
     }
-    !local.is_empty() && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
 fn valid_domain(domain: &str) -> bool {
     if let Some(lit) = domain.strip_prefix('[') {
         return lit.strip_suffix(']').is_some_and(|l| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_graphic() && c != '[' && c != ']')
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '[' && c != ']')
         });
     }
     !domain.is_empty()
@@ -278,7 +297,9 @@ fn valid_domain(domain: &str) -> bool {
         && domain.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
         })
 }
 
@@ -295,7 +316,13 @@ mod tests {
         assert_eq!(addr("ehlo x.test"), Ok(Command::Ehlo("x.test".into())));
         assert_eq!(addr("HeLo x.test"), Ok(Command::Helo("x.test".into())));
         assert_eq!(addr("rset"), Ok(Command::Rset));
-        assert_eq!(addr("bdat 10 last"), Ok(Command::Bdat { size: 10, last: true }));
+        assert_eq!(
+            addr("bdat 10 last"),
+            Ok(Command::Bdat {
+                size: 10,
+                last: true
+            })
+        );
     }
 
     #[test]
@@ -320,7 +347,12 @@ mod tests {
             panic!()
         };
         assert_eq!(address, "u@d.test");
-        assert_eq!(addr("RCPT TO:<Postmaster>"), Ok(Command::Rcpt { address: "Postmaster".into() }));
+        assert_eq!(
+            addr("RCPT TO:<Postmaster>"),
+            Ok(Command::Rcpt {
+                address: "Postmaster".into()
+            })
+        );
     }
 
     #[test]
@@ -351,14 +383,21 @@ mod tests {
             "VRFY",
         ] {
             let r = addr(line).unwrap_err();
-            assert_eq!((r.code, r.enhanced.map(|e| e.to_string())), (501, Some("5.5.4".into())), "{line}");
+            assert_eq!(
+                (r.code, r.enhanced.map(|e| e.to_string())),
+                (501, Some("5.5.4".into())),
+                "{line}"
+            );
         }
     }
 
     #[test]
     fn unknown_params_and_verbs() {
         assert_eq!(addr("MAIL FROM:<a@b.test> RET=FULL").unwrap_err().code, 555);
-        assert_eq!(addr("RCPT TO:<a@b.test> NOTIFY=NEVER").unwrap_err().code, 555);
+        assert_eq!(
+            addr("RCPT TO:<a@b.test> NOTIFY=NEVER").unwrap_err().code,
+            555
+        );
         assert_eq!(addr("FROB").unwrap_err().code, 500);
         assert_eq!(addr("EXPN list"), Ok(Command::NotImplemented));
     }

@@ -71,20 +71,24 @@ impl Harness {
                 Event::NeedMore => break,
                 Event::Reply(r) => r,
                 Event::Helo { .. } if self.reject_helo => {
-                    self.session.reject(Reply::with_code(550, (5, 7, 1), "Go away"))
+                    self.session
+                        .reject(Reply::with_code(550, (5, 7, 1), "Go away"))
                 }
                 Event::Helo { .. } | Event::MailFrom { .. } => self.session.accept(),
                 Event::RcptTo { address } if self.reject_rcpt.contains(&address) => self
                     .session
                     .reject(Reply::with_code(550, (5, 1, 1), "No such user")),
                 Event::RcptTo { .. } => self.session.accept(),
-                Event::Auth { username, password, .. } => {
+                Event::Auth {
+                    username, password, ..
+                } => {
                     let ok = password == "secret";
                     self.auths.push((username, password));
                     if ok {
                         self.session.accept()
                     } else {
-                        let r = Reply::with_code(535, (5, 7, 8), "Authentication credentials invalid");
+                        let r =
+                            Reply::with_code(535, (5, 7, 8), "Authentication credentials invalid");
                         self.session.reject(r)
                     }
                 }
@@ -92,8 +96,16 @@ impl Harness {
                     tls_handshake = true;
                     self.session.accept()
                 }
-                Event::Message { sender, recipients, data } => {
-                    self.messages.push(Received { sender, recipients, data });
+                Event::Message {
+                    sender,
+                    recipients,
+                    data,
+                } => {
+                    self.messages.push(Received {
+                        sender,
+                        recipients,
+                        data,
+                    });
                     let id = self.messages.len();
                     let r = Reply::with_code(250, (2, 0, 0), format!("Ok: queued as {id}"));
                     self.session.accept_message(r)

@@ -1,0 +1,163 @@
+//! The HTTP API: injection (SPEC §2.1), queue operations and Prometheus metrics. Every route except
+//! `/healthz` requires `Authorization: Bearer <token>`.
+
+use crate::auth::token_matches;
+use crate::inject::{InjectError, Injected};
+use crate::queue::{Cmd, SchedulerHandle};
+use crate::Mta;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+mod build;
+
+pub use build::{Content, InjectRequest, RecipientSpec};
+
+/// Renders the metrics text; provided by whoever installed the metrics recorder.
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub mta: Arc<Mta>,
+    pub tokens: Arc<Vec<String>>,
+    pub metrics: Option<MetricsRender>,
+}
+
+/// A JSON error body with a status.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<InjectError> for ApiError {
+    fn from(e: InjectError) -> Self {
+        let status = if e.is_transient() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v1/messages", post(inject))
+        .route("/api/v1/messages/{id}", get(inspect))
+        .route("/api/v1/queue", get(queue))
+        .route("/api/v1/queue/flush", post(flush))
+        .route("/api/v1/queue/drain", post(drain))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !given.is_empty() && s.tokens.iter().any(|t| token_matches(t, given)) {
+        return next.run(req).await;
+    }
+    let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing or invalid API token".into()).into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// Parses the JSON body ourselves so every malformed payload gets a JSON error, not a text one.
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+async fn inject(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let req: InjectRequest = parse(&body)?;
+    let injections = build::injections(req).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let mut recipients = Vec::new();
+    let mut messages = Vec::new();
+    for inj in injections {
+        let addrs = inj.recipients.clone();
+        let Injected { message_id, recipient_ids } = s.mta.inject(inj).await?;
+        for (address, id) in addrs.into_iter().zip(recipient_ids) {
+            recipients.push(json!({ "address": address, "id": id }));
+        }
+        messages.push(message_id);
+    }
+    Ok(Json(json!({
+        "total_accepted_recipients": recipients.len(),
+        "recipients": recipients,
+        "message_ids": messages,
+    })))
+}
+
+fn sched(s: &ApiState) -> &SchedulerHandle {
+    &s.mta.sched
+}
+
+async fn queue(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let summary = sched(&s)
+        .ask(|reply| Cmd::Summary { reply })
+        .await
+        .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "scheduler stopped".into()))?;
+    Ok(Json(json!(summary)))
+}
+
+async fn inspect(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = id
+        .parse()
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("invalid message id {id:?}")))?;
+    match sched(&s).ask(|reply| Cmd::Inspect { id, reply }).await.flatten() {
+        Some(v) => Ok(Json(json!(v))),
+        None => Err(ApiError(StatusCode::NOT_FOUND, "no queued recipients for this message".into())),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainBody {
+    domain: Option<String>,
+}
+
+async fn flush(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let b: DomainBody = if body.is_empty() { DomainBody { domain: None } } else { parse(&body)? };
+    let domain = b.domain.map(|d| d.to_ascii_lowercase());
+    let n = sched(&s).ask(|reply| Cmd::Flush { domain, reply }).await.unwrap_or(0);
+    Ok(Json(json!({ "flushed": n })))
+}
+
+async fn drain(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+    let b: DomainBody = parse(&body)?;
+    let domain = b
+        .domain
+        .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "drain needs a domain".into()))?
+        .to_ascii_lowercase();
+    let n = sched(&s).ask(|reply| Cmd::Drain { domain, reply }).await.unwrap_or(0);
+    Ok(Json(json!({ "drained": n })))
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    match &s.metrics {
+        Some(render) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            render(),
+        )
+            .into_response(),
+        None => ApiError(StatusCode::NOT_FOUND, "metrics are not enabled".into()).into_response(),
+    }
+}

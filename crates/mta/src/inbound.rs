@@ -1,0 +1,274 @@
+//! The SMTP injection listener: a tokio loop around the sans-I/O `cartero_smtp::server::Session`,
+//! adding the policy the protocol crate must not know: relay control, authentication, connection
+//! limits, timeouts and spooling.
+
+use crate::auth;
+use crate::config::SmtpConfig;
+use crate::inject::{InjectError, Injection, Injector, valid_address};
+use cartero_smtp::Reply;
+use cartero_smtp::server::{Event, ServerConfig, Session};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+pub(crate) struct Inbound {
+    pub cfg: SmtpConfig,
+    pub hostname: String,
+    pub tls: TlsAcceptor,
+    pub injector: Arc<Injector>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Holds one connection slot of a client IP; released on drop.
+struct Slot<'a> {
+    inbound: &'a Inbound,
+    ip: IpAddr,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut m = self.inbound.per_ip.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+enum Next<S> {
+    Done,
+    StartTls(S, Session),
+}
+
+impl Inbound {
+    pub fn new(cfg: SmtpConfig, hostname: String, tls: TlsAcceptor, injector: Arc<Injector>) -> Self {
+        Self {
+            cfg,
+            hostname,
+            tls,
+            injector,
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn session_config(&self) -> ServerConfig {
+        ServerConfig {
+            hostname: self.hostname.clone(),
+            max_message_size: self.cfg.max_message_size,
+            max_recipients: self.cfg.max_recipients,
+            max_errors: self.cfg.max_errors,
+            starttls: true,
+            auth: !self.cfg.users.is_empty(),
+            auth_requires_tls: self.cfg.auth_requires_tls,
+            ..ServerConfig::default()
+        }
+    }
+
+    /// Takes a connection slot, or the reason to refuse the client.
+    fn admit(&self, ip: IpAddr) -> Result<Slot<'_>, Reply> {
+        let mut m = self.per_ip.lock();
+        let total: usize = m.values().sum();
+        if total >= self.cfg.max_connections {
+            return Err(Reply::with_code(421, (4, 7, 0), "Too many connections, try again later"));
+        }
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.cfg.max_connections_per_ip {
+            return Err(Reply::with_code(421, (4, 7, 0), "Too many connections from your address"));
+        }
+        *n += 1;
+        Ok(Slot { inbound: self, ip })
+    }
+
+    fn may_relay(&self, peer: IpAddr, authenticated: bool) -> bool {
+        authenticated || self.cfg.relay_networks.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// Accepts connections until `stop` turns true.
+pub(crate) async fn serve(listener: TcpListener, inbound: Arc<Inbound>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let ib = inbound.clone();
+                    tokio::spawn(async move { handle(ib, stream, peer).await });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+}
+
+async fn handle(ib: Arc<Inbound>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let _slot = match ib.admit(peer.ip()) {
+        Ok(slot) => slot,
+        Err(reply) => {
+            let _ = stream.write_all(&reply.to_wire()).await;
+            return;
+        }
+    };
+    metrics::counter!("cartero_smtp_connections_total").increment(1);
+    let session = Session::new(ib.session_config(), false);
+    if stream.write_all(&session.greeting().to_wire()).await.is_err() {
+        return;
+    }
+    if let Next::StartTls(stream, mut session) = drive(&ib, stream, session, peer).await {
+        match ib.tls.accept(stream).await {
+            Ok(tls) => {
+                session.tls_established();
+                drive(&ib, tls, session, peer).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        }
+    }
+}
+
+/// Runs the session over one stream until it ends or asks for TLS.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    ib: &Inbound,
+    mut stream: S,
+    mut session: Session,
+    peer: SocketAddr,
+) -> Next<S> {
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let reply = match session.next_event() {
+            Event::NeedMore => {
+                if flush(&mut stream, &mut out).await.is_err() {
+                    return Next::Done;
+                }
+                let timeout = if session.message_buffer_len() > 0 {
+                    ib.cfg.data_timeout
+                } else {
+                    ib.cfg.command_timeout
+                };
+                match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Next::Done,
+                    Ok(Ok(n)) => session.feed(&buf[..n]),
+                    Err(_) => {
+                        let r = Reply::with_code(421, (4, 4, 2), "Timeout, closing connection");
+                        let _ = stream.write_all(&r.to_wire()).await;
+                        return Next::Done;
+                    }
+                }
+                continue;
+            }
+            Event::Reply(r) => r,
+            Event::Helo { .. } => session.accept(),
+            Event::MailFrom { address, .. } => {
+                if address.is_empty() || valid_address(&address) {
+                    session.accept()
+                } else {
+                    session.reject(Reply::with_code(553, (5, 1, 7), "Invalid sender address"))
+                }
+            }
+            Event::RcptTo { address } => rcpt_policy(ib, &mut session, &address, peer.ip()),
+            Event::Auth { username, password, .. } => {
+                if auth::authenticate(&ib.cfg.users, &username, &password) {
+                    session.accept()
+                } else {
+                    tracing::info!(%peer, user = %username, "authentication failed");
+                    session.reject(Reply::with_code(535, (5, 7, 8), "Authentication credentials invalid"))
+                }
+            }
+            Event::StartTls => {
+                out.extend_from_slice(&session.accept().to_wire());
+                if flush(&mut stream, &mut out).await.is_err() {
+                    return Next::Done;
+                }
+                return Next::StartTls(stream, session);
+            }
+            Event::Message { sender, recipients, data } => {
+                // Replies to pipelined commands go out before we spend time spooling.
+                if flush(&mut stream, &mut out).await.is_err() {
+                    return Next::Done;
+                }
+                accept_message(ib, &mut session, sender, recipients, data, peer).await
+            }
+            Event::Quit(r) | Event::Close(r) => {
+                r.write_to(&mut out);
+                let _ = flush(&mut stream, &mut out).await;
+                let _ = stream.shutdown().await;
+                return Next::Done;
+            }
+        };
+        reply.write_to(&mut out);
+    }
+}
+
+fn rcpt_policy(ib: &Inbound, session: &mut Session, address: &str, peer: IpAddr) -> Reply {
+    if !valid_address(address) {
+        return session.reject(Reply::with_code(501, (5, 1, 3), "Invalid recipient address"));
+    }
+    if !ib.may_relay(peer, session.is_authenticated()) {
+        metrics::counter!("cartero_smtp_relay_denied_total").increment(1);
+        return session.reject(Reply::with_code(554, (5, 7, 1), "Relay access denied"));
+    }
+    session.accept()
+}
+
+async fn accept_message(
+    ib: &Inbound,
+    session: &mut Session,
+    sender: String,
+    recipients: Vec<String>,
+    data: Vec<u8>,
+    peer: SocketAddr,
+) -> Reply {
+    let proto = match (session.is_tls(), session.is_authenticated()) {
+        (true, true) => "ESMTPSA",
+        (true, false) => "ESMTPS",
+        (false, true) => "ESMTPA",
+        (false, false) => "ESMTP",
+    };
+    let helo = session.helo_name().unwrap_or("unknown").replace(['\r', '\n'], "");
+    let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
+    let trace = format!(
+        "Received: from {helo} ([{}])\r\n\tby {} with {proto}; {date}\r\n",
+        peer.ip(),
+        ib.hostname
+    );
+    let injection = Injection {
+        sender,
+        recipients,
+        body: data,
+        trace: Some(trace),
+        ..Injection::default()
+    };
+    match ib.injector.inject(injection).await {
+        Ok(done) => session.accept_message(Reply::with_code(
+            250,
+            (2, 0, 0),
+            format!("Ok: queued as {}", done.message_id),
+        )),
+        Err(e @ InjectError::Spool(_)) => {
+            tracing::error!(error = %e, "cannot spool message");
+            session.reject(Reply::with_code(451, (4, 3, 0), "Temporary local problem, try again later"))
+        }
+        Err(e) => session.reject(Reply::with_code(554, (5, 6, 0), format!("Message refused: {e}"))),
+    }
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let r = stream.write_all(out).await;
+    out.clear();
+    r?;
+    stream.flush().await
+}

@@ -1,1 +1,97 @@
-fn main() {}
+//! `cartero`: a thin binary over the library crates. It parses the command line, loads the config
+//! and wires things together; every rule lives in a library.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "cartero",
+    version,
+    about = "Outbound e-mail platform: adaptive MTA and campaign delivery"
+)]
+struct Args {
+    /// Config file (TOML). Without it, embedded defaults: SMTP on 127.0.0.1:2525, API on 127.0.0.1:8025.
+    #[arg(long, short, global = true, env = "CARTERO_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the MTA (SMTP and HTTP listeners, delivery) until SIGINT/SIGTERM.
+    Serve,
+    /// Check or print the configuration.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCmd),
+    /// DKIM key management.
+    #[command(subcommand)]
+    Dkim(cli::dkim::DkimCmd),
+    /// Hash a password for `[[smtp.users]]` (reads it from standard input).
+    Passwd,
+    /// Bounce classification.
+    #[command(subcommand)]
+    Bounce(cli::bounce::BounceCmd),
+    /// Queue summary per domain and site of a running instance (like `mailq`).
+    Queue(cli::remote::RemoteArgs),
+    /// Show the queued recipients of one message.
+    Message {
+        id: String,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
+    /// Retry now the queued recipients of a domain (all domains when none is given).
+    Flush {
+        domain: Option<String>,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
+    /// Fail every queued recipient of a domain (bounce events, class 25).
+    Drain {
+        domain: String,
+        #[command(flatten)]
+        remote: cli::remote::RemoteArgs,
+    },
+    /// Inject an RFC 5322 file through the HTTP API.
+    Inject(cli::remote::InjectArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    cli::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let config = args.config.as_deref();
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Serve => cli::serve::run(config).await,
+            Command::Config(c) => cli::config::run(c, config),
+            Command::Dkim(c) => cli::dkim::run(c),
+            Command::Passwd => cli::passwd(),
+            Command::Bounce(c) => cli::bounce::run(c),
+            Command::Queue(r) => cli::remote::queue(config, r).await,
+            Command::Message { id, remote } => cli::remote::message(config, remote, &id).await,
+            Command::Flush { domain, remote } => cli::remote::flush(config, remote, domain).await,
+            Command::Drain { domain, remote } => cli::remote::drain(config, remote, &domain).await,
+            Command::Inject(a) => cli::remote::inject(config, a).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -7,12 +7,36 @@ use regex::RegexSet;
 /// Text cues checked in order; the first match wins. Kept deliberately short: provider-specific
 /// wording belongs in rule files, not here.
 const TEXT_RULES: &[(&str, C, &str)] = &[
-    (r"(?i)\b(spam|blacklist|blocklist|listed at|spamhaus|reputation)\b", C::SPAM_BLOCK, "text:spam"),
-    (r"(?i)relay(ing)? (access )?(denied|not permitted|not allowed)", C::RELAYING_DENIED, "text:relay"),
-    (r"(?i)(mailbox|inbox|quota|storage)\b.*\b(full|exceeded)|over ?quota|insufficient (system )?storage", C::MAILBOX_FULL, "text:mailbox-full"),
-    (r"(?i)grey ?list|gray ?list|try again later", C::TRANSIENT, "text:greylist"),
-    (r"(?i)(user|recipient|mailbox|address)\b.{0,30}\b(unknown|not found|does not exist|doesn't exist|no such|invalid|disabled|unavailable)|no such (user|mailbox|recipient)", C::INVALID_RECIPIENT, "text:user-unknown"),
-    (r"(?i)(message|mail) (size|too (large|big))|too large", C::TOO_LARGE, "text:too-large"),
+    (
+        r"(?i)\b(spam|blacklist|blocklist|listed at|spamhaus|reputation)\b",
+        C::SPAM_BLOCK,
+        "text:spam",
+    ),
+    (
+        r"(?i)relay(ing)? (access )?(denied|not permitted|not allowed)",
+        C::RELAYING_DENIED,
+        "text:relay",
+    ),
+    (
+        r"(?i)(mailbox|inbox|quota|storage)\b.*\b(full|exceeded)|over ?quota|insufficient (system )?storage",
+        C::MAILBOX_FULL,
+        "text:mailbox-full",
+    ),
+    (
+        r"(?i)grey ?list|gray ?list|try again later",
+        C::TRANSIENT,
+        "text:greylist",
+    ),
+    (
+        r"(?i)(user|recipient|mailbox|address)\b.{0,30}\b(unknown|not found|does not exist|doesn't exist|no such|invalid|disabled|unavailable)|no such (user|mailbox|recipient)",
+        C::INVALID_RECIPIENT,
+        "text:user-unknown",
+    ),
+    (
+        r"(?i)(message|mail) (size|too (large|big))|too large",
+        C::TOO_LARGE,
+        "text:too-large",
+    ),
 ];
 
 /// Classifies by enhanced code, text cues and reply code. Build once: it compiles a regex set.
@@ -29,7 +53,8 @@ impl Default for CodeClassifier {
 impl CodeClassifier {
     pub fn new() -> Self {
         // The patterns are constants checked by the tests, so a failure here is a programming error.
-        let text = RegexSet::new(TEXT_RULES.iter().map(|r| r.0)).unwrap_or_else(|_| RegexSet::empty());
+        let text =
+            RegexSet::new(TEXT_RULES.iter().map(|r| r.0)).unwrap_or_else(|_| RegexSet::empty());
         Self { text }
     }
 
@@ -68,7 +93,9 @@ impl CodeClassifier {
 impl Classifier for CodeClassifier {
     fn classify(&self, input: &FailureInput<'_>) -> Classification {
         let permanent = (500..600).contains(&input.code);
-        let enhanced = input.enhanced.filter(|e| e.0 as u16 == input.code / 100 || input.code == 0);
+        let enhanced = input
+            .enhanced
+            .filter(|e| e.0 as u16 == input.code / 100 || input.code == 0);
         let enhanced_hit = enhanced.and_then(|e| Self::by_enhanced(permanent || e.0 == 5, e));
         // A generic 5.7.x/4.7.x block is refined by the text (spam vs relay); precise codes are not.
         let generic = matches!(enhanced_hit, None | Some((C::MAIL_BLOCK | C::TRANSIENT, _)));
@@ -77,11 +104,21 @@ impl Classifier for CodeClassifier {
             && let Some((_, class, rule)) = TEXT_RULES.get(i)
         {
             // Text never turns a transient reply into a hard one: 4xx stays soft.
-            let class = if !permanent && input.code != 0 && *class == C::INVALID_RECIPIENT { C::SOFT } else { *class };
-            return Classification { class, rule: (*rule).to_string() };
+            let class = if !permanent && input.code != 0 && *class == C::INVALID_RECIPIENT {
+                C::SOFT
+            } else {
+                *class
+            };
+            return Classification {
+                class,
+                rule: (*rule).to_string(),
+            };
         }
         let (class, rule) = enhanced_hit.unwrap_or_else(|| Self::by_code(input.code));
-        Classification { class, rule: rule.to_string() }
+        Classification {
+            class,
+            rule: rule.to_string(),
+        }
     }
 }
 
@@ -90,7 +127,13 @@ mod tests {
     use super::*;
 
     fn classify(code: u16, e: Option<(u8, u16, u16)>, text: &str) -> C {
-        CodeClassifier::new().classify(&FailureInput { code, enhanced: e, text }).class
+        CodeClassifier::new()
+            .classify(&FailureInput {
+                code,
+                enhanced: e,
+                text,
+            })
+            .class
     }
 
     #[test]
@@ -100,8 +143,14 @@ mod tests {
 
     #[test]
     fn enhanced_codes_decide_first() {
-        assert_eq!(classify(550, Some((5, 1, 1)), "whatever"), C::INVALID_RECIPIENT);
-        assert_eq!(classify(452, Some((4, 2, 2)), "mailbox full"), C::MAILBOX_FULL);
+        assert_eq!(
+            classify(550, Some((5, 1, 1)), "whatever"),
+            C::INVALID_RECIPIENT
+        );
+        assert_eq!(
+            classify(452, Some((4, 2, 2)), "mailbox full"),
+            C::MAILBOX_FULL
+        );
         assert_eq!(classify(552, Some((5, 3, 4)), "x"), C::TOO_LARGE);
         assert_eq!(classify(550, Some((5, 1, 10)), "null mx"), C::DNS_FAILURE);
         assert_eq!(classify(450, Some((4, 1, 1)), "try later"), C::SOFT);
@@ -109,15 +158,30 @@ mod tests {
 
     #[test]
     fn generic_block_codes_are_refined_by_text() {
-        assert_eq!(classify(550, Some((5, 7, 1)), "Message rejected as spam"), C::SPAM_BLOCK);
-        assert_eq!(classify(554, Some((5, 7, 1)), "Relay access denied"), C::RELAYING_DENIED);
-        assert_eq!(classify(550, Some((5, 7, 1)), "Delivery not authorized"), C::MAIL_BLOCK);
+        assert_eq!(
+            classify(550, Some((5, 7, 1)), "Message rejected as spam"),
+            C::SPAM_BLOCK
+        );
+        assert_eq!(
+            classify(554, Some((5, 7, 1)), "Relay access denied"),
+            C::RELAYING_DENIED
+        );
+        assert_eq!(
+            classify(550, Some((5, 7, 1)), "Delivery not authorized"),
+            C::MAIL_BLOCK
+        );
     }
 
     #[test]
     fn bare_codes_and_text() {
-        assert_eq!(classify(550, None, "No such user here"), C::INVALID_RECIPIENT);
-        assert_eq!(classify(451, None, "Greylisted, try again later"), C::TRANSIENT);
+        assert_eq!(
+            classify(550, None, "No such user here"),
+            C::INVALID_RECIPIENT
+        );
+        assert_eq!(
+            classify(451, None, "Greylisted, try again later"),
+            C::TRANSIENT
+        );
         assert_eq!(classify(421, None, "closing"), C::TRANSIENT);
         assert_eq!(classify(500, None, "huh"), C::GENERIC);
         assert_eq!(classify(0, None, "connection timed out"), C::UNDETERMINED);

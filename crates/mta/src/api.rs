@@ -1,10 +1,10 @@
 //! The HTTP API: injection (SPEC §2.1), queue operations and Prometheus metrics. Every route except
 //! `/healthz` requires `Authorization: Bearer <token>`.
 
+use crate::Mta;
 use crate::auth::token_matches;
 use crate::inject::{InjectError, Injected};
 use crate::queue::{Cmd, SchedulerHandle};
-use crate::Mta;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -75,25 +75,39 @@ async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> R
     if !given.is_empty() && s.tokens.iter().any(|t| token_matches(t, given)) {
         return next.run(req).await;
     }
-    let mut r = ApiError(StatusCode::UNAUTHORIZED, "missing or invalid API token".into()).into_response();
-    r.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    let mut r = ApiError(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid API token".into(),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
     r
 }
 
 /// Parses the JSON body ourselves so every malformed payload gets a JSON error, not a text one.
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-async fn inject(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn inject(
+    State(s): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let req: InjectRequest = parse(&body)?;
-    let injections = build::injections(req).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let injections =
+        build::injections(req).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let mut recipients = Vec::new();
     let mut messages = Vec::new();
     for inj in injections {
         let addrs = inj.recipients.clone();
-        let Injected { message_id, recipient_ids } = s.mta.inject(inj).await?;
+        let Injected {
+            message_id,
+            recipient_ids,
+        } = s.mta.inject(inj).await?;
         for (address, id) in addrs.into_iter().zip(recipient_ids) {
             recipients.push(json!({ "address": address, "id": id }));
         }
@@ -118,13 +132,26 @@ async fn queue(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(summary)))
 }
 
-async fn inspect(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = id
-        .parse()
-        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("invalid message id {id:?}")))?;
-    match sched(&s).ask(|reply| Cmd::Inspect { id, reply }).await.flatten() {
+async fn inspect(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid message id {id:?}"),
+        )
+    })?;
+    match sched(&s)
+        .ask(|reply| Cmd::Inspect { id, reply })
+        .await
+        .flatten()
+    {
         Some(v) => Ok(Json(json!(v))),
-        None => Err(ApiError(StatusCode::NOT_FOUND, "no queued recipients for this message".into())),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no queued recipients for this message".into(),
+        )),
     }
 }
 
@@ -134,20 +161,41 @@ struct DomainBody {
     domain: Option<String>,
 }
 
-async fn flush(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
-    let b: DomainBody = if body.is_empty() { DomainBody { domain: None } } else { parse(&body)? };
+async fn flush(
+    State(s): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: DomainBody = if body.is_empty() {
+        DomainBody { domain: None }
+    } else {
+        parse(&body)?
+    };
     let domain = b.domain.map(|d| d.to_ascii_lowercase());
-    let n = sched(&s).ask(|reply| Cmd::Flush { domain, reply }).await.unwrap_or(0);
+    let n = sched(&s)
+        .ask(|reply| Cmd::Flush { domain, reply })
+        .await
+        .unwrap_or(0);
     Ok(Json(json!({ "flushed": n })))
 }
 
-async fn drain(State(s): State<ApiState>, body: axum::body::Bytes) -> Result<Json<Value>, ApiError> {
+async fn drain(
+    State(s): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let b: DomainBody = parse(&body)?;
     let domain = b
         .domain
-        .ok_or_else(|| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "drain needs a domain".into()))?
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "drain needs a domain".into(),
+            )
+        })?
         .to_ascii_lowercase();
-    let n = sched(&s).ask(|reply| Cmd::Drain { domain, reply }).await.unwrap_or(0);
+    let n = sched(&s)
+        .ask(|reply| Cmd::Drain { domain, reply })
+        .await
+        .unwrap_or(0);
     Ok(Json(json!({ "drained": n })))
 }
 

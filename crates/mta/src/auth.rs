@@ -15,16 +15,30 @@ pub fn hash_password(password: &str) -> String {
     let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut salt);
     let mut out = [0u8; 32];
     let iters = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iters, &salt, password.as_bytes(), &mut out);
-    format!("pbkdf2-sha256${ITERATIONS}${}${}", B64.encode(salt), B64.encode(out))
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iters,
+        &salt,
+        password.as_bytes(),
+        &mut out,
+    );
+    format!(
+        "pbkdf2-sha256${ITERATIONS}${}${}",
+        B64.encode(salt),
+        B64.encode(out)
+    )
 }
 
 /// Checks a password against a stored hash. A malformed hash never matches.
 pub fn verify_password(stored: &str, password: &str) -> bool {
     let mut parts = stored.split('$');
-    let (Some("pbkdf2-sha256"), Some(iters), Some(salt), Some(hash), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("pbkdf2-sha256"), Some(iters), Some(salt), Some(hash), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return false;
     };
     let (Some(iters), Ok(salt), Ok(hash)) = (
@@ -34,7 +48,14 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     ) else {
         return false;
     };
-    pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, iters, &salt, password.as_bytes(), &hash).is_ok()
+    pbkdf2::verify(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iters,
+        &salt,
+        password.as_bytes(),
+        &hash,
+    )
+    .is_ok()
 }
 
 /// Looks the user up and checks the password. Unknown users cost the same as wrong passwords.
@@ -74,7 +95,13 @@ mod tests {
 
     #[test]
     fn malformed_hashes_never_match() {
-        for bad in ["", "plain", "pbkdf2-sha256$0$AA==$AA==", "pbkdf2-sha256$x$AA==$AA==", "md5$1$a$b"] {
+        for bad in [
+            "",
+            "plain",
+            "pbkdf2-sha256$0$AA==$AA==",
+            "pbkdf2-sha256$x$AA==$AA==",
+            "md5$1$a$b",
+        ] {
             assert!(!verify_password(bad, ""), "{bad}");
         }
     }

@@ -9,7 +9,7 @@ use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
 use cartero_shaping::{ConnectionPermit, Limits, QueueKey, TlsPolicy};
-use cartero_smtp::io::{ClientConfig, ClientError, Connection, TlsMode, Timeouts};
+use cartero_smtp::io::{ClientConfig, ClientError, Connection, Timeouts, TlsMode};
 use cartero_spool::Spool;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -175,7 +175,11 @@ async fn connect_any(
         }
     }
     Err(last.unwrap_or_else(|| {
-        Failure::local("no host to connect to", BounceClass::DNS_FAILURE, "dns:no-host")
+        Failure::local(
+            "no host to connect to",
+            BounceClass::DNS_FAILURE,
+            "dns:no-host",
+        )
     }))
 }
 
@@ -187,14 +191,20 @@ fn client_failure(e: &ClientError, classifier: &dyn Classifier) -> Failure {
             f.text = format!("{e}");
             f
         }
-        ClientError::Timeout { .. } => Failure::local(e.to_string(), BounceClass::TIMEOUT, "connection:timeout"),
+        ClientError::Timeout { .. } => {
+            Failure::local(e.to_string(), BounceClass::TIMEOUT, "connection:timeout")
+        }
         _ => Failure::local(e.to_string(), BounceClass::SOFT, "connection:error"),
     }
 }
 
 /// Sends one message to its batch of recipients. Returns the outcomes and whether the connection
 /// can carry another transaction.
-async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>) -> (Vec<(QRcpt, Outcome)>, bool) {
+async fn send_batch(
+    ctx: &DeliveryCtx,
+    conn: &mut Connection,
+    rcpts: Vec<QRcpt>,
+) -> (Vec<(QRcpt, Outcome)>, bool) {
     let Some(msg) = rcpts.first().map(|r| r.msg.clone()) else {
         return (Vec::new(), true);
     };
@@ -202,8 +212,18 @@ async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>)
         Ok(b) => b,
         Err(e) => {
             tracing::error!(message = %msg.id, error = %e, "cannot read message body from spool");
-            let f = Failure::local(format!("spool read error: {e}"), BounceClass::UNDETERMINED, "local:spool");
-            return (rcpts.into_iter().map(|r| (r, Outcome::Transient(f.clone()))).collect(), true);
+            let f = Failure::local(
+                format!("spool read error: {e}"),
+                BounceClass::UNDETERMINED,
+                "local:spool",
+            );
+            return (
+                rcpts
+                    .into_iter()
+                    .map(|r| (r, Outcome::Transient(f.clone())))
+                    .collect(),
+                true,
+            );
         }
     };
     let addrs: Vec<String> = rcpts.iter().map(|r| r.address().to_string()).collect();
@@ -214,7 +234,12 @@ async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>)
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| {
-                    let reply = res.outcome(i).cloned();
+                    // A 250 to RCPT is not a delivery: only the reply after the data is.
+                    let reply = match res.rcpts.get(i) {
+                        Some(rr) if !rr.is_positive() => Some(rr.clone()),
+                        Some(_) => res.data.clone(),
+                        None => Some(res.mail.clone()),
+                    };
                     let o = match reply {
                         Some(reply) => Outcome::from_reply(reply, classifier),
                         None => Outcome::Transient(Failure::local(
@@ -230,7 +255,13 @@ async fn send_batch(ctx: &DeliveryCtx, conn: &mut Connection, rcpts: Vec<QRcpt>)
         }
         Err(e) => {
             let f = client_failure(&e, classifier);
-            (rcpts.into_iter().map(|r| (r, Outcome::Transient(f.clone()))).collect(), false)
+            (
+                rcpts
+                    .into_iter()
+                    .map(|r| (r, Outcome::Transient(f.clone())))
+                    .collect(),
+                false,
+            )
         }
     }
 }

@@ -44,11 +44,16 @@ impl Drop for Slot<'_> {
 
 enum Next<S> {
     Done,
-    StartTls(S, Session),
+    StartTls(S, Box<Session>),
 }
 
 impl Inbound {
-    pub fn new(cfg: SmtpConfig, hostname: String, tls: TlsAcceptor, injector: Arc<Injector>) -> Self {
+    pub fn new(
+        cfg: SmtpConfig,
+        hostname: String,
+        tls: TlsAcceptor,
+        injector: Arc<Injector>,
+    ) -> Self {
         Self {
             cfg,
             hostname,
@@ -76,11 +81,19 @@ impl Inbound {
         let mut m = self.per_ip.lock();
         let total: usize = m.values().sum();
         if total >= self.cfg.max_connections {
-            return Err(Reply::with_code(421, (4, 7, 0), "Too many connections, try again later"));
+            return Err(Reply::with_code(
+                421,
+                (4, 7, 0),
+                "Too many connections, try again later",
+            ));
         }
         let n = m.entry(ip).or_insert(0);
         if *n >= self.cfg.max_connections_per_ip {
-            return Err(Reply::with_code(421, (4, 7, 0), "Too many connections from your address"));
+            return Err(Reply::with_code(
+                421,
+                (4, 7, 0),
+                "Too many connections from your address",
+            ));
         }
         *n += 1;
         Ok(Slot { inbound: self, ip })
@@ -92,7 +105,11 @@ impl Inbound {
 }
 
 /// Accepts connections until `stop` turns true.
-pub(crate) async fn serve(listener: TcpListener, inbound: Arc<Inbound>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn serve(
+    listener: TcpListener,
+    inbound: Arc<Inbound>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -122,14 +139,18 @@ async fn handle(ib: Arc<Inbound>, mut stream: TcpStream, peer: SocketAddr) {
     };
     metrics::counter!("cartero_smtp_connections_total").increment(1);
     let session = Session::new(ib.session_config(), false);
-    if stream.write_all(&session.greeting().to_wire()).await.is_err() {
+    if stream
+        .write_all(&session.greeting().to_wire())
+        .await
+        .is_err()
+    {
         return;
     }
     if let Next::StartTls(stream, mut session) = drive(&ib, stream, session, peer).await {
         match ib.tls.accept(stream).await {
             Ok(tls) => {
                 session.tls_established();
-                drive(&ib, tls, session, peer).await;
+                drive(&ib, tls, *session, peer).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         }
@@ -177,12 +198,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             Event::RcptTo { address } => rcpt_policy(ib, &mut session, &address, peer.ip()),
-            Event::Auth { username, password, .. } => {
+            Event::Auth {
+                username, password, ..
+            } => {
                 if auth::authenticate(&ib.cfg.users, &username, &password) {
                     session.accept()
                 } else {
                     tracing::info!(%peer, user = %username, "authentication failed");
-                    session.reject(Reply::with_code(535, (5, 7, 8), "Authentication credentials invalid"))
+                    session.reject(Reply::with_code(
+                        535,
+                        (5, 7, 8),
+                        "Authentication credentials invalid",
+                    ))
                 }
             }
             Event::StartTls => {
@@ -190,9 +217,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 if flush(&mut stream, &mut out).await.is_err() {
                     return Next::Done;
                 }
-                return Next::StartTls(stream, session);
+                return Next::StartTls(stream, Box::new(session));
             }
-            Event::Message { sender, recipients, data } => {
+            Event::Message {
+                sender,
+                recipients,
+                data,
+            } => {
                 // Replies to pipelined commands go out before we spend time spooling.
                 if flush(&mut stream, &mut out).await.is_err() {
                     return Next::Done;
@@ -212,7 +243,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 
 fn rcpt_policy(ib: &Inbound, session: &mut Session, address: &str, peer: IpAddr) -> Reply {
     if !valid_address(address) {
-        return session.reject(Reply::with_code(501, (5, 1, 3), "Invalid recipient address"));
+        return session.reject(Reply::with_code(
+            501,
+            (5, 1, 3),
+            "Invalid recipient address",
+        ));
     }
     if !ib.may_relay(peer, session.is_authenticated()) {
         metrics::counter!("cartero_smtp_relay_denied_total").increment(1);
@@ -235,7 +270,10 @@ async fn accept_message(
         (false, true) => "ESMTPA",
         (false, false) => "ESMTP",
     };
-    let helo = session.helo_name().unwrap_or("unknown").replace(['\r', '\n'], "");
+    let helo = session
+        .helo_name()
+        .unwrap_or("unknown")
+        .replace(['\r', '\n'], "");
     let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S +0000");
     let trace = format!(
         "Received: from {helo} ([{}])\r\n\tby {} with {proto}; {date}\r\n",
@@ -257,9 +295,17 @@ async fn accept_message(
         )),
         Err(e @ InjectError::Spool(_)) => {
             tracing::error!(error = %e, "cannot spool message");
-            session.reject(Reply::with_code(451, (4, 3, 0), "Temporary local problem, try again later"))
+            session.reject(Reply::with_code(
+                451,
+                (4, 3, 0),
+                "Temporary local problem, try again later",
+            ))
         }
-        Err(e) => session.reject(Reply::with_code(554, (5, 6, 0), format!("Message refused: {e}"))),
+        Err(e) => session.reject(Reply::with_code(
+            554,
+            (5, 6, 0),
+            format!("Message refused: {e}"),
+        )),
     }
 }
 

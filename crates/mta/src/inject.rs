@@ -93,7 +93,10 @@ impl Injector {
         }
         let now = self.clock.now_ms();
         let body = self.complete(inj.body, inj.trace.as_deref(), now);
-        let validity = inj.validity.unwrap_or(self.default_validity).min(self.max_validity);
+        let validity = inj
+            .validity
+            .unwrap_or(self.default_validity)
+            .min(self.max_validity);
         let env = Envelope {
             sender: inj.sender,
             recipients: inj.recipients,
@@ -117,8 +120,12 @@ impl Injector {
             })
             .collect();
         for r in &rcpts {
-            self.events
-                .emit(&base_event(EventType::Reception, &msg, r.idx, self.clock.as_ref()));
+            self.events.emit(&base_event(
+                EventType::Reception,
+                &msg,
+                r.idx,
+                self.clock.as_ref(),
+            ));
         }
         let recipient_ids = rcpts.iter().map(|r| format!("{}.{}", id, r.idx)).collect();
         self.sched.send(Cmd::Enqueue(rcpts));
@@ -143,7 +150,10 @@ impl Injector {
         }
         if !has_header(headers, b"date") {
             let date = chrono::DateTime::from_timestamp_millis(now as i64).unwrap_or_default();
-            extra.push_str(&format!("Date: {}\r\n", date.format("%a, %d %b %Y %H:%M:%S +0000")));
+            extra.push_str(&format!(
+                "Date: {}\r\n",
+                date.format("%a, %d %b %Y %H:%M:%S +0000")
+            ));
         }
         let mut msg = Vec::with_capacity(body.len() + extra.len() + 600);
         if let Some(t) = trace {

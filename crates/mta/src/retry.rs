@@ -96,16 +96,28 @@ mod tests {
     #[test]
     fn jitter_spreads_within_bounds() {
         let c = RetryConfig::default();
-        assert_eq!(c.delay(1, BounceClass::SOFT, 0.0), Duration::from_secs(18 * 60));
-        assert_eq!(c.delay(1, BounceClass::SOFT, 1.0), Duration::from_secs(22 * 60));
+        assert_eq!(
+            c.delay(1, BounceClass::SOFT, 0.0),
+            Duration::from_secs(18 * 60)
+        );
+        assert_eq!(
+            c.delay(1, BounceClass::SOFT, 1.0),
+            Duration::from_secs(22 * 60)
+        );
         assert!(c.delay(30, BounceClass::SOFT, 1.0) <= c.max);
     }
 
     #[test]
     fn greylisting_retries_within_5_to_10_minutes_first() {
         let c = RetryConfig::default();
-        assert_eq!(c.delay(1, BounceClass::TRANSIENT, 0.0), Duration::from_secs(300));
-        assert_eq!(c.delay(1, BounceClass::TRANSIENT, 1.0), Duration::from_secs(600));
+        assert_eq!(
+            c.delay(1, BounceClass::TRANSIENT, 0.0),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            c.delay(1, BounceClass::TRANSIENT, 1.0),
+            Duration::from_secs(600)
+        );
         // After the first, the normal schedule applies.
         assert!(c.delay(2, BounceClass::TRANSIENT, 0.5) >= Duration::from_secs(36 * 60));
     }
@@ -113,6 +125,9 @@ mod tests {
     #[test]
     fn mailbox_full_waits_longer() {
         let c = no_jitter();
-        assert_eq!(c.delay(1, BounceClass::MAILBOX_FULL, 0.5), Duration::from_secs(3600));
+        assert_eq!(
+            c.delay(1, BounceClass::MAILBOX_FULL, 0.5),
+            Duration::from_secs(3600)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub(crate) fn parse_target(target: &str, default_port: u16) -> Result<HostTarget
             .split_once(']')
             .ok_or_else(|| format!("route {target:?}: missing ']'"))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| format!("route {target:?}: bad port"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("route {target:?}: bad port"))?,
             None if after.is_empty() => default_port,
             None => return Err(format!("route {target:?}: junk after ']'")),
         };
@@ -38,7 +40,8 @@ pub(crate) fn parse_target(target: &str, default_port: u16) -> Result<HostTarget
         match t.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') => (
                 h.to_string(),
-                p.parse().map_err(|_| format!("route {target:?}: bad port"))?,
+                p.parse()
+                    .map_err(|_| format!("route {target:?}: bad port"))?,
             ),
             _ => (t.to_string(), default_port),
         }
@@ -119,7 +122,11 @@ impl Router {
             }
             Err(e) => {
                 let permanent = e.is_permanent();
-                let rule = if permanent { "dns:permanent" } else { "dns:transient" };
+                let rule = if permanent {
+                    "dns:permanent"
+                } else {
+                    "dns:transient"
+                };
                 let class = if permanent {
                     BounceClass::DNS_FAILURE
                 } else {
@@ -138,9 +145,21 @@ mod tests {
     #[test]
     fn route_targets_parse() {
         let t = |s| parse_target(s, 25);
-        assert_eq!(t("mx.test").unwrap(), HostTarget { name: "mx.test".into(), port: 25 });
+        assert_eq!(
+            t("mx.test").unwrap(),
+            HostTarget {
+                name: "mx.test".into(),
+                port: 25
+            }
+        );
         assert_eq!(t("127.0.0.1:2526").unwrap().port, 2526);
-        assert_eq!(t("[::1]:2527").unwrap(), HostTarget { name: "::1".into(), port: 2527 });
+        assert_eq!(
+            t("[::1]:2527").unwrap(),
+            HostTarget {
+                name: "::1".into(),
+                port: 2527
+            }
+        );
         assert_eq!(t("[::1]").unwrap().port, 25);
         assert!(t("host:notaport").is_err());
         assert!(t("[::1").is_err());

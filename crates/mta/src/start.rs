@@ -5,8 +5,8 @@ use crate::config::MtaConfig;
 use crate::delivery::{DeliveryCtx, SourceInfo};
 use crate::inbound::{self, Inbound};
 use crate::inject::{InjectError, Injected, Injection, Injector};
-use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
 use crate::queue::view::{MessageView, QueueSummary};
+use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
 use crate::routing::Router;
 use crate::tls;
 use cartero_bounce::{Classifier, CodeClassifier, FailureInput};
@@ -27,7 +27,10 @@ use tokio::sync::watch;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool: {0}")]
     Spool(#[from] cartero_spool::SpoolError),
     #[error("TLS: {0}")]
@@ -41,9 +44,15 @@ pub enum StartError {
     #[error("events: {0}")]
     Events(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("API token file {path}: {source}")]
-    Token { path: PathBuf, source: std::io::Error },
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("delivery.sources is empty: at least one egress source is needed")]
     NoSource,
 }
@@ -90,9 +99,14 @@ fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
     }
     let mut keys = Vec::new();
     for k in &cfg.dkim.keys {
-        let err = |detail: String| StartError::Dkim { path: k.key_file.clone(), detail };
+        let err = |detail: String| StartError::Dkim {
+            path: k.key_file.clone(),
+            detail,
+        };
         let pem = std::fs::read_to_string(&k.key_file).map_err(|e| err(e.to_string()))?;
-        keys.push(SigningKey::from_pem(&k.domain, &k.selector, &pem).map_err(|e| err(e.to_string()))?);
+        keys.push(
+            SigningKey::from_pem(&k.domain, &k.selector, &pem).map_err(|e| err(e.to_string()))?,
+        );
     }
     Ok(Some(Arc::new(Signer::new(keys))))
 }
@@ -103,7 +117,10 @@ fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
         return Ok(cfg.http.tokens.clone());
     }
     let path = cfg.data_dir.join("api-token");
-    let err = |source| StartError::Token { path: path.clone(), source };
+    let err = |source| StartError::Token {
+        path: path.clone(),
+        source,
+    };
     if let Ok(t) = std::fs::read_to_string(&path) {
         return Ok(vec![t.trim().to_string()]);
     }
@@ -116,7 +133,10 @@ fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
     Ok(vec![token])
 }
 
-fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Fanout, Option<Arc<JsonlFileSink>>, Vec<Arc<WebhookSink>>), StartError> {
+/// The assembled event fan-out and the sinks that need flushing at shutdown.
+type Sinks = (Fanout, Option<Arc<JsonlFileSink>>, Vec<Arc<WebhookSink>>);
+
+fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<Sinks, StartError> {
     let mut fanout = Fanout::new();
     for s in &opts.sinks {
         fanout.push(s.clone());
@@ -125,7 +145,8 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Fanout, Option<A
     if cfg.events.log_file {
         let mut fc = cfg.events.file.clone();
         fc.dir = cfg.data_dir.join(&fc.dir);
-        let sink = Arc::new(JsonlFileSink::open(fc).map_err(|e| StartError::Events(e.to_string()))?);
+        let sink =
+            Arc::new(JsonlFileSink::open(fc).map_err(|e| StartError::Events(e.to_string()))?);
         fanout.push(sink.clone());
         file_sink = Some(sink);
     }
@@ -133,7 +154,10 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Fanout, Option<A
     for (i, w) in cfg.events.webhooks.iter().enumerate() {
         let mut w = w.clone();
         w.spool_dir = cfg.data_dir.join(&w.spool_dir).join(i.to_string());
-        let sink = Arc::new(WebhookSink::start(w, opts.clock.clone()).map_err(|e| StartError::Events(e.to_string()))?);
+        let sink = Arc::new(
+            WebhookSink::start(w, opts.clock.clone())
+                .map_err(|e| StartError::Events(e.to_string()))?,
+        );
         fanout.push(sink.clone());
         hooks.push(sink);
     }
@@ -144,7 +168,11 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Fanout, Option<A
 fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Vec<QRcpt> {
     let mut out = Vec::new();
     for rec in recovered {
-        let msg = Arc::new(Msg { id: rec.id, env: rec.envelope, size: 0 });
+        let msg = Arc::new(Msg {
+            id: rec.id,
+            env: rec.envelope,
+            size: 0,
+        });
         for (idx, st) in rec.rcpts.into_iter().enumerate() {
             if st.status != RcptStatus::Queued {
                 continue;
@@ -154,11 +182,17 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
                 let class = classifier
                     .classify(&FailureInput {
                         code: reply.as_ref().map_or(0, |r| r.code),
-                        enhanced: reply.as_ref().and_then(|r| r.enhanced).map(|e| (e.class, e.subject, e.detail)),
+                        enhanced: reply
+                            .as_ref()
+                            .and_then(|r| r.enhanced)
+                            .map(|e| (e.class, e.subject, e.detail)),
                         text: reply.as_ref().map_or(text.as_str(), |r| r.text.as_str()),
                     })
                     .class;
-                Box::new(LastFailure { text: text.into(), class })
+                Box::new(LastFailure {
+                    text: text.into(),
+                    class,
+                })
             });
             out.push(QRcpt {
                 msg: msg.clone(),
@@ -176,10 +210,16 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
 impl Mta {
     /// Opens the spool (resuming what it holds), binds the listeners and starts delivering.
     pub async fn start(cfg: MtaConfig, opts: StartOptions) -> Result<Arc<Mta>, StartError> {
-        let dir_err = |source| StartError::DataDir { path: cfg.data_dir.clone(), source };
+        let dir_err = |source| StartError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&cfg.data_dir).map_err(dir_err)?;
         let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), SpoolOptions::default())?;
-        let classifier = opts.classifier.clone().unwrap_or_else(|| Arc::new(CodeClassifier::new()));
+        let classifier = opts
+            .classifier
+            .clone()
+            .unwrap_or_else(|| Arc::new(CodeClassifier::new()));
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
         let source = cfg.delivery.sources.first().ok_or(StartError::NoSource)?;
@@ -188,10 +228,12 @@ impl Mta {
             ip: source.ip,
             helo: source.helo.clone().unwrap_or_else(|| cfg.hostname.clone()),
         };
-        let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns).map_err(|e| StartError::Dns(e.to_string()))?;
+        let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)
+            .map_err(|e| StartError::Dns(e.to_string()))?;
         let shaping = cfg.shaping.clone();
         let own = Box::new(move |d: &str| shaping.has_own_limits(d));
-        let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, own).map_err(StartError::Route)?;
+        let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, own)
+            .map_err(StartError::Route)?;
         let (sched, rx) = Scheduler::channel();
         let ctx = Arc::new(DeliveryCtx {
             clock: opts.clock.clone(),
@@ -213,7 +255,10 @@ impl Mta {
             source_ip: source.ip.map(|ip| ip.to_string()),
         };
         let mut tasks = vec![tokio::spawn(Scheduler::new(ctx, rx, settler).run())];
-        sched.send(Cmd::Enqueue(recovered_rcpts(recovered, classifier.as_ref())));
+        sched.send(Cmd::Enqueue(recovered_rcpts(
+            recovered,
+            classifier.as_ref(),
+        )));
         let injector = Arc::new(Injector {
             spool: spool.clone(),
             sched: sched.clone(),
@@ -227,16 +272,34 @@ impl Mta {
         let (stop, stop_rx) = watch::channel(false);
         let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
-        let inbound = Arc::new(Inbound::new(cfg.smtp.clone(), cfg.hostname.clone(), acceptor, injector.clone()));
+        let inbound = Arc::new(Inbound::new(
+            cfg.smtp.clone(),
+            cfg.hostname.clone(),
+            acceptor,
+            injector.clone(),
+        ));
         let mut smtp_addrs = Vec::new();
         for addr in &cfg.smtp.listen {
-            let l = TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: *addr, source })?;
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: *addr,
+                    source,
+                })?;
             smtp_addrs.push(l.local_addr().unwrap_or(*addr));
-            tasks.push(tokio::spawn(inbound::serve(l, inbound.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(inbound::serve(
+                l,
+                inbound.clone(),
+                stop_rx.clone(),
+            )));
         }
-        let http = TcpListener::bind(cfg.http.listen)
-            .await
-            .map_err(|source| StartError::Listen { addr: cfg.http.listen, source })?;
+        let http =
+            TcpListener::bind(cfg.http.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: cfg.http.listen,
+                    source,
+                })?;
         let mta = Arc::new(Mta {
             sched,
             injector,
@@ -250,14 +313,21 @@ impl Mta {
             grace: cfg.delivery.shutdown_grace,
             tasks: Mutex::new(Vec::new()),
         });
-        let state = ApiState { mta: mta.clone(), tokens: mta.tokens.clone(), metrics: opts.metrics };
+        let state = ApiState {
+            mta: mta.clone(),
+            tokens: mta.tokens.clone(),
+            metrics: opts.metrics,
+        };
         let app = api::router(state, cfg.http.max_body);
         let mut stop_http = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stop_http.changed().await;
             };
-            if let Err(e) = axum::serve(http, app).with_graceful_shutdown(shutdown).await {
+            if let Err(e) = axum::serve(http, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         }));
@@ -287,15 +357,24 @@ impl Mta {
     }
 
     pub async fn inspect(&self, id: cartero_spool::MessageId) -> Option<MessageView> {
-        self.sched.ask(|reply| Cmd::Inspect { id, reply }).await.flatten()
+        self.sched
+            .ask(|reply| Cmd::Inspect { id, reply })
+            .await
+            .flatten()
     }
 
     pub async fn flush(&self, domain: Option<String>) -> usize {
-        self.sched.ask(|reply| Cmd::Flush { domain, reply }).await.unwrap_or(0)
+        self.sched
+            .ask(|reply| Cmd::Flush { domain, reply })
+            .await
+            .unwrap_or(0)
     }
 
     pub async fn drain(&self, domain: String) -> usize {
-        self.sched.ask(|reply| Cmd::Drain { domain, reply }).await.unwrap_or(0)
+        self.sched
+            .ask(|reply| Cmd::Drain { domain, reply })
+            .await
+            .unwrap_or(0)
     }
 
     /// Re-examines due recipients now; with a manual clock, call after advancing it.

@@ -31,7 +31,11 @@ pub enum TlsError {
 }
 
 /// Certificate and key paths to use: configured ones, or generated under `data_dir/tls/`.
-pub fn ensure_certificate(cfg: &TlsConfig, data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+pub fn ensure_certificate(
+    cfg: &TlsConfig,
+    data_dir: &Path,
+    hostname: &str,
+) -> Result<(PathBuf, PathBuf), TlsError> {
     match (&cfg.cert, &cfg.key) {
         (Some(c), Some(k)) => return Ok((c.clone(), k.clone())),
         (None, None) => {}
@@ -91,7 +95,6 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
     Ok(Arc::new(cfg))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,7 +105,11 @@ mod tests {
         let (c, k) = ensure_certificate(&TlsConfig::default(), dir.path(), "mx.test").unwrap();
         let first = std::fs::read(&c).unwrap();
         let (c2, _) = ensure_certificate(&TlsConfig::default(), dir.path(), "mx.test").unwrap();
-        assert_eq!(first, std::fs::read(&c2).unwrap(), "a second start must reuse the certificate");
+        assert_eq!(
+            first,
+            std::fs::read(&c2).unwrap(),
+            "a second start must reuse the certificate"
+        );
         assert!(server_config(&c, &k).is_ok());
     }
 
@@ -120,7 +127,11 @@ mod tests {
 
     #[test]
     fn missing_files_give_a_clear_error() {
-        let e = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem")).unwrap_err();
+        let e = server_config(
+            Path::new("/nonexistent/c.pem"),
+            Path::new("/nonexistent/k.pem"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/c.pem"), "{e}");
     }
 }

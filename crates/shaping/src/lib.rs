@@ -161,7 +161,10 @@ mod tests {
         let (l, _) = limits("[default]\nmax_connections = 2\n");
         let a = l.open_connection(&key(), "example.test").unwrap();
         let _b = l.open_connection(&key(), "example.test").unwrap();
-        assert_eq!(l.open_connection(&key(), "example.test").unwrap_err(), Wait::Connections);
+        assert_eq!(
+            l.open_connection(&key(), "example.test").unwrap_err(),
+            Wait::Connections
+        );
         assert_eq!(l.open_connections(&key()), 2);
         drop(a);
         assert!(l.open_connection(&key(), "example.test").is_ok());

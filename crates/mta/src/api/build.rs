@@ -67,13 +67,17 @@ pub struct Content {
 
 const MAX_RECIPIENTS: usize = 10_000;
 
+type Data = Map<String, Value>;
+
 impl RecipientSpec {
-    fn parts(&self) -> (&str, Option<&Map<String, Value>>, Option<&Map<String, Value>>) {
+    fn parts(&self) -> (&str, Option<&Data>, Option<&Data>) {
         match self {
             RecipientSpec::Address(a) => (a, None, None),
-            RecipientSpec::Full { address, metadata, substitution_data } => {
-                (address, Some(metadata), Some(substitution_data))
-            }
+            RecipientSpec::Full {
+                address,
+                metadata,
+                substitution_data,
+            } => (address, Some(metadata), Some(substitution_data)),
         }
     }
 }
@@ -108,7 +112,13 @@ pub(crate) fn substitute(template: &str, data: &Map<String, Value>, escape_html:
             Some(v) => v.to_string(),
         };
         if escape_html {
-            out.push_str(&value.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;"));
+            out.push_str(
+                &value
+                    .replace('&', "&amp;")
+                    .replace('<', "&lt;")
+                    .replace('>', "&gt;")
+                    .replace('"', "&quot;"),
+            );
         } else {
             out.push_str(&value);
         }
@@ -119,7 +129,10 @@ pub(crate) fn substitute(template: &str, data: &Map<String, Value>, escape_html:
 }
 
 fn build_parts(c: &Content, to: &str, data: &Map<String, Value>) -> Result<Vec<u8>, String> {
-    let from = c.from.as_deref().ok_or("content.from is required when content.raw is not given")?;
+    let from = c
+        .from
+        .as_deref()
+        .ok_or("content.from is required when content.raw is not given")?;
     let (from_name, from_addr) = parse_mailbox(from);
     let mut b = MessageBuilder::new()
         .from(Address::new_address(from_name, from_addr))
@@ -130,11 +143,16 @@ fn build_parts(c: &Content, to: &str, data: &Map<String, Value>) -> Result<Vec<u
         b = b.reply_to(Address::new_address(n, a));
     }
     for (name, value) in &c.headers {
-        let v = value.as_str().ok_or_else(|| format!("header {name:?} must be a string"))?;
+        let v = value
+            .as_str()
+            .ok_or_else(|| format!("header {name:?} must be a string"))?;
         if name.is_empty() || !name.bytes().all(|ch| ch.is_ascii_graphic() && ch != b':') {
             return Err(format!("invalid header name {name:?}"));
         }
-        b = b.header(name.clone(), mail_builder::headers::text::Text::new(substitute(v, data, false)));
+        b = b.header(
+            name.clone(),
+            mail_builder::headers::text::Text::new(substitute(v, data, false)),
+        );
     }
     if c.text.is_none() && c.html.is_none() {
         return Err("content needs raw, text or html".into());
@@ -145,7 +163,8 @@ fn build_parts(c: &Content, to: &str, data: &Map<String, Value>) -> Result<Vec<u
     if let Some(h) = &c.html {
         b = b.html_body(substitute(h, data, true));
     }
-    b.write_to_vec().map_err(|e| format!("building the message: {e}"))
+    b.write_to_vec()
+        .map_err(|e| format!("building the message: {e}"))
 }
 
 /// Raw content with no per-recipient data is stored once for all recipients; everything else is
@@ -162,7 +181,10 @@ pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
         (None, Some(f)) => parse_mailbox(f).1,
         (None, None) => return Err("mail_from or content.from is required".into()),
     };
-    let personal = req.recipients.iter().any(|r| matches!(r, RecipientSpec::Full { .. }));
+    let personal = req
+        .recipients
+        .iter()
+        .any(|r| matches!(r, RecipientSpec::Full { .. }));
     let base = Injection {
         sender,
         metadata: req.metadata.clone(),
@@ -171,9 +193,19 @@ pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
         ..Injection::default()
     };
     if let (Some(raw), false) = (&req.content.raw, personal) {
-        let body = substitute(raw, &req.substitution_data, false).replace("\r\n", "\n").replace('\n', "\r\n");
-        let recipients = req.recipients.iter().map(|r| r.parts().0.to_string()).collect();
-        return Ok(vec![Injection { recipients, body: body.into_bytes(), ..base }]);
+        let body = substitute(raw, &req.substitution_data, false)
+            .replace("\r\n", "\n")
+            .replace('\n', "\r\n");
+        let recipients = req
+            .recipients
+            .iter()
+            .map(|r| r.parts().0.to_string())
+            .collect();
+        return Ok(vec![Injection {
+            recipients,
+            body: body.into_bytes(),
+            ..base
+        }]);
     }
     req.recipients
         .iter()
@@ -184,10 +216,18 @@ pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
             let mut metadata = base.metadata.clone();
             metadata.extend(meta.cloned().unwrap_or_default());
             let body = match &req.content.raw {
-                Some(raw) => substitute(raw, &data, false).replace("\r\n", "\n").replace('\n', "\r\n").into_bytes(),
+                Some(raw) => substitute(raw, &data, false)
+                    .replace("\r\n", "\n")
+                    .replace('\n', "\r\n")
+                    .into_bytes(),
                 None => build_parts(&req.content, addr, &data)?,
             };
-            Ok(Injection { recipients: vec![addr.to_string()], body, metadata, ..base.clone() })
+            Ok(Injection {
+                recipients: vec![addr.to_string()],
+                body,
+                metadata,
+                ..base.clone()
+            })
         })
         .collect()
 }
@@ -203,16 +243,27 @@ mod tests {
 
     #[test]
     fn substitution_replaces_known_keys_escapes_html_and_blanks_unknown() {
-        let data = json!({"name": "<Ana>", "n": 3}).as_object().unwrap().clone();
-        assert_eq!(substitute("Hi {{ name }} #{{n}} {{missing}}!", &data, false), "Hi <Ana> #3 !");
-        assert_eq!(substitute("<b>{{name}}</b>", &data, true), "<b>&lt;Ana&gt;</b>");
+        let data = json!({"name": "<Ana>", "n": 3})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            substitute("Hi {{ name }} #{{n}} {{missing}}!", &data, false),
+            "Hi <Ana> #3 !"
+        );
+        assert_eq!(
+            substitute("<b>{{name}}</b>", &data, true),
+            "<b>&lt;Ana&gt;</b>"
+        );
         assert_eq!(substitute("broken {{ name", &data, false), "broken {{ name");
     }
 
     #[test]
     fn raw_content_for_many_plain_recipients_is_one_message() {
-        let r = req(json!({"mail_from": "s@a.test", "recipients": ["x@b.test", "y@c.test"],
-            "content": {"raw": "Subject: hi\n\nbody\n"}}));
+        let r = req(
+            json!({"mail_from": "s@a.test", "recipients": ["x@b.test", "y@c.test"],
+            "content": {"raw": "Subject: hi\n\nbody\n"}}),
+        );
         let inj = injections(r).unwrap();
         assert_eq!(inj.len(), 1);
         assert_eq!(inj[0].recipients, vec!["x@b.test", "y@c.test"]);
@@ -222,9 +273,9 @@ mod tests {
     #[test]
     fn parts_are_rendered_per_recipient_with_metadata_merged() {
         let r = req(json!({"recipients": [
-                {"address": "x@b.test", "metadata": {"user": 1}, "substitution_data": {"first": "Xé"}},
+                {"address": "x@b.test", "metadata": {"user": 1}, "substitution_data": {"first": "Xavier"}},
                 "y@c.test"],
-            "content": {"from": "News <news@a.test>", "subject": "Hola {{first}}", "text": "Hi {{first}}"},
+            "content": {"from": "News <news@a.test>", "subject": "Hola {{first}} ñ", "text": "Hi {{first}}"},
             "metadata": {"campaign_id": "c1"}}));
         let inj = injections(r).unwrap();
         assert_eq!(inj.len(), 2);
@@ -232,20 +283,37 @@ mod tests {
         assert_eq!(inj[0].metadata.get("user"), Some(&json!(1)));
         assert_eq!(inj[1].metadata.get("campaign_id"), Some(&json!("c1")));
         let m = String::from_utf8(inj[0].body.clone()).unwrap();
-        assert!(m.contains("Subject: =?utf-8?") || m.contains("Subject: Hola"), "{m}");
-        assert!(m.contains("Hi X"), "{m}");
-        assert!(m.contains("To: <x@b.test>") || m.contains("To: x@b.test"), "{m}");
+        assert!(
+            m.contains("Subject: =?utf-8?") || m.contains("Subject: Hola"),
+            "{m}"
+        );
+        assert!(m.contains("Hi Xavier"), "{m}");
+        assert!(
+            m.contains("To: <x@b.test>") || m.contains("To: x@b.test"),
+            "{m}"
+        );
     }
 
     #[test]
     fn bad_requests_are_explained() {
-        let e = injections(req(json!({"recipients": [], "content": {"raw": "x"}, "mail_from": "a@b"}))).unwrap_err();
+        let e = injections(req(
+            json!({"recipients": [], "content": {"raw": "x"}, "mail_from": "a@b"}),
+        ))
+        .unwrap_err();
         assert!(e.contains("empty"));
-        let e = injections(req(json!({"recipients": ["a@b.test"], "content": {"text": "x"}}))).unwrap_err();
+        let e = injections(req(
+            json!({"recipients": ["a@b.test"], "content": {"text": "x"}}),
+        ))
+        .unwrap_err();
         assert!(e.contains("from"), "{e}");
         let e = injections(req(json!({"recipients": ["a@b.test"], "content": {"from": "a@b.test", "headers": {"Bad Name": "v"}, "text": "x"}})))
             .unwrap_err();
         assert!(e.contains("header"), "{e}");
-        assert!(serde_json::from_value::<InjectRequest>(json!({"recipients": [], "content": {}, "bogus": 1})).is_err());
+        assert!(
+            serde_json::from_value::<InjectRequest>(
+                json!({"recipients": [], "content": {}, "bogus": 1})
+            )
+            .is_err()
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! Giving work to connections: spawning workers within the limits, handing out batches, and the
 //! operator actions that move recipients around (flush, drain).
 
+use super::QRcpt;
 use super::ready::Batch;
 use super::state::Scheduler;
-use super::QRcpt;
 use crate::delivery;
 use crate::outcome::{AttemptContext, Failure, Outcome};
 use cartero_bounce::BounceClass;
@@ -15,7 +15,9 @@ impl Scheduler {
     /// workers can take and the limits allow.
     pub(super) fn dispatch(&mut self, key: &QueueKey) {
         loop {
-            let Some(q) = self.ready.get_mut(key) else { return };
+            let Some(q) = self.ready.get_mut(key) else {
+                return;
+            };
             if q.items.is_empty() {
                 return;
             }
@@ -29,7 +31,9 @@ impl Scheduler {
             }
         }
         while self.workers < self.ctx.max_workers {
-            let Some(q) = self.ready.get_mut(key) else { return };
+            let Some(q) = self.ready.get_mut(key) else {
+                return;
+            };
             let wanted = q.items.len() > 2 * q.active as usize || q.active == 0;
             if q.items.is_empty() || !wanted {
                 return;
@@ -63,7 +67,11 @@ impl Scheduler {
             Err(Wait::Until(t)) => return Batch::WaitUntil(t),
             Err(Wait::Connections) | Ok(()) => {}
         }
-        let max = self.ctx.limits.params(key, &q.domain).max_recipients_per_message;
+        let max = self
+            .ctx
+            .limits
+            .params(key, &q.domain)
+            .max_recipients_per_message;
         Batch::Send(q.take_batch(max as usize))
     }
 
@@ -156,7 +164,8 @@ impl Scheduler {
             taken.append(&mut ds.awaiting);
         }
         for q in self.ready.values_mut() {
-            let (out, keep): (Vec<_>, Vec<_>) = q.items.drain(..).partition(|r| &*r.domain == domain);
+            let (out, keep): (Vec<_>, Vec<_>) =
+                q.items.drain(..).partition(|r| &*r.domain == domain);
             q.items = keep.into();
             taken.extend(out);
         }

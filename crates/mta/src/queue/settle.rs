@@ -43,7 +43,9 @@ impl Settler {
             && status == RcptStatus::Queued
         {
             r.attempts = r.attempts.saturating_add(1);
-            let delay = self.retry.delay(r.attempts as u32, f.class, fastrand::f64());
+            let delay = self
+                .retry
+                .delay(r.attempts as u32, f.class, fastrand::f64());
             // Past the validity there is no next attempt: wake up at expiry to fail it then.
             r.next_attempt = (now + delay.as_millis() as u64).min(r.msg.env.expires_at);
             r.last = Some(Box::new(LastFailure {
@@ -64,7 +66,8 @@ impl Settler {
         if let Err(e) = self.spool.update_nowait(r.msg.id, r.idx, state) {
             tracing::error!(message = %r.msg.id, rcpt = r.idx, error = %e, "spool update failed");
         }
-        self.events.emit(&self.event(kind, &r, &outcome, failure, at, now));
+        self.events
+            .emit(&self.event(kind, &r, &outcome, failure, at, now));
         count(kind);
         if status == RcptStatus::Queued {
             Disposition::Requeue(r)

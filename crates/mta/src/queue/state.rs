@@ -191,7 +191,8 @@ impl Scheduler {
         if let Some((d, _)) = self.domains.get_key_value(&r.domain) {
             r.domain = d.clone();
         } else {
-            self.domains.insert(r.domain.clone(), DomainState::default());
+            self.domains
+                .insert(r.domain.clone(), DomainState::default());
         }
         self.seq += 1;
         r.next_attempt = r.next_attempt.max(1);
@@ -236,7 +237,13 @@ impl Scheduler {
     fn route_rcpt(&mut self, r: QRcpt, now: UnixMillis) {
         if now >= r.msg.env.expires_at {
             let last = r.last.as_deref().map_or_else(
-                || Failure::local("validity ended before any attempt", BounceClass::UNDETERMINED, "expiry"),
+                || {
+                    Failure::local(
+                        "validity ended before any attempt",
+                        BounceClass::UNDETERMINED,
+                        "expiry",
+                    )
+                },
                 |l| Failure::local(l.text.to_string(), l.class, "expiry"),
             );
             self.settle(r, Outcome::Expired(last), &AttemptContext::default());

@@ -85,7 +85,10 @@ pub(super) fn summary(s: &Scheduler) -> QueueSummary {
         row.recipients += 1;
         row.oldest = row.oldest.min(r.msg.env.received_at);
         if state == "scheduled" {
-            row.next_attempt = Some(row.next_attempt.map_or(r.next_attempt, |n| n.min(r.next_attempt)));
+            row.next_attempt = Some(
+                row.next_attempt
+                    .map_or(r.next_attempt, |n| n.min(r.next_attempt)),
+            );
         }
         if let Some(l) = &r.last {
             row.last_reply = Some(l.text.to_string());
@@ -99,7 +102,12 @@ pub(super) fn summary(s: &Scheduler) -> QueueSummary {
             site: k.site.to_string(),
             ready: q.items.len(),
             connections: q.active,
-            hosts: q.dest.hosts.iter().map(|h| format!("{}:{}", h.name, h.port)).collect(),
+            hosts: q
+                .dest
+                .hosts
+                .iter()
+                .map(|h| format!("{}:{}", h.name, h.port))
+                .collect(),
         })
         .collect();
     sites.sort_by(|a, b| (&a.source, &a.site).cmp(&(&b.source, &b.site)));

@@ -1,0 +1,42 @@
+use anyhow::Context;
+use cartero_mta::MtaConfig;
+use clap::Subcommand;
+use std::path::Path;
+
+#[derive(Subcommand)]
+pub enum ConfigCmd {
+    /// Parse a config file and report the first error with its line, or "ok".
+    Check { file: std::path::PathBuf },
+    /// Print the complete default configuration.
+    Defaults,
+}
+
+/// Loads the config file, or the embedded defaults when none is given.
+pub fn load(path: Option<&Path>) -> anyhow::Result<MtaConfig> {
+    let Some(path) = path else {
+        return Ok(MtaConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+pub fn parse(text: &str) -> anyhow::Result<MtaConfig> {
+    // toml's error already names the line, column and the offending key.
+    toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub fn run(cmd: ConfigCmd, _global: Option<&Path>) -> anyhow::Result<()> {
+    match cmd {
+        ConfigCmd::Check { file } => {
+            load(Some(&file))?;
+            println!("ok");
+        }
+        ConfigCmd::Defaults => {
+            let text =
+                toml::to_string_pretty(&MtaConfig::default()).context("printing the defaults")?;
+            print!("{text}");
+        }
+    }
+    Ok(())
+}

@@ -69,6 +69,10 @@ impl Settler {
         self.events
             .emit(&self.event(kind, &r, &outcome, failure, at, now));
         count(kind);
+        if kind == EventType::Delivery {
+            let secs = now.saturating_sub(r.msg.env.received_at) as f64 / 1000.0;
+            metrics::histogram!("cartero_delivery_queue_time_seconds").record(secs);
+        }
         if status == RcptStatus::Queued {
             Disposition::Requeue(r)
         } else {

@@ -139,7 +139,16 @@ impl Scheduler {
                 self.handle(cmd);
             }
             self.pump();
+            self.export_gauges();
         }
+    }
+
+    fn export_gauges(&self) {
+        let ready: usize = self.ready.values().map(|q| q.items.len()).sum();
+        let routing: usize = self.domains.values().map(|d| d.awaiting.len()).sum();
+        metrics::gauge!("cartero_queue_scheduled_recipients").set(self.scheduled.len() as f64);
+        metrics::gauge!("cartero_queue_ready_recipients").set((ready + routing) as f64);
+        metrics::gauge!("cartero_outbound_connections").set(self.workers as f64);
     }
 
     fn next_wakeup(&self) -> std::time::Duration {

@@ -48,7 +48,11 @@ mod tests {
     #[test]
     fn example_config_parses_and_equals_the_defaults() {
         let example = parse(include_str!("../../docs/cartero.example.toml")).unwrap();
-        assert_eq!(example, MtaConfig::default(), "docs/cartero.example.toml drifted from the defaults");
+        assert_eq!(
+            example,
+            MtaConfig::default(),
+            "docs/cartero.example.toml drifted from the defaults"
+        );
     }
 
     #[test]
@@ -59,15 +63,21 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_reported_with_their_line() {
-        let e = parse("hostname = \"a\"\n[smtp]\nmax_mesage_size = 1\n").unwrap_err().to_string();
+        let e = parse("hostname = \"a\"\n[smtp]\nmax_mesage_size = 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_mesage_size") && e.contains("line 3"), "{e}");
     }
 
     #[test]
     fn bad_values_are_explained() {
-        let e = parse("[shaping.default]\nmax_message_rate = \"10/fortnight\"\n").unwrap_err().to_string();
+        let e = parse("[shaping.default]\nmax_message_rate = \"10/fortnight\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fortnight"), "{e}");
-        let e = parse("[delivery]\nmax_validity = \"soon\"\n").unwrap_err().to_string();
+        let e = parse("[delivery]\nmax_validity = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_validity") || e.contains("soon"), "{e}");
     }
 }

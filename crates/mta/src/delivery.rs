@@ -36,6 +36,31 @@ pub(crate) struct DeliveryCtx {
     pub route_cache_ms: u64,
     /// Outbound connections across all destinations.
     pub max_workers: u32,
+    /// Hosts whose STARTTLS handshake failed, until when (clock ms): opportunistic TLS skips them.
+    pub tls_broken: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+/// How long a failed opportunistic STARTTLS is remembered for a host.
+const TLS_BROKEN_MS: u64 = 3_600_000;
+
+impl DeliveryCtx {
+    fn tls_known_broken(&self, host: &str) -> bool {
+        let now = self.clock.now_ms();
+        let mut broken = self.tls_broken.lock();
+        match broken.get(host) {
+            Some(&until) if until > now => true,
+            Some(_) => {
+                broken.remove(host);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_tls_broken(&self, host: &str) {
+        let until = self.clock.now_ms() + TLS_BROKEN_MS;
+        self.tls_broken.lock().insert(host.to_string(), until);
+    }
 }
 
 pub(crate) fn spawn_resolve(ctx: Arc<DeliveryCtx>, domain: Arc<str>) {
@@ -158,7 +183,7 @@ async fn connect_any(
         };
         for ip in addrs {
             let addr = SocketAddr::new(ip, host.port);
-            match Connection::connect(addr, &host.name, cfg).await {
+            match connect_one(ctx, addr, &host.name, cfg).await {
                 Ok(conn) => {
                     let at = AttemptContext {
                         mx_host: Some(host.name.clone()),
@@ -181,6 +206,36 @@ async fn connect_any(
             "dns:no-host",
         )
     }))
+}
+
+/// Connects to one address. Opportunistic TLS that fails its handshake is retried at once in
+/// plain text, and the host is remembered so the next connections do not try TLS again for a while.
+async fn connect_one(
+    ctx: &DeliveryCtx,
+    addr: SocketAddr,
+    host: &str,
+    cfg: &ClientConfig,
+) -> Result<Connection, ClientError> {
+    let opportunistic = matches!(cfg.tls, TlsMode::Opportunistic);
+    if opportunistic && ctx.tls_known_broken(host) {
+        let plain = ClientConfig {
+            tls: TlsMode::Disabled,
+            ..cfg.clone()
+        };
+        return Connection::connect(addr, host, &plain).await;
+    }
+    match Connection::connect(addr, host, cfg).await {
+        Err(ClientError::Tls(e)) if opportunistic => {
+            tracing::info!(%host, error = %e, "STARTTLS failed; retrying without TLS");
+            ctx.remember_tls_broken(host);
+            let plain = ClientConfig {
+                tls: TlsMode::Disabled,
+                ..cfg.clone()
+            };
+            Connection::connect(addr, host, &plain).await
+        }
+        other => other,
+    }
 }
 
 /// A failure of the connection itself (not a reply to our transaction) is always transient.

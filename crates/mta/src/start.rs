@@ -246,6 +246,7 @@ impl Mta {
             timeouts: cfg.delivery.timeouts.clone(),
             route_cache_ms: cfg.delivery.route_cache.as_millis() as u64,
             max_workers: cfg.delivery.max_connections,
+            tls_broken: Default::default(),
         });
         let settler = Settler {
             spool: spool.clone(),
@@ -393,6 +394,10 @@ impl Mta {
         let done = self.sched.ask(|reply| Cmd::Shutdown { reply });
         if tokio::time::timeout(self.grace, done).await.is_err() {
             tracing::warn!("shutdown grace period over with transactions still in flight");
+        }
+        // Journal updates written without waiting (final states) reach the disk before exit.
+        if let Err(e) = self.spool.flush().await {
+            tracing::error!(error = %e, "flushing the spool at shutdown");
         }
         if let Some(f) = &self.file_sink {
             let _ = f.flush().await;

@@ -161,6 +161,8 @@ pub struct Recovered {
     /// One state per recipient, in envelope order. Recipients never updated are `Queued` with zero
     /// attempts and `next_attempt = received_at`.
     pub rcpts: Vec<RcptState>,
+    /// Size of the stored body in bytes.
+    pub body_len: u64,
 }
 
 /// Counters describing the spool.

@@ -215,6 +215,7 @@ fn load_segment(
             id: MessageId::new(no, index),
             envelope,
             rcpts,
+            body_len: m.body_len as u64,
         });
     }
     if st.live_msgs == 0 {

@@ -147,12 +147,14 @@ async fn handle(ib: Arc<Inbound>, mut stream: TcpStream, peer: SocketAddr) {
         return;
     }
     if let Next::StartTls(stream, mut session) = drive(&ib, stream, session, peer).await {
-        match ib.tls.accept(stream).await {
-            Ok(tls) => {
+        // A client that never starts the handshake must not hold its connection slot forever.
+        match tokio::time::timeout(ib.cfg.command_timeout, ib.tls.accept(stream)).await {
+            Ok(Ok(tls)) => {
                 session.tls_established();
                 drive(&ib, tls, *session, peer).await;
             }
-            Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }
     }
 }

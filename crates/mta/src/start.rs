@@ -171,7 +171,7 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
         let msg = Arc::new(Msg {
             id: rec.id,
             env: rec.envelope,
-            size: 0,
+            size: rec.body_len,
         });
         for (idx, st) in rec.rcpts.into_iter().enumerate() {
             if st.status != RcptStatus::Queued {

@@ -1,0 +1,162 @@
+//! A raw SMTP client for the injection listener: lines in, replies out, over plain TCP or TLS
+//! after STARTTLS (without certificate verification: the MTA's certificate is self-signed).
+
+use cartero_smtp::Reply;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+/// Longest wait for one reply.
+const REPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// An SMTP client that sends exactly what it is given.
+pub struct RawClient<S> {
+    stream: S,
+    buf: Vec<u8>,
+}
+
+impl RawClient<TcpStream> {
+    /// Connects and reads the banner.
+    pub async fn connect(addr: SocketAddr) -> (Self, Reply) {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut c = RawClient {
+            stream,
+            buf: Vec::new(),
+        };
+        let banner = c.reply().await.expect("banner");
+        (c, banner)
+    }
+
+    /// Sends STARTTLS (expects 220) and upgrades without verifying the certificate.
+    pub async fn starttls(mut self) -> RawClient<TlsStream<TcpStream>> {
+        let r = self.cmd("STARTTLS").await.expect("STARTTLS reply");
+        assert_eq!(r.code, 220, "{r}");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth();
+        let name = ServerName::try_from("mta.test").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+            .connect(name, self.stream)
+            .await
+            .unwrap();
+        RawClient {
+            stream: tls,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
+    /// Writes bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Sends `line` + CRLF and reads one reply.
+    pub async fn cmd(&mut self, line: &str) -> Option<Reply> {
+        self.send_raw(format!("{line}\r\n").as_bytes()).await.ok()?;
+        self.reply().await
+    }
+
+    /// Reads one (possibly multi-line) reply; `None` when the server closed the connection.
+    pub async fn reply(&mut self) -> Option<Reply> {
+        tokio::time::timeout(REPLY_WAIT, self.reply_untimed())
+            .await
+            .expect("no reply from the server in time")
+    }
+
+    async fn reply_untimed(&mut self) -> Option<Reply> {
+        let mut lines: Vec<String> = Vec::new();
+        loop {
+            while let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..pos + 2).take(pos).collect();
+                let line = String::from_utf8_lossy(&line).into_owned();
+                let last = line.as_bytes().get(3) != Some(&b'-');
+                lines.push(line);
+                if last {
+                    return Reply::from_lines(&lines);
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// EHLO; returns the reply (its text lists the extensions).
+    pub async fn ehlo(&mut self) -> Reply {
+        self.cmd("EHLO client.test").await.expect("EHLO reply")
+    }
+
+    /// True when the connection is closed by the server (read returns EOF or fails).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut chunk = [0u8; 64];
+        matches!(
+            tokio::time::timeout(REPLY_WAIT, self.stream.read(&mut chunk)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// Accepts any certificate; signatures are still checked so the handshake is real.
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,196 @@
+//! Real third-party peers: swaks (client), Postfix's smtp-sink/smtp-source, python aiosmtpd.
+
+use super::{DEADLINE, free_port, missing, wait_until};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const SWAKS: &str = "/usr/bin/swaks";
+pub const SMTP_SINK: &str = "/usr/sbin/smtp-sink";
+pub const SMTP_SOURCE: &str = "/usr/sbin/smtp-source";
+/// Debian's python3-* packages are installed for this interpreter, not for any other python3.
+pub const PYTHON: &str = "/usr/bin/python3";
+
+/// True when the executable exists; otherwise reports it missing (fails in CI).
+pub fn have(path: &str, name: &str) -> bool {
+    Path::new(path).exists() || missing(name)
+}
+
+/// True when /usr/bin/python3 can import aiosmtpd; otherwise reports it missing.
+pub fn have_aiosmtpd() -> bool {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok || missing("python3-aiosmtpd (for /usr/bin/python3)")
+}
+
+/// Runs swaks against `server` with `args`; returns its exit code and its whole transcript.
+pub fn swaks(server: SocketAddr, args: &[&str]) -> (i32, String) {
+    let out = Command::new(SWAKS)
+        .args(["--server", &server.to_string(), "--timeout", "30"])
+        .args(args)
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Postfix `smtp-sink` dumping every transaction into its own file under `dir`.
+pub struct SmtpSink {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _proc: Proc,
+}
+
+impl SmtpSink {
+    /// Starts smtp-sink on a free port; `dir` must be writable by the postfix user when root.
+    pub fn start(dir: &Path) -> SmtpSink {
+        std::fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut cmd = Command::new(SMTP_SINK);
+        if is_root() {
+            // smtp-sink refuses to run as root without a user to drop privileges to.
+            cmd.args(["-u", "postfix"]);
+            make_world_writable(dir);
+        }
+        let template = format!("{}/%H%M%S.", dir.display());
+        cmd.args(["-d", &template, "-h", "smtp-sink.test"])
+            .arg(addr.to_string())
+            .arg("100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let proc = Proc(cmd.spawn().unwrap());
+        let up = wait_until(DEADLINE, || std::net::TcpStream::connect(addr).is_ok());
+        assert!(up, "smtp-sink did not listen on {addr}");
+        SmtpSink {
+            addr,
+            dir: dir.to_path_buf(),
+            _proc: proc,
+        }
+    }
+
+    /// Contents of every dump file so far.
+    pub fn dumps(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        collect_files(&self.dir, &mut out);
+        out.iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect()
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+fn make_world_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let perm = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    perm(dir, 0o777).unwrap();
+    // The postfix user must also be able to traverse the tempdir that holds `dir`.
+    let mut p = dir.parent();
+    while let Some(parent) = p {
+        if parent.starts_with(std::env::temp_dir()) && parent != std::env::temp_dir() {
+            perm(parent, 0o755).unwrap();
+        }
+        p = parent.parent();
+    }
+}
+
+/// The aiosmtpd sink script in `interop/`: writes every message to `dir/N.eml` (exact bytes)
+/// with its envelope in `dir/N.json`.
+pub struct Aiosmtpd {
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    _proc: Proc,
+}
+
+impl Aiosmtpd {
+    pub fn start(dir: &Path, delay: f64) -> Aiosmtpd {
+        std::fs::create_dir_all(dir).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/interop/aiosmtpd_sink.py");
+        let mut child = Command::new(PYTHON)
+            .arg(script)
+            .args(["--dir", &dir.display().to_string()])
+            .args(["--delay", &delay.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        let stdout = child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut first).unwrap();
+        let port: u16 = first
+            .trim()
+            .strip_prefix("LISTENING ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("aiosmtpd sink said {first:?}"));
+        Aiosmtpd {
+            addr: ([127, 0, 0, 1], port).into(),
+            dir: dir.to_path_buf(),
+            _proc: Proc(child),
+        }
+    }
+
+    /// (envelope JSON, exact message bytes) of every complete message so far.
+    pub fn messages(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "eml") {
+                let env = std::fs::read_to_string(p.with_extension("json")).unwrap();
+                out.push((
+                    serde_json::from_str(&env).unwrap(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Runs smtp-source to completion against `server`; panics with its output on failure.
+pub fn smtp_source(server: SocketAddr, args: &[&str]) {
+    let out = Command::new(SMTP_SOURCE)
+        .args(args)
+        .arg(server.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "smtp-source failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,240 @@
+//! A small SMTP receiver for tests that need control a real peer does not give: a delay before
+//! the reply to the final dot (a slow receiver), a switch to answer RCPT with 451, and a signal
+//! when a message's data has arrived but is not yet acknowledged.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A message the sink acknowledged with 250 (the reply was written successfully).
+#[derive(Debug, Clone)]
+pub struct SinkMsg {
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    /// Message content after dot-unstuffing, CRLF line ends, without the final dot line.
+    pub data: Vec<u8>,
+}
+
+impl SinkMsg {
+    /// The value of the first `Message-ID` header, if any.
+    pub fn message_id(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.data);
+        text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("message-id")
+                .then(|| value.trim().to_string())
+        })
+    }
+}
+
+#[derive(Default)]
+struct State {
+    accepted: Mutex<Vec<SinkMsg>>,
+    changed: Condvar,
+    /// Messages whose data arrived (counted before the delayed reply).
+    data_seen: AtomicUsize,
+    dot_delay_ms: AtomicUsize,
+    temp_fail_rcpt: AtomicBool,
+    /// While true, replies to the final dot wait (a receiver that stalls).
+    hold: Mutex<bool>,
+    released: Condvar,
+}
+
+/// The running sink; its threads live until the test process ends.
+#[derive(Clone)]
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    let _ = session(conn, &st);
+                });
+            }
+        });
+        Sink { addr, state }
+    }
+
+    /// Delay before answering the final dot of each message.
+    pub fn set_dot_delay(&self, d: Duration) {
+        let ms = usize::try_from(d.as_millis()).unwrap();
+        self.state.dot_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// While held, every reply to a final dot waits until `set_hold(false)`.
+    pub fn set_hold(&self, on: bool) {
+        *self.state.hold.lock().unwrap() = on;
+        self.state.released.notify_all();
+    }
+
+    /// While on, every RCPT gets `451 4.3.0` (a transient failure for the client).
+    pub fn set_temp_fail(&self, on: bool) {
+        self.state.temp_fail_rcpt.store(on, Ordering::SeqCst);
+    }
+
+    pub fn accepted(&self) -> Vec<SinkMsg> {
+        self.state.accepted.lock().unwrap().clone()
+    }
+
+    pub fn data_seen(&self) -> usize {
+        self.state.data_seen.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` messages were acknowledged; returns whether that happened.
+    pub fn wait_accepted(&self, n: usize, limit: Duration) -> bool {
+        self.wait_for(limit, |v| v.len() >= n)
+    }
+
+    /// Waits until `check` holds over the accepted messages.
+    pub fn wait_for(&self, limit: Duration, check: impl Fn(&[SinkMsg]) -> bool) -> bool {
+        let end = Instant::now() + limit;
+        let mut guard = self.state.accepted.lock().unwrap();
+        loop {
+            if check(&guard) {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self.state.changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// Waits until at least `n` messages' data arrived (acknowledged or not).
+    pub fn wait_data_seen(&self, n: usize, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        let mut guard = self.state.accepted.lock().unwrap();
+        loop {
+            if self.data_seen() >= n {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = self.state.changed.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+}
+
+fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut out = conn.try_clone()?;
+    let mut input = BufReader::new(conn);
+    out.write_all(b"220 sink.test ESMTP test sink\r\n")?;
+    let mut from = String::new();
+    let mut rcpts: Vec<String> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let cmd = text.trim_end();
+        let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let reply: &[u8] = match verb.as_str() {
+            "EHLO" => b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 104857600\r\n",
+            "HELO" | "NOOP" => b"250 ok\r\n",
+            "MAIL" => {
+                from = angle(cmd);
+                rcpts.clear();
+                b"250 2.1.0 ok\r\n"
+            }
+            "RCPT" if st.temp_fail_rcpt.load(Ordering::SeqCst) => {
+                b"451 4.3.0 try again later\r\n"
+            }
+            "RCPT" => {
+                rcpts.push(angle(cmd));
+                b"250 2.1.5 ok\r\n"
+            }
+            "DATA" if rcpts.is_empty() => b"554 5.5.1 no valid recipients\r\n",
+            "DATA" => {
+                out.write_all(b"354 go ahead\r\n")?;
+                let data = read_data(&mut input)?;
+                data_arrived(st);
+                wait_released(st);
+                let delay = st.dot_delay_ms.load(Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(delay as u64));
+                out.write_all(b"250 2.0.0 accepted\r\n")?;
+                let msg = SinkMsg {
+                    mail_from: std::mem::take(&mut from),
+                    rcpts: std::mem::take(&mut rcpts),
+                    data,
+                };
+                st.accepted.lock().unwrap().push(msg);
+                st.changed.notify_all();
+                continue;
+            }
+            "RSET" => {
+                from.clear();
+                rcpts.clear();
+                b"250 2.0.0 ok\r\n"
+            }
+            "QUIT" => {
+                out.write_all(b"221 2.0.0 bye\r\n")?;
+                return Ok(());
+            }
+            _ => b"502 5.5.2 not implemented\r\n",
+        };
+        out.write_all(reply)?;
+    }
+}
+
+fn data_arrived(st: &State) {
+    st.data_seen.fetch_add(1, Ordering::SeqCst);
+    // Take the lock so a waiter cannot miss the notification between its check and its wait.
+    drop(st.accepted.lock().unwrap());
+    st.changed.notify_all();
+}
+
+fn wait_released(st: &State) {
+    let mut held = st.hold.lock().unwrap();
+    let end = Instant::now() + Duration::from_secs(120);
+    while *held && Instant::now() < end {
+        held = st
+            .released
+            .wait_timeout(held, Duration::from_secs(1))
+            .unwrap()
+            .0;
+    }
+}
+
+fn angle(cmd: &str) -> String {
+    let start = cmd.find('<').map(|i| i + 1).unwrap_or(cmd.len());
+    let end = cmd[start..].find('>').map(|i| start + i).unwrap_or(start);
+    cmd[start..end].to_string()
+}
+
+fn read_data(input: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if line == b".\r\n" || line == b".\n" {
+            return Ok(data);
+        }
+        let body = if line.starts_with(b"..") {
+            &line[1..]
+        } else {
+            &line[..]
+        };
+        data.extend_from_slice(body);
+    }
+}

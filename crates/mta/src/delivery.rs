@@ -9,6 +9,7 @@ use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
 use cartero_shaping::{ConnectionPermit, Limits, QueueKey, TlsPolicy};
+use cartero_smtp::client::Phase;
 use cartero_smtp::io::{ClientConfig, ClientError, Connection, Timeouts, TlsMode};
 use cartero_spool::Spool;
 use std::net::{IpAddr, SocketAddr};
@@ -225,7 +226,8 @@ async fn connect_one(
         return Connection::connect(addr, host, &plain).await;
     }
     match Connection::connect(addr, host, cfg).await {
-        Err(ClientError::Tls(e)) if opportunistic => {
+        // Any failure inside the STARTTLS exchange (handshake alert, garbage, a close) counts.
+        Err(e) if opportunistic && e.phase() == Some(Phase::StartTls) => {
             tracing::info!(%host, error = %e, "STARTTLS failed; retrying without TLS");
             ctx.remember_tls_broken(host);
             let plain = ClientConfig {

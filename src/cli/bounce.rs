@@ -24,6 +24,7 @@ pub fn run(cmd: BounceCmd) -> anyhow::Result<()> {
         code,
         enhanced,
         text,
+        host: None,
     });
     println!("class:    {}", c.class);
     println!("category: {:?}", c.class.category());

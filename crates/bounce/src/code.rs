@@ -132,6 +132,7 @@ mod tests {
                 code,
                 enhanced: e,
                 text,
+                host: None,
             })
             .class
     }

@@ -20,6 +20,9 @@ pub struct FailureInput<'a> {
     pub enhanced: Option<(u8, u16, u16)>,
     /// The reply text (or a description of the local failure).
     pub text: &'a str,
+    /// The MX host that answered, or the recipient domain when no host is known; lets
+    /// provider-specific rules apply (matched by suffix).
+    pub host: Option<&'a str>,
 }
 
 /// The outcome of a classification: the class and the name of the rule that decided it, so that

@@ -131,7 +131,8 @@ async fn run_connection(
             }
             Batch::Send(rcpts) => {
                 sent += 1;
-                let (results, reusable) = send_batch(ctx, &mut conn, rcpts).await;
+                let (results, reusable) =
+                    send_batch(ctx, &mut conn, rcpts, at.mx_host.as_deref().unwrap_or("")).await;
                 ctx.sched.send(Cmd::Settled(results, at.clone()));
                 if !reusable {
                     return Ok(());
@@ -195,7 +196,7 @@ async fn connect_any(
                 }
                 Err(e) => {
                     tracing::debug!(host = %host.name, %addr, error = %e, "connection failed");
-                    last = Some(client_failure(&e, ctx.classifier.as_ref()));
+                    last = Some(client_failure(&e, ctx.classifier.as_ref(), &host.name));
                 }
             }
         }
@@ -241,10 +242,10 @@ async fn connect_one(
 }
 
 /// A failure of the connection itself (not a reply to our transaction) is always transient.
-fn client_failure(e: &ClientError, classifier: &dyn Classifier) -> Failure {
+fn client_failure(e: &ClientError, classifier: &dyn Classifier, host: &str) -> Failure {
     match e {
         ClientError::Rejected { reply, .. } => {
-            let mut f = Failure::from_reply(reply.clone(), classifier);
+            let mut f = Failure::from_reply(reply.clone(), classifier, Some(host));
             f.text = format!("{e}");
             f
         }
@@ -261,6 +262,7 @@ async fn send_batch(
     ctx: &DeliveryCtx,
     conn: &mut Connection,
     rcpts: Vec<QRcpt>,
+    host: &str,
 ) -> (Vec<(QRcpt, Outcome)>, bool) {
     let Some(msg) = rcpts.first().map(|r| r.msg.clone()) else {
         return (Vec::new(), true);
@@ -298,7 +300,7 @@ async fn send_batch(
                         None => Some(res.mail.clone()),
                     };
                     let o = match reply {
-                        Some(reply) => Outcome::from_reply(reply, classifier),
+                        Some(reply) => Outcome::from_reply(reply, classifier, Some(host)),
                         None => Outcome::Transient(Failure::local(
                             "transaction ended before the data was accepted",
                             BounceClass::SOFT,
@@ -311,7 +313,7 @@ async fn send_batch(
             (outcomes, true)
         }
         Err(e) => {
-            let f = client_failure(&e, classifier);
+            let f = client_failure(&e, classifier, host);
             (
                 rcpts
                     .into_iter()

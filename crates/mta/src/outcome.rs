@@ -25,14 +25,15 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// Classifies a remote reply.
-    pub fn from_reply(reply: Reply, classifier: &dyn Classifier) -> Self {
+    /// Classifies a remote reply; `host` (the MX host) lets provider rules apply.
+    pub fn from_reply(reply: Reply, classifier: &dyn Classifier, host: Option<&str>) -> Self {
         let enhanced = reply.enhanced.map(|e| (e.class, e.subject, e.detail));
         let text = reply.to_string();
         let Classification { class, rule } = classifier.classify(&FailureInput {
             code: reply.code,
             enhanced,
             text: &reply.text,
+            host,
         });
         Self {
             reply: Some(reply),
@@ -69,14 +70,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// Builds the outcome of a remote reply by its severity.
-    pub fn from_reply(reply: Reply, classifier: &dyn Classifier) -> Self {
+    pub fn from_reply(reply: Reply, classifier: &dyn Classifier, host: Option<&str>) -> Self {
         match reply.severity() {
             cartero_smtp::Severity::Positive => Outcome::Delivered { reply },
             cartero_smtp::Severity::Transient => {
-                Outcome::Transient(Failure::from_reply(reply, classifier))
+                Outcome::Transient(Failure::from_reply(reply, classifier, host))
             }
             cartero_smtp::Severity::Permanent => {
-                Outcome::Permanent(Failure::from_reply(reply, classifier))
+                Outcome::Permanent(Failure::from_reply(reply, classifier, host))
             }
         }
     }

@@ -187,6 +187,7 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
                             .and_then(|r| r.enhanced)
                             .map(|e| (e.class, e.subject, e.detail)),
                         text: reply.as_ref().map_or(text.as_str(), |r| r.text.as_str()),
+                        host: None,
                     })
                     .class;
                 Box::new(LastFailure {

@@ -7,9 +7,11 @@
 
 mod class;
 mod code;
+pub mod qualify;
 
 pub use class::{BounceClass, Category};
 pub use code::CodeClassifier;
+pub use qualify::{FailureType, Qualification, Qualifier, QualifyContext, Reason};
 
 /// What the MTA knows about a failure when it asks for a class.
 #[derive(Debug, Clone, Copy)]

@@ -13,4 +13,5 @@ fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -j2 --bin cartero
 fi
+export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 "$here/queued_rss.py"

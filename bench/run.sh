@@ -16,4 +16,5 @@ done
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -j2 --bin cartero
 fi
+export PYTHONDONTWRITEBYTECODE=1
 exec /usr/bin/python3 "$here/bench.py"

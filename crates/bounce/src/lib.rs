@@ -8,10 +8,12 @@
 mod class;
 mod code;
 pub mod qualify;
+pub mod rules;
 
 pub use class::{BounceClass, Category};
 pub use code::CodeClassifier;
 pub use qualify::{FailureType, Qualification, Qualifier, QualifyContext, Reason};
+pub use rules::{RuleClassifier, RuleError};
 
 /// What the MTA knows about a failure when it asks for a class.
 #[derive(Debug, Clone, Copy)]
@@ -39,4 +41,13 @@ pub struct Classification {
 /// every failed recipient.
 pub trait Classifier: Send + Sync {
     fn classify(&self, input: &FailureInput<'_>) -> Classification;
+}
+
+/// The classifier the MTA and the CLI use by default: the built-in rule files, or — should they
+/// ever fail to load, which the tests rule out — the plain [`CodeClassifier`].
+pub fn default_classifier() -> std::sync::Arc<dyn Classifier> {
+    match RuleClassifier::builtin() {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(_) => std::sync::Arc::new(CodeClassifier::new()),
+    }
 }

@@ -25,6 +25,7 @@ pub struct MtaConfig {
     pub dkim: DkimConfig,
     pub events: EventsConfig,
     pub shaping: ShapingConfig,
+    pub inmail: InMailConfig,
 }
 
 impl Default for MtaConfig {
@@ -39,6 +40,7 @@ impl Default for MtaConfig {
             dkim: DkimConfig::default(),
             events: EventsConfig::default(),
             shaping: ShapingConfig::default(),
+            inmail: InMailConfig::default(),
         }
     }
 }
@@ -275,6 +277,56 @@ impl Default for EventsConfig {
             log_file: true,
             file: cartero_events::JsonlFileConfig::default(),
             webhooks: Vec::new(),
+        }
+    }
+}
+
+/// `[inmail]`: receiving bounces, complaints and unsubscribe requests (SPEC §2.8).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InMailConfig {
+    /// Domains the MTA receives mail for. Empty turns inMail off. When set, every recipient's
+    /// return path becomes `b-<token>@<first domain>` (one recipient per transaction) and the
+    /// listener accepts mail for these domains from any client (it never relays to them).
+    pub bounce_domains: Vec<String>,
+    /// HMAC key for tokens. When unset, 32 random bytes are generated at first start into
+    /// `data_dir/inmail-secret` (mode 0600). Changing the key invalidates tokens already sent.
+    pub secret_file: Option<PathBuf>,
+    /// Operator rules applied to bounces before the classifier; the first match wins.
+    pub rules: Vec<InboundRule>,
+    pub list_unsubscribe: ListUnsubscribeConfig,
+}
+
+/// One inbound rule: a regex over a bounce's diagnostic, status and subject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboundRule {
+    /// Recorded as the event's `reason`.
+    pub name: String,
+    /// Regular expression (Rust `regex` syntax; `(?i)` for case-insensitive).
+    pub pattern: String,
+    pub r#type: cartero_bounce::FailureType,
+    pub reason: cartero_bounce::Reason,
+}
+
+/// `[inmail.list_unsubscribe]`: RFC 8058 headers on messages injected with `"bulk": true`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListUnsubscribeConfig {
+    pub enabled: bool,
+    /// Public base of the HTTP listener, e.g. `https://mail.example.com`; the header points to
+    /// `<url_base>/unsubscribe/<token>`. Empty: no URL (and so no one-click header).
+    pub url_base: String,
+    /// Also offer `mailto:unsub-<token>@<first bounce domain>`.
+    pub mailto: bool,
+}
+
+impl Default for ListUnsubscribeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url_base: String::new(),
+            mailto: true,
         }
     }
 }

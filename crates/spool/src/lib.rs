@@ -136,8 +136,9 @@ pub struct SpoolOptions {
     pub segment_size: u64,
     /// Most records written per durability barrier.
     pub max_batch: usize,
-    /// How long the writer waits for more records after the first of a batch. Zero still batches
-    /// whatever queued up during the previous sync.
+    /// How long the writer waits for more records after the first of a batch. The default is zero:
+    /// records that arrive while a sync is in progress form the next batch by themselves, so
+    /// batching grows with load and an idle spool adds no latency to an acknowledgement.
     pub max_batch_delay: Duration,
 }
 
@@ -146,7 +147,7 @@ impl Default for SpoolOptions {
         SpoolOptions {
             segment_size: 64 * 1024 * 1024,
             max_batch: 256,
-            max_batch_delay: Duration::from_millis(2),
+            max_batch_delay: Duration::ZERO,
         }
     }
 }

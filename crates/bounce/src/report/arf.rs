@@ -1,0 +1,38 @@
+//! RFC 5965 Abuse Reporting Format: `multipart/report; report-type=feedback-report` whose
+//! `message/feedback-report` part holds the machine-readable fields.
+
+use super::ArfReport;
+use super::fields::{self, Fields};
+use super::mime::Extracted;
+
+/// The ARF fields, when the message is a feedback report. A report without the
+/// `message/feedback-report` part is not ARF, whatever its `report-type` says.
+pub(crate) fn read(msg: &Extracted) -> Option<ArfReport> {
+    let body = msg.feedback_report.as_deref()?;
+    let mut f = Fields::default();
+    for block in fields::parse_blocks(body, 4) {
+        f.0.extend(block.0);
+    }
+    let mut arf = ArfReport {
+        feedback_type: f.get("Feedback-Type").map(|v| v.to_ascii_lowercase()),
+        user_agent: f.get_owned("User-Agent"),
+        original_rcpt_to: f.get("Original-Rcpt-To").and_then(fields::clean_address),
+        original_mail_from: f.get("Original-Mail-From").and_then(fields::clean_address),
+        source_ip: f.get_owned("Source-IP"),
+        arrival_date: f
+            .get_owned("Arrival-Date")
+            .or_else(|| f.get_owned("Received-Date")),
+        reported_domain: f.get_owned("Reported-Domain"),
+    };
+    // Many feedback loops redact Original-Rcpt-To; the returned original's To is then the best
+    // we have (often redacted too, in which case the token is what identifies the recipient).
+    if arf.original_rcpt_to.is_none() {
+        arf.original_rcpt_to = msg
+            .original
+            .as_ref()
+            .and_then(|o| o.get("To"))
+            .and_then(fields::clean_address)
+            .filter(|a| !a.contains("redacted"));
+    }
+    Some(arf)
+}

@@ -1,0 +1,199 @@
+//! inMail (SPEC §2.8): signed return paths and headers on outgoing mail, and the handler for what
+//! comes back to the bounce domains — DSNs and other bounces become `out_of_band`, ARF reports
+//! `spam_complaint`, mail to `unsub-<token>@` and one-click POSTs `list_unsubscribe`.
+//!
+//! A token is the only credential: an invalid or forged one produces no event (logged at info and
+//! counted in `cartero_inmail_rejected_total`), but the SMTP reply does not tell the sender.
+
+mod handle;
+pub(crate) mod report;
+pub mod token;
+
+use crate::config::{InMailConfig, InboundRule, ListUnsubscribeConfig};
+use cartero_bounce::Classifier;
+use cartero_clock::SharedClock;
+use cartero_events::EventSink;
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+pub use token::{TokenData, TokenKey};
+
+/// Local parts accepted at a bounce domain besides `b-<token>` and `unsub-<token>`: feedback loops
+/// are registered with a fixed address, and RFC 5321 requires `postmaster`.
+const MAILBOXES: &[&str] = &["fbl", "abuse", "postmaster"];
+/// Shortest accepted HMAC secret.
+const MIN_SECRET: usize = 16;
+
+/// Why inMail could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InMailError {
+    #[error("inmail secret file {path}: {source}")]
+    Secret {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inmail secret file {0}: shorter than {MIN_SECRET} bytes")]
+    ShortSecret(PathBuf),
+    #[error("inmail rule {name:?}: invalid pattern: {detail}")]
+    Rule { name: String, detail: String },
+}
+
+/// What a local part at a bounce domain is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Local<'a> {
+    Bounce(&'a str),
+    Unsubscribe(&'a str),
+    Mailbox,
+}
+
+/// The per-recipient header fields and return path of one outgoing transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub sender: String,
+    pub headers: String,
+}
+
+/// The running inMail service.
+pub(crate) struct InMail {
+    key: TokenKey,
+    /// Lowercase; the first one is used in return paths.
+    domains: Vec<String>,
+    rules: Vec<(InboundRule, Regex)>,
+    unsub: ListUnsubscribeConfig,
+    classifier: Arc<dyn Classifier>,
+    events: Arc<dyn EventSink>,
+    clock: SharedClock,
+}
+
+/// Reads the HMAC key, generating it into `data_dir/inmail-secret` at first start.
+fn load_secret(cfg: &InMailConfig, data_dir: &Path) -> Result<Vec<u8>, InMailError> {
+    let path = cfg
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("inmail-secret"));
+    let err = |source| InMailError::Secret {
+        path: path.clone(),
+        source,
+    };
+    let secret = match std::fs::read(&path) {
+        Ok(s) => s.trim_ascii().to_vec(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && cfg.secret_file.is_none() => {
+            let mut raw = [0u8; 32];
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut raw)
+                .map_err(|_| err(std::io::Error::other("system RNG failed")))?;
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            crate::tls::write_secret_file(&path, hex.as_bytes()).map_err(err)?;
+            tracing::info!(path = %path.display(), "generated the inMail token secret");
+            hex.into_bytes()
+        }
+        Err(e) => return Err(err(e)),
+    };
+    if secret.len() < MIN_SECRET {
+        return Err(InMailError::ShortSecret(path));
+    }
+    Ok(secret)
+}
+
+impl InMail {
+    /// `None` when `bounce_domains` is empty (inMail off).
+    pub fn load(
+        cfg: &InMailConfig,
+        data_dir: &Path,
+        classifier: Arc<dyn Classifier>,
+        events: Arc<dyn EventSink>,
+        clock: SharedClock,
+    ) -> Result<Option<Arc<InMail>>, InMailError> {
+        if cfg.bounce_domains.is_empty() {
+            return Ok(None);
+        }
+        let key = TokenKey::new(&load_secret(cfg, data_dir)?);
+        let mut rules = Vec::new();
+        for r in &cfg.rules {
+            let re = Regex::new(&r.pattern).map_err(|e| InMailError::Rule {
+                name: r.name.clone(),
+                detail: e.to_string(),
+            })?;
+            rules.push((r.clone(), re));
+        }
+        Ok(Some(Arc::new(InMail {
+            key,
+            domains: cfg
+                .bounce_domains
+                .iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+            rules,
+            unsub: cfg.list_unsubscribe.clone(),
+            classifier,
+            events,
+            clock,
+        })))
+    }
+
+    fn bounce_domain(&self) -> &str {
+        self.domains.first().map_or("", String::as_str)
+    }
+
+    /// True when `address` is at one of the bounce domains.
+    pub fn is_local(&self, address: &str) -> bool {
+        let domain = crate::queue::domain_of(address);
+        self.domains.iter().any(|d| *d == domain)
+    }
+
+    /// What the local part of a bounce-domain address means; `None` for unknown mailboxes.
+    pub fn local_part<'a>(&self, address: &'a str) -> Option<Local<'a>> {
+        let (local, _) = address.rsplit_once('@')?;
+        let lower = local.to_ascii_lowercase();
+        let after = |p: &str| local.get(p.len()..).filter(|_| lower.starts_with(p));
+        if let Some(t) = after("b-") {
+            return Some(Local::Bounce(t));
+        }
+        if let Some(t) = after("unsub-") {
+            return Some(Local::Unsubscribe(t));
+        }
+        MAILBOXES
+            .contains(&lower.as_str())
+            .then_some(Local::Mailbox)
+    }
+
+    /// The return path and header fields for recipient `idx` of message `id`. `headers` is the
+    /// stored message's header section, so an injector's own List-Unsubscribe is kept, not doubled.
+    pub fn outgoing(&self, id: u64, idx: u32, bulk: bool, headers: &[u8]) -> Outgoing {
+        let token = self.key.mint(id, idx);
+        let domain = self.bounce_domain();
+        let mut h = format!("X-Cartero-Token: {token}\r\n");
+        if bulk && self.unsub.enabled && !crate::inject::has_header(headers, b"list-unsubscribe") {
+            let mut uris = Vec::new();
+            let base = self.unsub.url_base.trim_end_matches('/');
+            if !base.is_empty() {
+                uris.push(format!("<{base}/unsubscribe/{token}>"));
+            }
+            if self.unsub.mailto {
+                uris.push(format!("<mailto:unsub-{token}@{domain}>"));
+            }
+            if !uris.is_empty() {
+                h.push_str(&format!("List-Unsubscribe: {}\r\n", uris.join(", ")));
+            }
+            // RFC 8058 §3.1: one-click needs an HTTPS URI to POST to.
+            if !base.is_empty() {
+                h.push_str("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n");
+            }
+        }
+        Outgoing {
+            sender: format!("b-{token}@{domain}"),
+            headers: h,
+        }
+    }
+
+    /// Verifies a token, counting and logging a rejection.
+    pub(crate) fn verify(&self, token: &str, origin: &str) -> Option<TokenData> {
+        let v = self.key.verify(token);
+        if v.is_none() {
+            metrics::counter!("cartero_inmail_rejected_total").increment(1);
+            tracing::info!(origin, "inMail: invalid or forged token, no event");
+        }
+        v
+    }
+}
+
+pub(crate) use handle::recipient_id;

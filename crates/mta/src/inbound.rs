@@ -5,6 +5,7 @@
 use crate::auth;
 use crate::config::SmtpConfig;
 use crate::inject::{InjectError, Injection, Injector, valid_address};
+use crate::inmail::InMail;
 use cartero_smtp::Reply;
 use cartero_smtp::server::{Event, ServerConfig, Session};
 use parking_lot::Mutex;
@@ -21,6 +22,8 @@ pub(crate) struct Inbound {
     pub hostname: String,
     pub tls: TlsAcceptor,
     pub injector: Arc<Injector>,
+    /// Receives mail for the bounce domains, from any client.
+    pub inmail: Option<Arc<InMail>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -53,12 +56,14 @@ impl Inbound {
         hostname: String,
         tls: TlsAcceptor,
         injector: Arc<Injector>,
+        inmail: Option<Arc<InMail>>,
     ) -> Self {
         Self {
             cfg,
             hostname,
             tls,
             injector,
+            inmail,
             per_ip: Mutex::new(HashMap::new()),
         }
     }
@@ -174,7 +179,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 if flush(&mut stream, &mut out).await.is_err() {
                     return Next::Done;
                 }
-                let timeout = if session.message_buffer_len() > 0 {
+                let timeout = if session.is_receiving_data() {
                     ib.cfg.data_timeout
                 } else {
                     ib.cfg.command_timeout
@@ -251,6 +256,14 @@ fn rcpt_policy(ib: &Inbound, session: &mut Session, address: &str, peer: IpAddr)
             "Invalid recipient address",
         ));
     }
+    if let Some(im) = ib.inmail.as_ref().filter(|im| im.is_local(address)) {
+        // Mail for the bounce domains is ours to read, never relayed: any client may send it.
+        // Token validity is checked later and never shown in a reply.
+        if im.local_part(address).is_none() {
+            return session.reject(Reply::with_code(550, (5, 1, 1), "No such mailbox here"));
+        }
+        return session.accept();
+    }
     if !ib.may_relay(peer, session.is_authenticated()) {
         metrics::counter!("cartero_smtp_relay_denied_total").increment(1);
         return session.reject(Reply::with_code(554, (5, 7, 1), "Relay access denied"));
@@ -266,6 +279,16 @@ async fn accept_message(
     data: Vec<u8>,
     peer: SocketAddr,
 ) -> Reply {
+    let (local, recipients): (Vec<String>, Vec<String>) = match &ib.inmail {
+        Some(im) => recipients.into_iter().partition(|r| im.is_local(r)),
+        None => (Vec::new(), recipients),
+    };
+    if let Some(im) = ib.inmail.as_ref().filter(|_| !local.is_empty()) {
+        im.handle_message(&local, &data);
+        if recipients.is_empty() {
+            return session.accept_message(Reply::with_code(250, (2, 0, 0), "Ok: received"));
+        }
+    }
     let proto = match (session.is_tls(), session.is_authenticated()) {
         (true, true) => "ESMTPSA",
         (true, false) => "ESMTPS",

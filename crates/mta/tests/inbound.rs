@@ -209,3 +209,45 @@ async fn stalled_starttls_handshake_held_the_connection_forever() {
         "the stalled handshake was never timed out"
     );
 }
+
+/// Slow clients: an idle session is closed with 421 4.4.2 after `command_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_client_gets_421_4_4_2_after_the_command_timeout() {
+    let env = Env::start(vec![], |c| {
+        c.smtp.command_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    let r = c.reply().await.expect("a reply without asking");
+    assert_eq!(
+        (r.code, r.enhanced.map(|e| e.to_string())),
+        (421, Some("4.4.2".into())),
+        "{r}"
+    );
+    assert!(c.is_closed().await);
+}
+
+/// Slow clients: a client that stalls inside DATA is cut off after `data_timeout` (not the longer
+/// command timeout) and its partial message is not spooled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_in_data_is_cut_off_by_the_data_timeout() {
+    let mut env = Env::start(vec![], |c| {
+        c.smtp.command_timeout = std::time::Duration::from_secs(60);
+        c.smtp.data_timeout = std::time::Duration::from_millis(300);
+    })
+    .await;
+    let before = env.mta.spool_stats().live_messages;
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    envelope(&mut c, "slow@example.test").await;
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    // Not a single byte of data: the data timeout applies from the 354 on.
+    let r = c.reply().await.expect("the server gives up");
+    assert_eq!(r.code, 421, "{r}");
+    assert!(c.is_closed().await);
+    assert_eq!(env.mta.spool_stats().live_messages, before);
+    assert!(
+        env.events.all().is_empty(),
+        "no reception for a message never finished"
+    );
+}

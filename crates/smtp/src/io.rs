@@ -23,6 +23,7 @@ use crate::client::{
 };
 use crate::reply::Reply;
 use tls::Stream;
+pub use tls::unverified_config;
 
 /// Bytes per socket write when sending a body; commands go in a single write each batch.
 const WRITE_CHUNK: usize = 64 * 1024;

@@ -362,6 +362,12 @@ impl Session {
         self.buf.len().saturating_sub(self.pos)
     }
 
+    /// True between the 354 (or a BDAT command) and the end of the message data: the caller
+    /// applies its data timeout rather than its command timeout.
+    pub fn is_receiving_data(&self) -> bool {
+        matches!(self.state, State::Data(_) | State::Bdat { .. })
+    }
+
     /// Bytes of the message being received (never above `max_message_size`).
     pub fn message_buffer_len(&self) -> usize {
         self.tx.as_ref().map_or(0, |t| t.data.len())

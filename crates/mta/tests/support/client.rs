@@ -2,12 +2,8 @@
 //! after STARTTLS (without certificate verification: the MTA's certificate is self-signed).
 
 use cartero_smtp::Reply;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,15 +34,9 @@ impl RawClient<TcpStream> {
     pub async fn starttls(mut self) -> RawClient<TlsStream<TcpStream>> {
         let r = self.cmd("STARTTLS").await.expect("STARTTLS reply");
         assert_eq!(r.code, 220, "{r}");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth();
+        let cfg = cartero_smtp::io::unverified_config().expect("TLS client config");
         let name = ServerName::try_from("mta.test").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        let tls = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, self.stream)
             .await
             .unwrap();
@@ -109,54 +99,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
             tokio::time::timeout(REPLY_WAIT, self.stream.read(&mut chunk)).await,
             Ok(Ok(0)) | Ok(Err(_))
         )
-    }
-}
-
-/// Accepts any certificate; signatures are still checked so the handshake is real.
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

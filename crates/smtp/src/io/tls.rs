@@ -118,7 +118,9 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The shared configuration that does not verify certificates (built once).
-pub(crate) fn unverified_config() -> Result<Arc<rustls::ClientConfig>, String> {
+/// A client configuration that accepts any certificate while still checking handshake signatures:
+/// the MTA-to-MTA practice for opportunistic TLS, also used by test clients.
+pub fn unverified_config() -> Result<Arc<rustls::ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {

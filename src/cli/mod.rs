@@ -1,6 +1,7 @@
 //! Subcommands. Each module turns arguments into library calls and prints the result.
 
 pub mod bounce;
+pub mod bounce_parse;
 pub mod config;
 pub mod dkim;
 pub mod remote;

@@ -8,11 +8,16 @@
 mod class;
 mod code;
 pub mod qualify;
+pub mod report;
 pub mod rules;
 
 pub use class::{BounceClass, Category};
 pub use code::CodeClassifier;
 pub use qualify::{FailureType, Qualification, Qualifier, QualifyContext, Reason};
+pub use report::{
+    ArfReport, ClassifiedRecipient, Outcome, ParsedReport, RecipientReport, ReportError,
+    ReportKind, classify_report, classify_report_with, parse_report,
+};
 pub use rules::{RuleClassifier, RuleError};
 
 /// What the MTA knows about a failure when it asks for a class.

@@ -2,11 +2,11 @@
 //!
 //! Thresholds: overall ≥ 97 %, every provider ≥ 90 %. The corpus is written by the same people as
 //! the rules, so it measures how well the rules cover the wordings we know, not accuracy on unseen
-//! mail; today every line is classified as labelled (100 %). The margin below 100 % exists so
-//! that a deliberately ambiguous line — one whose wording fits two classes and where we prefer to
-//! keep the rules general rather than fit the sample — can be added without editing thresholds,
-//! while a rule change that breaks a whole family of wordings (several lines of one provider)
-//! still fails. Every miss is printed, so a drop is visible even when the test passes.
+//! mail; today every line but one is classified as labelled. The margin below 100 % exists for
+//! deliberately ambiguous lines (marked in the corpus) — wordings that fit two classes, where we
+//! prefer general rules to rules fitted to the sample — while a rule change that breaks a family
+//! of wordings (a few lines of one provider, ~10 generic lines) still fails. Every miss is
+//! printed (`--nocapture`), so a drop is visible even when the test passes.
 
 use cartero_bounce::rules::parse_reply;
 use cartero_bounce::{BounceClass, Classifier, RuleClassifier};
@@ -61,7 +61,10 @@ fn corpus_is_large_and_labels_are_known_classes() {
     let classes: std::collections::BTreeSet<_> = lines.iter().map(|l| l.class).collect();
     for class in BounceClass::all().filter(|c| c.0 != 30) {
         // 30 (no RCPT) is decided by the bounce parser, never from a reply line.
-        assert!(classes.contains(&class.0), "no corpus line for class {class}");
+        assert!(
+            classes.contains(&class.0),
+            "no corpus line for class {class}"
+        );
     }
 }
 
@@ -94,10 +97,21 @@ fn accuracy_overall_and_per_provider() {
     let rate = |(ok, total): (usize, usize)| ok as f64 / total as f64;
     eprintln!("overall: {ok}/{total} = {:.1}%", 100.0 * rate((ok, total)));
     for (p, &counts) in &per {
-        eprintln!("  {p:<12} {}/{} = {:.1}%", counts.0, counts.1, 100.0 * rate(counts));
+        eprintln!(
+            "  {p:<12} {}/{} = {:.1}%",
+            counts.0,
+            counts.1,
+            100.0 * rate(counts)
+        );
     }
-    assert!(rate((ok, total)) >= MIN_OVERALL, "overall accuracy below {MIN_OVERALL}");
+    assert!(
+        rate((ok, total)) >= MIN_OVERALL,
+        "overall accuracy below {MIN_OVERALL}"
+    );
     for (p, &counts) in &per {
-        assert!(rate(counts) >= MIN_PER_PROVIDER, "{p} accuracy below {MIN_PER_PROVIDER}");
+        assert!(
+            rate(counts) >= MIN_PER_PROVIDER,
+            "{p} accuracy below {MIN_PER_PROVIDER}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: injection (SPEC §2.1), queue operations and Prometheus metrics. Every route except
-//! `/healthz` requires `Authorization: Bearer <token>`.
+//! `/healthz` and the one-click `/unsubscribe/{token}` (whose signed token is its credential)
+//! requires `Authorization: Bearer <token>`.
 
 use crate::Mta;
 use crate::auth::token_matches;
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 mod build;
+mod unsubscribe;
 
 pub use build::{Content, InjectRequest, RecipientSpec};
 
@@ -60,6 +62,10 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/unsubscribe/{token}",
+            get(unsubscribe::page).post(unsubscribe::post),
+        )
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -39,6 +39,8 @@ pub(crate) struct DeliveryCtx {
     pub max_workers: u32,
     /// Hosts whose STARTTLS handshake failed, until when (clock ms): opportunistic TLS skips them.
     pub tls_broken: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
+    /// Per-recipient headers and DKIM signing at send time.
+    pub prepare: Arc<crate::prepare::Preparer>,
 }
 
 /// How long a failed opportunistic STARTTLS is remembered for a host.
@@ -287,7 +289,10 @@ async fn send_batch(
     };
     let addrs: Vec<String> = rcpts.iter().map(|r| r.address().to_string()).collect();
     let classifier = ctx.classifier.as_ref();
-    match conn.send(&msg.env.sender, &addrs, &body).await {
+    // With inMail, batches hold one recipient (see `Preparer::one_recipient_per_transaction`).
+    let idx = rcpts.first().map_or(0, |r| r.idx);
+    let tx = ctx.prepare.prepare(&msg, idx, &body);
+    match conn.send(&tx.sender, &addrs, &tx.body).await {
         Ok(res) => {
             let outcomes = rcpts
                 .into_iter()

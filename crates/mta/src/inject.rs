@@ -1,10 +1,9 @@
-//! The injection path shared by SMTP and HTTP: validate, complete and sign the message, spool it
+//! The injection path shared by SMTP and HTTP: validate and complete the message, spool it
 //! durably, then queue its recipients. A message is acknowledged only after `Spool::insert`
 //! returned, i.e. after the fsync barrier.
 
 use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
 use cartero_clock::{Clock, SharedClock};
-use cartero_dkim::Signer;
 use cartero_events::{Event, EventSink, EventType};
 use cartero_spool::{Envelope, Spool, SpoolError};
 use std::sync::Arc;
@@ -57,7 +56,6 @@ impl InjectError {
 pub(crate) struct Injector {
     pub spool: Spool,
     pub sched: SchedulerHandle,
-    pub signer: Option<Arc<Signer>>,
     pub clock: SharedClock,
     pub events: Arc<dyn EventSink>,
     pub hostname: String,
@@ -135,8 +133,8 @@ impl Injector {
         })
     }
 
-    /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8), then the DKIM
-    /// signature over the final headers.
+    /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8). DKIM signing
+    /// happens at send time (`crate::prepare`), over the per-recipient header fields too.
     fn complete(&self, body: Vec<u8>, trace: Option<&str>, now: u64) -> Vec<u8> {
         let mut extra = String::new();
         let headers = header_block(&body);
@@ -161,28 +159,12 @@ impl Injector {
         }
         msg.extend_from_slice(extra.as_bytes());
         msg.extend_from_slice(&body);
-        let Some(signer) = &self.signer else {
-            return msg;
-        };
-        match signer.sign(&msg, now / 1000) {
-            Ok(Some(sig)) => {
-                let mut signed = Vec::with_capacity(msg.len() + sig.len());
-                signed.extend_from_slice(sig.as_bytes());
-                signed.extend_from_slice(&msg);
-                signed
-            }
-            Ok(None) => msg,
-            Err(e) => {
-                // An unsignable message still goes out unsigned rather than being lost.
-                tracing::warn!(error = %e, "DKIM signing failed; sending unsigned");
-                msg
-            }
-        }
+        msg
     }
 }
 
 /// The header section of a message (up to the first empty line).
-fn header_block(msg: &[u8]) -> &[u8] {
+pub(crate) fn header_block(msg: &[u8]) -> &[u8] {
     let end = msg
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -192,7 +174,7 @@ fn header_block(msg: &[u8]) -> &[u8] {
     &msg[..end]
 }
 
-fn has_header(headers: &[u8], name: &[u8]) -> bool {
+pub(crate) fn has_header(headers: &[u8], name: &[u8]) -> bool {
     headers.split(|&b| b == b'\n').any(|line| {
         line.len() > name.len()
             && line[..name.len()].eq_ignore_ascii_case(name)

@@ -5,6 +5,8 @@ use crate::config::MtaConfig;
 use crate::delivery::{DeliveryCtx, SourceInfo};
 use crate::inbound::{self, Inbound};
 use crate::inject::{InjectError, Injected, Injection, Injector};
+use crate::inmail::InMail;
+use crate::prepare::Preparer;
 use crate::queue::view::{MessageView, QueueSummary};
 use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
 use crate::routing::Router;
@@ -55,6 +57,8 @@ pub enum StartError {
     },
     #[error("delivery.sources is empty: at least one egress source is needed")]
     NoSource,
+    #[error("{0}")]
+    InMail(#[from] crate::inmail::InMailError),
 }
 
 /// What the embedding program provides besides the config.
@@ -91,6 +95,8 @@ pub struct Mta {
     webhooks: Vec<Arc<WebhookSink>>,
     grace: std::time::Duration,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Bounce handling and unsubscribe tokens; `None` when `inmail.bounce_domains` is empty.
+    pub(crate) inmail: Option<Arc<InMail>>,
 }
 
 fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
@@ -223,6 +229,18 @@ impl Mta {
             .unwrap_or_else(|| Arc::new(CodeClassifier::new()));
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
+        let inmail = InMail::load(
+            &cfg.inmail,
+            &cfg.data_dir,
+            classifier.clone(),
+            events.clone(),
+            opts.clock.clone(),
+        )?;
+        let prepare = Arc::new(Preparer {
+            signer: load_signer(&cfg)?,
+            inmail: inmail.clone(),
+            clock: opts.clock.clone(),
+        });
         let source = cfg.delivery.sources.first().ok_or(StartError::NoSource)?;
         let source = SourceInfo {
             name: source.name.as_str().into(),
@@ -248,6 +266,7 @@ impl Mta {
             route_cache_ms: cfg.delivery.route_cache.as_millis() as u64,
             max_workers: cfg.delivery.max_connections,
             tls_broken: Default::default(),
+            prepare,
         });
         let settler = Settler {
             spool: spool.clone(),
@@ -264,7 +283,6 @@ impl Mta {
         let injector = Arc::new(Injector {
             spool: spool.clone(),
             sched: sched.clone(),
-            signer: load_signer(&cfg)?,
             clock: opts.clock.clone(),
             events,
             hostname: cfg.hostname.clone(),
@@ -279,6 +297,7 @@ impl Mta {
             cfg.hostname.clone(),
             acceptor,
             injector.clone(),
+            inmail.clone(),
         ));
         let mut smtp_addrs = Vec::new();
         for addr in &cfg.smtp.listen {
@@ -314,6 +333,7 @@ impl Mta {
             webhooks,
             grace: cfg.delivery.shutdown_grace,
             tasks: Mutex::new(Vec::new()),
+            inmail,
         });
         let state = ApiState {
             mta: mta.clone(),

@@ -18,10 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Default)]
 struct Counts {
     starttls: AtomicUsize,
+    connections: AtomicUsize,
     messages: AtomicUsize,
 }
 
 async fn serve_one(mut s: TcpStream, counts: Arc<Counts>) {
+    counts.connections.fetch_add(1, Ordering::SeqCst);
     let cfg = ServerConfig {
         hostname: "broken-tls.test".into(),
         starttls: true,
@@ -79,8 +81,9 @@ async fn failed_opportunistic_starttls_falls_back_to_plain_and_is_remembered() {
     let dns = TestDnsServer::start(vec![example_zone()]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path(), dns.addr(), port);
-    // No connection reuse, so every message shows whether a new connection tried TLS.
-    cfg.delivery.timeouts.idle = Duration::from_millis(1);
+    // One message per connection, so every message shows whether a new connection tried TLS
+    // (an idle timeout alone races with the next injection).
+    cfg.shaping.default.max_messages_per_connection = Some(1);
     let clock = ManualClock::new(T0);
     let (mta, mut events) = start_mta(cfg, &clock).await;
     let send = |to: &'static str| {
@@ -129,6 +132,8 @@ async fn failed_opportunistic_starttls_falls_back_to_plain_and_is_remembered() {
         "TLS is tried again after an hour"
     );
     assert_eq!(counts.messages.load(Ordering::SeqCst), 3);
+    // a: failed TLS + plain, b: plain only, c: failed TLS + plain.
+    assert_eq!(counts.connections.load(Ordering::SeqCst), 5);
     assert!(
         events.of(EventType::Delay).is_empty(),
         "no attempt was wasted"

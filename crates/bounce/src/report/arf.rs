@@ -16,8 +16,8 @@ pub(crate) fn read(msg: &Extracted) -> Option<ArfReport> {
     let mut arf = ArfReport {
         feedback_type: f.get("Feedback-Type").map(|v| v.to_ascii_lowercase()),
         user_agent: f.get_owned("User-Agent"),
-        original_rcpt_to: f.get("Original-Rcpt-To").and_then(fields::clean_address),
-        original_mail_from: f.get("Original-Mail-From").and_then(fields::clean_address),
+        original_rcpt_to: f.get("Original-Rcpt-To").and_then(fields::header_address),
+        original_mail_from: f.get("Original-Mail-From").and_then(fields::header_address),
         source_ip: f.get_owned("Source-IP"),
         arrival_date: f
             .get_owned("Arrival-Date")
@@ -31,7 +31,7 @@ pub(crate) fn read(msg: &Extracted) -> Option<ArfReport> {
             .original
             .as_ref()
             .and_then(|o| o.get("To"))
-            .and_then(fields::clean_address)
+            .and_then(fields::header_address)
             .filter(|a| !a.contains("redacted"));
     }
     Some(arf)

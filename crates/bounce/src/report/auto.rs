@@ -7,7 +7,7 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 /// Subjects of vacation / out-of-office replies, in the languages our senders meet most.
-const AUTO_SUBJECT: &str = r"(?i)\b(auto(matic|matische|matique)?[ -]?(reply|response|respuesta|antwort|réponse|reponse|risposta|resposta))\b|\bautoreply\b|\bout of (the )?office\b|\bvacation\b|\bon holiday\b|\bon leave\b|\babsence\b|\babwesenheit|\babwesend\b|\bfuera de la oficina\b|\bausente\b|\bcongés?\b|\bfuori sede\b|\bfuori ufficio\b|\bniet aanwezig\b|\bafwezig\b|\bfrånvaro|\bpoza biurem\b|\bnieobecno|\bgeen toegang\b|\bi am away\b|\bi'?m away\b|\baway from (the )?office\b";
+const AUTO_SUBJECT: &str = r"(?i)\b(respuesta|risposta|resposta|r[ée]ponse) autom[aá]tic|automatische antwort|\b(auto(matic|matische|matique)?[ -]?(reply|response|respuesta|antwort|réponse|reponse|risposta|resposta))\b|\bautoreply\b|\bout of (the )?office\b|\bvacation\b|\bon holiday\b|\bon leave\b|\babsence\b|\babwesenheit|\babwesend\b|\bfuera de la oficina\b|\bausente\b|\bcongés?\b|\bfuori sede\b|\bfuori ufficio\b|\bniet aanwezig\b|\bafwezig\b|\bfrånvaro|\bpoza biurem\b|\bnieobecno|\bgeen toegang\b|\bi am away\b|\bi'?m away\b|\baway from (the )?office\b";
 
 /// Wording of challenge-response systems (the sender must confirm before delivery).
 const CR_TEXT: &str = r"(?i)please (verify|confirm) (that )?you are (a )?human|verify (that )?you are (a )?(real )?(person|human)|(complete|click|follow) .{0,40}(verification|confirmation) (link|process|request|page)|your (e-?mail|message) (is|has been) (held|quarantined|pending) (until|for) .{0,30}(verif|confirm)|i use .{0,40}(spam ?arrest|boxbe|mailblocks|challenge[ -]response)|sender verification (request|required)|(approve|authenticate) yourself as a sender|add you to my (list of )?(approved|allowed) senders";
@@ -59,7 +59,10 @@ pub(crate) fn is_challenge_response(msg: &Extracted) -> bool {
     let from = msg.top.get("From").unwrap_or("");
     matches(&CR_SUBJECT_RE, subject)
         || matches(&CR_SUBJECT_RE, from)
-        || matches(&CR_TEXT_RE, msg.text.get(..msg.text.len().min(16 * 1024)).unwrap_or(""))
+        || matches(
+            &CR_TEXT_RE,
+            msg.text.get(..msg.text.len().min(16 * 1024)).unwrap_or(""),
+        )
 }
 
 /// An auto-reply or challenge comes from the recipient we wrote to: its From.

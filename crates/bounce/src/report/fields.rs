@@ -109,11 +109,19 @@ pub(crate) fn typed_address(value: &str) -> Option<String> {
 
 /// Trims spaces, angle brackets and quotes; `None` when nothing address-like is left.
 pub(crate) fn clean_address(v: &str) -> Option<String> {
-    let v = v
-        .trim()
-        .trim_matches(|c: char| c == '<' || c == '>' || c == '"' || c == '\'' || c.is_whitespace());
-    let v = v.trim_end_matches([',', '.', ':', ';']);
+    let junk = |c: char| "<>\"'.,:;".contains(c) || c.is_whitespace();
+    let v = v.trim_matches(junk);
     (!v.is_empty() && v.len() <= 320 && v.contains('@')).then(|| v.to_string())
+}
+
+/// The address in a header value such as `"Bob" <bob@example.org>` or `bob@example.org (Bob)`.
+pub(crate) fn header_address(v: &str) -> Option<String> {
+    if let Some((_, rest)) = v.rsplit_once('<')
+        && let Some((inner, _)) = rest.split_once('>')
+    {
+        return clean_address(inner);
+    }
+    clean_address(v.split_whitespace().find(|w| w.contains('@')).unwrap_or(v))
 }
 
 /// A reply code and enhanced status code found in a diagnostic such as
@@ -150,7 +158,7 @@ fn short_number(s: &str) -> bool {
 pub(crate) fn find_codes(text: &str) -> Codes {
     let text = text.get(..text.len().min(2048)).unwrap_or(text);
     let mut codes = Codes::default();
-    for token in text.split(|c: char| c.is_whitespace() || "'\"();<>[]=,".contains(c)) {
+    for token in text.split(|c: char| c.is_whitespace() || "'\"();<>[]=,-".contains(c)) {
         let token = token.trim_start_matches('#');
         if codes.enhanced.is_none() && token.contains('.') {
             codes.enhanced = parse_enhanced(token.trim_end_matches(['.', ':']));

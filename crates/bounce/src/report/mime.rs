@@ -81,7 +81,9 @@ fn walk(msg: &Message<'_>, out: &mut Extracted) {
             })
             .unwrap_or_else(|| ("text".into(), "plain".into()));
         if ctype == "multipart" && subtype == "report" {
-            let rt = part.content_type().and_then(|ct| ct.attribute("report-type"));
+            let rt = part
+                .content_type()
+                .and_then(|ct| ct.attribute("report-type"));
             if out.report_type.is_none() {
                 out.report_type = rt.map(str::to_ascii_lowercase);
             }
@@ -93,7 +95,8 @@ fn walk(msg: &Message<'_>, out: &mut Extracted) {
                 }
             }
             ("message", "feedback-report") => {
-                out.feedback_report.get_or_insert_with(|| body_text(part).into_owned());
+                out.feedback_report
+                    .get_or_insert_with(|| body_text(part).into_owned());
             }
             ("text" | "message", "rfc822-headers") => {
                 if out.original.is_none() {
@@ -107,10 +110,8 @@ fn walk(msg: &Message<'_>, out: &mut Extracted) {
 
 fn read_content(part: &MessagePart<'_>, out: &mut Extracted) {
     match &part.body {
-        PartType::Message(inner) => {
-            if out.original.is_none() {
-                out.original = Some(nested_headers(inner));
-            }
+        PartType::Message(inner) if out.original.is_none() => {
+            out.original = Some(nested_headers(inner));
         }
         PartType::Text(t) => push_text(out, t),
         PartType::Html(h) => push_text(out, &strip_tags(h)),
@@ -147,7 +148,9 @@ fn push_text(out: &mut Extracted, t: &str) {
     while !t.is_char_boundary(end) {
         end -= 1;
     }
-    out.text.push_str(t.get(..end).unwrap_or(""));
+    // Line-anchored patterns downstream expect bare LF.
+    out.text
+        .push_str(&t.get(..end).unwrap_or("").replace("\r\n", "\n"));
     out.text.push('\n');
 }
 
@@ -164,15 +167,23 @@ fn body_text<'a>(part: &'a MessagePart<'_>) -> Cow<'a, str> {
 
 /// Good enough to read an HTML-only bounce: drops tags, keeps line structure.
 fn strip_tags(html: &str) -> String {
-    static TAG: LazyLock<Option<regex::Regex>> =
-        LazyLock::new(|| regex::Regex::new(r"(?is)<(script|style)[^>]*>.*?</(script|style)>|<br\s*/?>|</p>|</div>|</tr>|<[^>]*>").ok());
+    static TAG: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?is)<(script|style)[^>]*>.*?</(script|style)>|<br\s*/?>|</p>|</div>|</tr>|<[^>]*>",
+        )
+        .ok()
+    });
     let html = html.get(..html.len().min(MAX_TEXT)).unwrap_or(html);
     let Some(tag) = TAG.as_ref() else {
         return html.to_string();
     };
     let text = tag.replace_all(html, |c: &regex::Captures<'_>| {
         let t = c.get(0).map_or("", |m| m.as_str()).to_ascii_lowercase();
-        if t.starts_with("<br") || t.starts_with("</p") || t.starts_with("</div") || t.starts_with("</tr") {
+        if t.starts_with("<br")
+            || t.starts_with("</p")
+            || t.starts_with("</div")
+            || t.starts_with("</tr")
+        {
             "\n"
         } else {
             ""
@@ -196,8 +207,15 @@ impl Extracted {
     }
 
     pub(crate) fn original_message_id(&self) -> Option<String> {
-        let id = self.original.as_ref()?.get("Message-ID")?;
-        let id = id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+        let id = match self.original.as_ref() {
+            Some(o) => o.get("Message-ID")?,
+            None => message_id_in_text(&self.text)?,
+        };
+        let id = id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .trim();
         (!id.is_empty() && id.len() <= 998).then(|| id.to_string())
     }
 
@@ -212,6 +230,7 @@ impl Extracted {
         [self.raw_headers.as_str(), self.text.as_str()]
             .into_iter()
             .chain(self.delivery_status.iter().map(String::as_str))
+            .chain(self.feedback_report.as_deref())
             .find_map(return_path_token)
     }
 }
@@ -220,18 +239,30 @@ fn valid_token(t: &str) -> Option<String> {
     let t = t.trim();
     let ok = !t.is_empty()
         && t.len() <= 256
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.=+".contains(&b));
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.=+".contains(&b));
     ok.then(|| t.to_string())
 }
 
 /// A returned original pasted as text (qmail, Exim, Yahoo): `X-Cartero-Token: …` on its own line.
 fn header_token_in_text(text: &str) -> Option<String> {
-    static RE: LazyLock<Option<regex::Regex>> =
-        LazyLock::new(|| regex::Regex::new(r"(?mi)^[ \t>]*X-Cartero-Token:[ \t]*([A-Za-z0-9_.=+-]{1,256})[ \t]*\r?$").ok());
+    static RE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(r"(?mi)^[ \t>]*X-Cartero-Token:[ \t]*([A-Za-z0-9_.=+-]{1,256})[ \t]*\r?$")
+            .ok()
+    });
     let re = RE.as_ref()?;
     re.captures(text)
         .and_then(|c| c.get(1))
         .and_then(|m| valid_token(m.as_str()))
+}
+
+/// A returned original pasted as text: its `Message-ID:` line. The report's own Message-ID is a
+/// header, never part of the text, so any such line belongs to the original.
+fn message_id_in_text(text: &str) -> Option<&str> {
+    static RE: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
+        regex::Regex::new(r"(?mi)^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,900}>)").ok()
+    });
+    RE.as_ref()?.captures(text)?.get(1).map(|m| m.as_str())
 }
 
 fn return_path_token(text: &str) -> Option<String> {

@@ -152,15 +152,12 @@ pub fn parse_report(raw: &[u8]) -> Result<ParsedReport, ReportError> {
     };
     if let Some(arf) = arf::read(&msg) {
         report.kind = ReportKind::Arf;
-        report.recipients = arf
-            .original_rcpt_to
-            .clone()
-            .map(|address| RecipientReport {
-                address: Some(address),
-                ..Default::default()
-            })
-            .into_iter()
-            .collect();
+        // One recipient even when the feedback loop redacted the address: the complaint still
+        // counts, and the token identifies whom it is about.
+        report.recipients = vec![RecipientReport {
+            address: arf.original_rcpt_to.clone(),
+            ..Default::default()
+        }];
         report.arf = Some(arf);
     } else if msg.is_delivery_report() {
         report.kind = ReportKind::Dsn;

@@ -8,16 +8,31 @@ pub(super) const FILES: &[(&str, &str)] = &[
         "builtin:microsoft.toml",
         include_str!("../../rules/microsoft.toml"),
     ),
-    ("builtin:icloud.toml", include_str!("../../rules/icloud.toml")),
-    ("builtin:comcast.toml", include_str!("../../rules/comcast.toml")),
+    (
+        "builtin:icloud.toml",
+        include_str!("../../rules/icloud.toml"),
+    ),
+    (
+        "builtin:comcast.toml",
+        include_str!("../../rules/comcast.toml"),
+    ),
     ("builtin:gmx.toml", include_str!("../../rules/gmx.toml")),
-    ("builtin:orange.toml", include_str!("../../rules/orange.toml")),
-    ("builtin:mailru.toml", include_str!("../../rules/mailru.toml")),
+    (
+        "builtin:orange.toml",
+        include_str!("../../rules/orange.toml"),
+    ),
+    (
+        "builtin:mailru.toml",
+        include_str!("../../rules/mailru.toml"),
+    ),
     ("builtin:qq163.toml", include_str!("../../rules/qq163.toml")),
     ("builtin:zoho.toml", include_str!("../../rules/zoho.toml")),
     (
         "builtin:gateways.toml",
         include_str!("../../rules/gateways.toml"),
     ),
-    ("builtin:generic.toml", include_str!("../../rules/generic.toml")),
+    (
+        "builtin:generic.toml",
+        include_str!("../../rules/generic.toml"),
+    ),
 ];

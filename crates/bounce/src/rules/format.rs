@@ -167,7 +167,11 @@ mod tests {
         assert!(p.matches((5, 7, 1)) && p.matches((5, 7, 26)) && !p.matches((4, 7, 1)));
         let p = EnhancedPattern::parse("*.2.2").unwrap();
         assert!(p.matches((4, 2, 2)) && p.matches((5, 2, 2)) && !p.matches((5, 2, 1)));
-        assert!(EnhancedPattern::parse("5.1.10").unwrap().matches((5, 1, 10)));
+        assert!(
+            EnhancedPattern::parse("5.1.10")
+                .unwrap()
+                .matches((5, 1, 10))
+        );
         for bad in ["5.1", "5.1.1.1", "3.1.1", "5.1000.1", "5..1", "a.b.c"] {
             assert!(EnhancedPattern::parse(bad).is_none(), "{bad}");
         }

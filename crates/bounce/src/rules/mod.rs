@@ -179,7 +179,11 @@ impl RuleClassifier {
     }
 
     fn provider_index(&self, host: &str) -> Option<usize> {
-        let host = host.rsplit('@').next().unwrap_or(host).trim_end_matches('.');
+        let host = host
+            .rsplit('@')
+            .next()
+            .unwrap_or(host)
+            .trim_end_matches('.');
         let host: Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(host.to_ascii_lowercase())
         } else {

@@ -126,7 +126,8 @@ mod tests {
             (r.code, r.enhanced, r.text.as_str()),
             (550, Some((5, 1, 1)), "<a@b>: user unknown")
         );
-        let r = parse_reply("550-5.7.1 The user or domain\r\n550-5.7.1 has a policy\r\n550 5.7.1 x");
+        let r =
+            parse_reply("550-5.7.1 The user or domain\r\n550-5.7.1 has a policy\r\n550 5.7.1 x");
         assert_eq!(r.code, 550);
         assert_eq!(r.enhanced, Some((5, 7, 1)));
         assert_eq!(r.text, "The user or domain has a policy x");
@@ -135,7 +136,10 @@ mod tests {
     #[test]
     fn mismatched_enhanced_stays_text_and_local_failures_have_code_zero() {
         let r = parse_reply("450 5.1.1 odd");
-        assert_eq!((r.code, r.enhanced, r.text.as_str()), (450, None, "5.1.1 odd"));
+        assert_eq!(
+            (r.code, r.enhanced, r.text.as_str()),
+            (450, None, "5.1.1 odd")
+        );
         let r = parse_reply("connection timed out");
         assert_eq!((r.code, r.text.as_str()), (0, "connection timed out"));
         assert_eq!(parse_reply("5500 x").code, 0);

@@ -14,10 +14,26 @@ fn builtin() -> RuleClassifier {
 fn builtin_rules_load_and_default_classifier_uses_them() {
     let c = builtin();
     assert!(c.rule_count() > 100, "{}", c.rule_count());
-    for p in ["gmail", "yahoo", "microsoft", "icloud", "comcast", "gmx", "orange", "mailru"] {
+    for p in [
+        "gmail",
+        "yahoo",
+        "microsoft",
+        "icloud",
+        "comcast",
+        "gmx",
+        "orange",
+        "mailru",
+    ] {
         assert!(c.providers().any(|n| n == p), "{p}");
     }
-    for p in ["qq", "netease", "zoho", "proofpoint", "mimecast", "barracuda"] {
+    for p in [
+        "qq",
+        "netease",
+        "zoho",
+        "proofpoint",
+        "mimecast",
+        "barracuda",
+    ] {
         assert!(c.providers().any(|n| n == p), "{p}");
     }
     let d = crate::default_classifier();
@@ -32,14 +48,24 @@ fn provider_rules_come_before_generic_ones() {
     // "mailbox unavailable" means an unknown user at Outlook.com; elsewhere it is generic wording.
     let reply = "550 5.5.0 Requested action not taken: mailbox unavailable (S2017062302)";
     let r = classify(&c, reply, Some("hotmail-com.olc.protection.outlook.com"));
-    assert_eq!((r.class, r.rule.as_str()), (C::INVALID_RECIPIENT, "microsoft-recipient-not-found"));
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::INVALID_RECIPIENT, "microsoft-recipient-not-found")
+    );
     let r = classify(&c, reply, None);
     assert_eq!(r.rule, "generic-user-unknown");
     // A provider's rules never apply to another provider's hosts.
     let r = classify(&c, "554 DT:SPM 163 smtp10", Some("mx.example.org"));
     assert_ne!(r.rule, "netease-spam");
-    let r = classify(&c, "554 DT:SPM 163 smtp10", Some("163mx01.mxmail.netease.com"));
-    assert_eq!((r.class, r.rule.as_str()), (C::SPAM_CONTENT, "netease-spam"));
+    let r = classify(
+        &c,
+        "554 DT:SPM 163 smtp10",
+        Some("163mx01.mxmail.netease.com"),
+    );
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::SPAM_CONTENT, "netease-spam")
+    );
 }
 
 #[test]
@@ -54,7 +80,10 @@ fn hosts_match_by_suffix_on_label_boundaries() {
     assert_eq!(c.provider_for(""), None);
     assert_eq!(c.provider_for("..."), None);
     assert_eq!(c.provider_for("mx1.hc1234-56.eu.iphmx.com"), None);
-    assert_eq!(c.provider_for("mxa-001.gslb.pphosted.com"), Some("proofpoint"));
+    assert_eq!(
+        c.provider_for("mxa-001.gslb.pphosted.com"),
+        Some("proofpoint")
+    );
 }
 
 #[test]
@@ -85,7 +114,10 @@ class = 20
 "#;
     let c = RuleClassifier::with_extra(&[("ops.toml", extra)]).unwrap();
     let r = classify(&c, "550 5.7.1 on the beach", Some("mx.acme.example"));
-    assert_eq!((r.class, r.rule.as_str()), (C::AUTO_REPLY, "acme-vacation-is-fine"));
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::AUTO_REPLY, "acme-vacation-is-fine")
+    );
     // Same name as a built-in rule: replaces it, so the built-in's count drops by one.
     assert_eq!(c.rule_count(), builtin().rule_count() + 2);
     let r = classify(
@@ -93,7 +125,10 @@ class = 20
         "550-5.1.1 The email account that you tried to reach does not exist.",
         Some("gmail-smtp-in.l.google.com"),
     );
-    assert_eq!((r.class, r.rule.as_str()), (C::GENERIC, "gmail-account-does-not-exist"));
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::GENERIC, "gmail-account-does-not-exist")
+    );
     // An operator generic rule beats a built-in generic rule.
     let r = classify(&c, "450 4.2.0 Greylisted, see http://x", None);
     assert_eq!((r.class, r.rule.as_str()), (C::SOFT, "strict-greylisting"));
@@ -103,9 +138,15 @@ class = 20
 fn unmatched_replies_fall_back_to_the_code_classifier() {
     let c = builtin();
     let r = classify(&c, "550 zzz", None);
-    assert_eq!((r.class, r.rule.as_str()), (C::INVALID_RECIPIENT, "fallback:code:55x-mailbox"));
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::INVALID_RECIPIENT, "fallback:code:55x-mailbox")
+    );
     let r = classify(&c, "599 qqq", None);
-    assert_eq!((r.class, r.rule.as_str()), (C::GENERIC, "fallback:code:5xx"));
+    assert_eq!(
+        (r.class, r.rule.as_str()),
+        (C::GENERIC, "fallback:code:5xx")
+    );
     let r = classify(&c, "", None);
     assert_eq!(r.rule, "fallback:code:none");
 }
@@ -113,9 +154,17 @@ fn unmatched_replies_fall_back_to_the_code_classifier() {
 #[test]
 fn transient_replies_never_become_hard_through_wording() {
     let c = builtin();
-    let r = classify(&c, "450 4.2.0 <a@b>: Recipient address rejected: User unknown", None);
+    let r = classify(
+        &c,
+        "450 4.2.0 <a@b>: Recipient address rejected: User unknown",
+        None,
+    );
     assert_ne!(r.class.category(), crate::Category::Hard, "{r:?}");
-    let r = classify(&c, "550 5.2.0 <a@b>: Recipient address rejected: User unknown", None);
+    let r = classify(
+        &c,
+        "550 5.2.0 <a@b>: Recipient address rejected: User unknown",
+        None,
+    );
     assert_eq!(r.class, C::INVALID_RECIPIENT);
 }
 
@@ -128,35 +177,61 @@ fn err_of(text: &str) -> String {
 #[test]
 fn errors_name_file_rule_and_reason() {
     let e = err_of("[[rule]]\nname = \"r1\"\ntext = \"(unclosed\"\nclass = 10\n");
-    assert!(e.contains("/etc/cartero/rules.toml") && e.contains("\"r1\"") && e.contains("bad regex"), "{e}");
+    assert!(
+        e.contains("/etc/cartero/rules.toml") && e.contains("\"r1\"") && e.contains("bad regex"),
+        "{e}"
+    );
     let e = err_of("[[rule]]\nname = \"r2\"\ncode = \"5xx\"\nclass = 11\n");
-    assert!(e.contains("\"r2\"") && e.contains("unknown bounce class 11"), "{e}");
+    assert!(
+        e.contains("\"r2\"") && e.contains("unknown bounce class 11"),
+        "{e}"
+    );
     let e = err_of("[[rule]]\nname = \"r3\"\nprovider = \"nope\"\ncode = \"5xx\"\nclass = 10\n");
-    assert!(e.contains("\"r3\"") && e.contains("unknown provider \"nope\""), "{e}");
+    assert!(
+        e.contains("\"r3\"") && e.contains("unknown provider \"nope\""),
+        "{e}"
+    );
     let e = err_of("[[rule]]\nname = \"r4\"\ncode = \"5x\"\nclass = 10\n");
     assert!(e.contains("bad reply code pattern \"5x\""), "{e}");
     let e = err_of("[[rule]]\nname = \"r5\"\nenhanced = \"5.1\"\nclass = 10\n");
     assert!(e.contains("bad enhanced code pattern"), "{e}");
     let e = err_of("[[rule]]\nname = \"r6\"\nclass = 10\n");
     assert!(e.contains("no condition"), "{e}");
-    let e = err_of("[[rule]]\nname = \"r7\"\ncode = \"5xx\"\nclass = 10\n[[rule]]\nname = \"r7\"\ncode = \"4xx\"\nclass = 20\n");
+    let e = err_of(
+        "[[rule]]\nname = \"r7\"\ncode = \"5xx\"\nclass = 10\n[[rule]]\nname = \"r7\"\ncode = \"4xx\"\nclass = 20\n",
+    );
     assert!(e.contains("\"r7\"") && e.contains("duplicate"), "{e}");
     let e = err_of("[[rule]\n");
-    assert!(e.contains("/etc/cartero/rules.toml") && e.contains("invalid TOML"), "{e}");
+    assert!(
+        e.contains("/etc/cartero/rules.toml") && e.contains("invalid TOML"),
+        "{e}"
+    );
     let e = err_of("[[provider]]\nname = \"p\"\nhosts = [\"bad host\"]\n");
-    assert!(e.contains("provider \"p\"") && e.contains("bad host"), "{e}");
+    assert!(
+        e.contains("provider \"p\"") && e.contains("bad host"),
+        "{e}"
+    );
 }
 
 #[test]
 fn rule_files_are_read_from_paths() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rules.toml");
-    std::fs::write(&path, "[[rule]]\nname = \"mine\"\ncode = \"599\"\nclass = 25\n").unwrap();
+    std::fs::write(
+        &path,
+        "[[rule]]\nname = \"mine\"\ncode = \"599\"\nclass = 25\n",
+    )
+    .unwrap();
     let c = RuleClassifier::from_paths(&[&path]).unwrap();
     assert_eq!(classify(&c, "599 x", None).rule, "mine");
     let missing = dir.path().join("missing.toml");
-    let e = RuleClassifier::from_paths(&[&missing]).unwrap_err().to_string();
-    assert!(e.contains("missing.toml") && e.contains("cannot read"), "{e}");
+    let e = RuleClassifier::from_paths(&[&missing])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.toml") && e.contains("cannot read"),
+        "{e}"
+    );
 }
 
 #[test]

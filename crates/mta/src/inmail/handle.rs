@@ -1,9 +1,9 @@
-//! Turning what arrives at the bounce domains into events.
+//! Turning what arrives at the bounce domains into events, with `cartero_bounce::report` reading
+//! the message and the operator's inbound rules deciding before the classifier.
 
-use super::report::{Kind, ParsedReport, RecipientReport, parse_report};
 use super::{InMail, Local, TokenData};
-use cartero_bounce::qualify::default_qualification;
-use cartero_bounce::{BounceClass, FailureInput, FailureType, QualifyContext, Reason};
+use cartero_bounce::report::{ClassifiedRecipient, Outcome, ParsedReport, ReportKind};
+use cartero_bounce::{FailureType, Reason, classify_report, parse_report};
 use cartero_events::{Event, EventType};
 use serde_json::{Map, Value, json};
 
@@ -12,60 +12,85 @@ pub(crate) fn recipient_id(t: &TokenData) -> String {
     format!("{:016x}.{}", t.message_id, t.rcpt_index)
 }
 
-/// How an event about a recipient was decided.
-struct Verdict {
-    class: BounceClass,
-    r#type: FailureType,
-    reason: Reason,
-    /// Inbound rule name, or the classifier rule.
-    rule: String,
-    by_inbound_rule: bool,
-}
-
-/// `550 5.1.1 ...` → 550.
-fn reply_code(text: &str) -> u16 {
-    let t = text.trim_start();
-    match t.get(..3).map(|c| c.parse::<u16>()) {
-        Some(Ok(c)) if (200..600).contains(&c) && !t[3..].starts_with(|c: char| c.is_ascii_digit()) => c,
-        _ => 0,
+fn kind_name(k: ReportKind) -> &'static str {
+    match k {
+        ReportKind::Dsn => "dsn",
+        ReportKind::NonStandardBounce { .. } => "bounce",
+        ReportKind::Arf => "arf",
+        ReportKind::AutoReply => "auto_reply",
+        ReportKind::ChallengeResponse => "challenge_response",
+        ReportKind::Unknown => "unknown",
     }
 }
 
-/// `5.1.1` → (5, 1, 1).
-fn enhanced(status: &str) -> Option<(u8, u16, u16)> {
-    let mut it = status.trim().splitn(3, '.');
-    let class = it.next()?.parse().ok()?;
-    let subject = it.next()?.parse().ok()?;
-    let detail = it.next()?.parse().ok()?;
-    Some((class, subject, detail))
+/// `smtp; 550 5.1.1 ...` → `550 5.1.1 ...`; `dns; mx.example` → `mx.example`.
+fn strip_type(v: &str) -> &str {
+    match v.split_once(';') {
+        Some((t, rest)) if !t.contains(' ') => rest.trim(),
+        _ => v.trim(),
+    }
+}
+
+/// `550 5.1.1 ...` → 550.
+fn reply_code(text: &str) -> Option<u16> {
+    let t = text.trim_start();
+    let code: u16 = t.get(..3)?.parse().ok()?;
+    let next_is_digit = t
+        .get(3..)
+        .unwrap_or("")
+        .starts_with(|c: char| c.is_ascii_digit());
+    ((200..600).contains(&code) && !next_is_digit).then_some(code)
+}
+
+/// What decided the type and reason of an `out_of_band` event.
+struct Decision {
+    r#type: FailureType,
+    reason: Reason,
+    /// The inbound rule's name, or the classifier's rule.
+    rule: String,
+    by_inbound_rule: bool,
 }
 
 impl InMail {
     /// Handles one message accepted for `local` recipients (all at bounce domains). Emits the
     /// events it warrants; never fails, so the SMTP reply cannot reveal anything about tokens.
     pub(crate) fn handle_message(&self, local: &[String], data: &[u8]) {
-        let mut report: Option<ParsedReport> = None;
+        let mut report: Option<Option<ParsedReport>> = None;
+        let mut read = || {
+            report
+                .get_or_insert_with(|| match parse_report(data) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::info!(error = %e, "inMail: unreadable message, no event");
+                        None
+                    }
+                })
+                .clone()
+        };
         for rcpt in local {
             match self.local_part(rcpt) {
                 Some(Local::Unsubscribe(t)) => {
                     self.unsubscribe(t, "mailto");
                 }
                 Some(Local::Bounce(t)) => {
-                    let Some(token) = self.verify(t, "return path") else {
-                        continue;
-                    };
-                    let r = report.get_or_insert_with(|| parse_report(data));
-                    self.report_events(&token, r, "envelope");
+                    if let Some(token) = self.verify(t, "return path")
+                        && let Some(r) = read()
+                    {
+                        self.report_events(&token, &r, "envelope");
+                    }
                 }
                 Some(Local::Mailbox) => {
-                    let r = report.get_or_insert_with(|| parse_report(data));
-                    let Some(t) = r.token.clone() else {
+                    let Some(r) = read() else { continue };
+                    let Some(t) = r.token.as_deref() else {
                         metrics::counter!("cartero_inmail_rejected_total").increment(1);
-                        tracing::info!(kind = r.kind.as_str(), "inMail: report without a token, no event");
+                        tracing::info!(
+                            kind = kind_name(r.kind),
+                            "inMail: report without a token, no event"
+                        );
                         continue;
                     };
-                    if let Some(token) = self.verify(&t, "report") {
-                        self.report_events(&token, r, "report");
+                    if let Some(token) = self.verify(t, "report") {
+                        self.report_events(&token, &r, "report");
                     }
                 }
                 None => tracing::debug!(%rcpt, "inMail: unknown mailbox"),
@@ -81,7 +106,7 @@ impl InMail {
         let mut meta = Map::new();
         meta.insert("method".into(), json!(method));
         let mut e = self.event(EventType::ListUnsubscribe, &t, meta);
-        e.bounce_class = Some(BounceClass::UNSUBSCRIBE.0);
+        e.bounce_class = Some(cartero_bounce::BounceClass::UNSUBSCRIBE.0);
         self.events.emit(&e);
         metrics::counter!("cartero_inmail_events_total", "type" => "list_unsubscribe").increment(1);
         true
@@ -95,142 +120,132 @@ impl InMail {
         e
     }
 
+    /// One event per report: a token names one recipient of one message (VERP), so the first
+    /// recipient that failed or complained is the one. Delays and successes produce nothing.
     fn report_events(&self, token: &TokenData, r: &ParsedReport, token_source: &str) {
-        let mut meta = Map::new();
-        meta.insert("report".into(), json!(r.kind.as_str()));
-        meta.insert("token_source".into(), json!(token_source));
-        let event = match r.kind {
-            Kind::Arf => self.complaint(token, r, meta),
-            Kind::AutoReply => {
-                let verdict = self.fixed(BounceClass::AUTO_REPLY, "auto-reply");
-                Some(self.out_of_band(token, &RecipientReport::default(), verdict, meta))
-            }
-            Kind::Dsn | Kind::NonStandardBounce => {
-                // Delays, relays and successes are reported too; only failures are bounces.
-                let failed = r
-                    .recipients
-                    .iter()
-                    .find(|rc| rc.action.as_deref().is_none_or(|a| a == "failed"));
-                match (failed, r.recipients.is_empty()) {
-                    (Some(rc), _) => {
-                        let v = self.decide(rc, r.subject.as_deref());
-                        Some(self.out_of_band(token, rc, v, meta))
-                    }
-                    (None, true) => {
-                        let rc = RecipientReport {
-                            diagnostic: r.subject.clone(),
-                            ..RecipientReport::default()
-                        };
-                        let v = self.decide(&rc, r.subject.as_deref());
-                        Some(self.out_of_band(token, &rc, v, meta))
-                    }
-                    (None, false) => None,
-                }
-            }
-            Kind::Unknown => None,
+        let classified = classify_report(r, self.classifier.as_ref());
+        let Some(c) = classified
+            .iter()
+            .find(|c| matches!(c.outcome, Outcome::OutOfBand | Outcome::Complaint))
+        else {
+            tracing::info!(
+                kind = kind_name(r.kind),
+                "inMail: no failure in this report, no event"
+            );
+            return;
         };
-        match event {
-            Some(e) => {
-                let kind = if e.r#type == EventType::SpamComplaint { "spam_complaint" } else { "out_of_band" };
-                metrics::counter!("cartero_inmail_events_total", "type" => kind).increment(1);
-                self.events.emit(&e);
-            }
-            None => tracing::info!(kind = r.kind.as_str(), "inMail: nothing to report in this message"),
+        let mut meta = Map::new();
+        meta.insert("report".into(), json!(kind_name(r.kind)));
+        meta.insert("token_source".into(), json!(token_source));
+        if let ReportKind::NonStandardBounce { family } = r.kind {
+            meta.insert("report_family".into(), json!(family));
         }
-    }
-
-    fn fixed(&self, class: BounceClass, rule: &str) -> Verdict {
-        let q = default_qualification(class, QualifyContext::default());
-        Verdict {
-            class,
-            r#type: q.r#type,
-            reason: q.reason,
-            rule: rule.into(),
-            by_inbound_rule: false,
-        }
+        let (e, kind) = if c.outcome == Outcome::Complaint {
+            (self.complaint(token, r, c, meta), "spam_complaint")
+        } else {
+            (self.out_of_band(token, r, c, meta), "out_of_band")
+        };
+        metrics::counter!("cartero_inmail_events_total", "type" => kind).increment(1);
+        self.events.emit(&e);
     }
 
     /// The operator's inbound rules first (over diagnostic, status, subject), then the classifier.
-    fn decide(&self, rc: &RecipientReport, subject: Option<&str>) -> Verdict {
-        let diag = rc.diagnostic.as_deref().unwrap_or("");
-        let status = rc.status.as_deref().unwrap_or("");
-        let input = FailureInput {
-            code: reply_code(diag),
-            enhanced: enhanced(status),
-            text: diag,
-            host: rc.remote_mta.as_deref(),
-        };
-        let c = self.classifier.classify(&input);
-        let texts = [diag, status, subject.unwrap_or("")];
+    fn decide(&self, r: &ParsedReport, c: &ClassifiedRecipient) -> Decision {
+        let texts = [
+            c.report.diagnostic.as_deref().unwrap_or(""),
+            c.report.status.as_deref().unwrap_or(""),
+            r.subject.as_deref().unwrap_or(""),
+        ];
         if let Some((rule, _)) = self
             .rules
             .iter()
             .find(|(_, re)| texts.iter().any(|t| !t.is_empty() && re.is_match(t)))
         {
-            return Verdict {
-                class: c.class,
+            return Decision {
                 r#type: rule.r#type,
                 reason: rule.reason,
                 rule: rule.name.clone(),
                 by_inbound_rule: true,
             };
         }
-        let mut v = self.fixed(c.class, &c.rule);
-        v.rule = c.rule;
-        v
+        let (r#type, reason) = c
+            .qualification
+            .map_or((FailureType::Soft, Reason::NotDefined), |q| {
+                (q.r#type, q.reason)
+            });
+        Decision {
+            r#type,
+            reason,
+            rule: c.rule.clone(),
+            by_inbound_rule: false,
+        }
     }
 
     fn out_of_band(
         &self,
         t: &TokenData,
-        rc: &RecipientReport,
-        v: Verdict,
+        r: &ParsedReport,
+        c: &ClassifiedRecipient,
         mut meta: Map<String, Value>,
     ) -> Event {
-        meta.insert("type".into(), json!(v.r#type));
-        meta.insert("failure_reason".into(), json!(v.reason));
-        meta.insert("failure_reason_code".into(), json!(v.reason.value()));
-        meta.insert(
-            "decided_by".into(),
-            json!(if v.by_inbound_rule { "inbound_rule" } else { "classifier" }),
-        );
-        if let Some(a) = &rc.action {
+        let d = self.decide(r, c);
+        meta.insert("type".into(), json!(d.r#type));
+        meta.insert("failure_reason".into(), json!(d.reason));
+        meta.insert("failure_reason_code".into(), json!(d.reason.value()));
+        let by = if d.by_inbound_rule {
+            "inbound_rule"
+        } else {
+            "classifier"
+        };
+        meta.insert("decided_by".into(), json!(by));
+        if let Some(a) = &c.report.action {
             meta.insert("action".into(), json!(a));
         }
+        if let Some(m) = &r.original_message_id {
+            meta.insert("original_message_id".into(), json!(m));
+        }
         let mut e = self.event(EventType::OutOfBand, t, meta);
-        e.rcpt_to = (!rc.address.is_empty()).then(|| rc.address.clone());
-        e.bounce_class = Some(v.class.0);
-        e.raw_reason = rc.diagnostic.clone().or_else(|| rc.status.clone());
-        let code = reply_code(rc.diagnostic.as_deref().unwrap_or(""));
-        e.error_code = (code != 0).then_some(code);
-        e.enhanced_code = rc.status.clone();
-        e.reason = Some(v.rule);
-        e.mx_host = rc.remote_mta.clone();
+        e.rcpt_to = c.report.address.clone();
+        e.bounce_class = c.class.map(|b| b.0);
+        let diag = c.report.diagnostic.as_deref().map(strip_type);
+        e.raw_reason = diag.map(str::to_string).or_else(|| c.report.status.clone());
+        e.error_code = diag.and_then(reply_code);
+        e.enhanced_code = c.report.status.clone();
+        e.reason = Some(d.rule);
+        e.mx_host = c
+            .report
+            .remote_mta
+            .as_deref()
+            .map(|m| strip_type(m).to_string());
         e
     }
 
-    fn complaint(&self, t: &TokenData, r: &ParsedReport, mut meta: Map<String, Value>) -> Option<Event> {
+    fn complaint(
+        &self,
+        t: &TokenData,
+        r: &ParsedReport,
+        c: &ClassifiedRecipient,
+        mut meta: Map<String, Value>,
+    ) -> Event {
         let arf = r.arf.clone().unwrap_or_default();
-        let q = default_qualification(
-            BounceClass::UNDETERMINED,
-            QualifyContext {
-                spam_complaint: true,
-                ..QualifyContext::default()
-            },
-        );
-        meta.insert("type".into(), json!(q.r#type));
-        meta.insert("failure_reason".into(), json!(q.reason));
-        meta.insert("failure_reason_code".into(), json!(q.reason.value()));
+        if let Some(q) = c.qualification {
+            meta.insert("type".into(), json!(q.r#type));
+            meta.insert("failure_reason".into(), json!(q.reason));
+            meta.insert("failure_reason_code".into(), json!(q.reason.value()));
+        }
         if let Some(f) = &arf.feedback_type {
             meta.insert("feedback_type".into(), json!(f));
         }
         if let Some(ip) = &arf.source_ip {
             meta.insert("source_ip".into(), json!(ip));
         }
+        if let Some(ua) = &arf.user_agent {
+            meta.insert("user_agent".into(), json!(ua));
+        }
         let mut e = self.event(EventType::SpamComplaint, t, meta);
-        e.rcpt_to = arf.original_rcpt_to;
-        e.reason = arf.feedback_type;
-        Some(e)
+        e.rcpt_to = arf.original_rcpt_to.or_else(|| c.report.address.clone());
+        e.reason = Some(c.rule.clone());
+        e
     }
 }
 
@@ -239,15 +254,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reply_codes_and_enhanced_codes_are_read() {
-        assert_eq!(reply_code("550 5.1.1 no such user"), 550);
-        assert_eq!(reply_code("550-5.1.1 no"), 550);
-        assert_eq!(reply_code("5501 no"), 0);
-        assert_eq!(reply_code("user unknown"), 0);
-        assert_eq!(reply_code(""), 0);
-        assert_eq!(reply_code("é"), 0);
-        assert_eq!(enhanced("5.1.1"), Some((5, 1, 1)));
-        assert_eq!(enhanced("5.7"), None);
-        assert_eq!(enhanced("x.1.1"), None);
+    fn reply_codes_and_type_prefixes_are_read() {
+        assert_eq!(reply_code("550 5.1.1 no such user"), Some(550));
+        assert_eq!(reply_code("550-5.1.1 no"), Some(550));
+        assert_eq!(reply_code("5501 no"), None);
+        assert_eq!(reply_code("user unknown"), None);
+        assert_eq!(reply_code(""), None);
+        assert_eq!(reply_code("é"), None);
+        assert_eq!(strip_type("smtp; 550 5.1.1 x; y"), "550 5.1.1 x; y");
+        assert_eq!(strip_type("dns; mx.example"), "mx.example");
+        assert_eq!(strip_type("550 a; b"), "550 a; b");
     }
 }

@@ -6,7 +6,6 @@
 //! counted in `cartero_inmail_rejected_total`), but the SMTP reply does not tell the sender.
 
 mod handle;
-pub(crate) mod report;
 pub mod token;
 
 use crate::config::{InMailConfig, InboundRule, ListUnsubscribeConfig};
@@ -137,7 +136,7 @@ impl InMail {
     /// True when `address` is at one of the bounce domains.
     pub fn is_local(&self, address: &str) -> bool {
         let domain = crate::queue::domain_of(address);
-        self.domains.iter().any(|d| *d == domain)
+        self.domains.contains(&domain)
     }
 
     /// What the local part of a bounce-domain address means; `None` for unknown mailboxes.
@@ -185,6 +184,11 @@ impl InMail {
         }
     }
 
+    /// What a token identifies, without counting a rejection (for display only).
+    pub(crate) fn check(&self, token: &str) -> Option<TokenData> {
+        self.key.verify(token)
+    }
+
     /// Verifies a token, counting and logging a rejection.
     pub(crate) fn verify(&self, token: &str, origin: &str) -> Option<TokenData> {
         let v = self.key.verify(token);
@@ -195,5 +199,3 @@ impl InMail {
         v
     }
 }
-
-pub(crate) use handle::recipient_id;

@@ -67,11 +67,14 @@ impl Scheduler {
             Err(Wait::Until(t)) => return Batch::WaitUntil(t),
             Err(Wait::Connections) | Ok(()) => {}
         }
-        let max = self
-            .ctx
-            .limits
-            .params(key, &q.domain)
-            .max_recipients_per_message;
+        let max = if self.ctx.prepare.one_recipient_per_transaction() {
+            1
+        } else {
+            self.ctx
+                .limits
+                .params(key, &q.domain)
+                .max_recipients_per_message
+        };
         Batch::Send(q.take_batch(max as usize))
     }
 

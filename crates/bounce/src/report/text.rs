@@ -1,0 +1,393 @@
+//! Non-standard bounces: the family is recognised by its fixed wording, recipients by the places
+//! bounce texts put addresses, and each recipient's diagnostic by the reply found in the text
+//! that follows its address.
+
+use super::fields::{self, find_codes};
+use super::mime::Extracted;
+use super::{MAX_RECIPIENTS, RecipientReport};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// A bounce read from its text.
+pub(crate) struct TextBounce {
+    pub(crate) family: &'static str,
+    pub(crate) recipients: Vec<RecipientReport>,
+}
+
+/// Family signatures, most specific first; matched against subject, From and the text.
+const FAMILIES: &[(&str, &str)] = &[
+    (
+        "yahoo",
+        r"(?i)Sorry, we were unable to deliver your message|yahoo\.com account|mta\d*\.\S*yahoo",
+    ),
+    ("qmail", r"(?i)This is the qmail-send program|qmail-send"),
+    (
+        "postfix",
+        r"(?i)This is the mail system at host|The Postfix program",
+    ),
+    (
+        "exim",
+        r"(?i)This message was created automatically by mail delivery software|A message that you sent could not be delivered to one or more of",
+    ),
+    ("courier", r"(?i)running the Courier mail server"),
+    (
+        "mdaemon",
+        r"(?i)\bMDaemon\b|PERMANENT fatal delivery errors",
+    ),
+    (
+        "groupwise",
+        r"(?i)GroupWise|The message that you sent was undeliverable to the following",
+    ),
+    (
+        "domino",
+        r"(?i)Lotus Domino|Domino Directory|DELIVERY FAILURE:|was not delivered to:",
+    ),
+    ("mimecast", r"(?i)mimecast"),
+    ("barracuda", r"(?i)barracuda"),
+    (
+        "ses",
+        r"(?i)amazonses\.com|An error occurred while trying to deliver the mail to the following recipients",
+    ),
+    (
+        "gmail",
+        r"(?i)googlemail\.com|google\.com/mail|\*\* (Address not found|Message not delivered|Message blocked|Delivery incomplete) \*\*|Delivery to the following recipient failed permanently",
+    ),
+    (
+        "office365",
+        r"(?i)Office 365|protection\.outlook\.com|outlook\.com|Your message to \S+ couldn't be delivered",
+    ),
+    (
+        "exchange",
+        r"(?i)Delivery has failed to these recipients or groups|Remote Server returned|Your message did not reach some or all of the intended recipients|Diagnostic information for administrators|The following recipient\(s\) cannot be reached",
+    ),
+    (
+        "smtpsvc",
+        r"(?i)This is an automatically generated Delivery Status Notification",
+    ),
+    (
+        "messaging-server",
+        r"(?i)This report relates to a message you sent with the following header fields",
+    ),
+    (
+        "sendmail",
+        r"(?i)The following addresses had permanent fatal errors|Transcript of session follows|The original message was received at",
+    ),
+];
+
+/// Generic signs of a bounce when no family matched.
+const GENERIC: &str = r"(?i)undeliver|delivery (status notification|failure|failed|notification|problem)|failure notice|returned mail|mail delivery (failed|system|subsystem)|non[- ]?delivery|could not be delivered|couldn't be delivered|delivery has failed|mailer-daemon|postmaster@";
+
+/// Where the returned original starts in a text bounce; everything after is the original.
+const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message)";
+
+/// Places addresses appear in bounce texts; group 1 is the address.
+const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:)|(?:delivered to|message to|recipients?(?: address)?|addressed to|failed recipient|Original-Recipient|Final-Recipient)[: \t]+(?:rfc822;\s*)?<?([^\s<>@"']+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>"#;
+
+/// Lines that carry the remote reply.
+const REPLY_LINE: &str = r"(?m)^.*(?:\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b|\b[45]\d\d[ -:]|\(#[245]\.\d{1,3}\.\d{1,3}\)|Remote Server returned|said:|reason:).*$";
+
+const DELAYED: &str = r"(?i)\bdelayed\b|will (continue|keep) (trying|to try)|has not yet been delivered|not been delivered yet|still trying|Delivery Status Notification \(Delay\)|temporary (failure|problem)|retry (until|for)|Warning: message";
+
+const REMOTE_MTA: &str = r"(?i)(?:\bhost\s+([A-Za-z0-9.-]+\.[A-Za-z]{2,})\.?\s*\[|while talking to ([A-Za-z0-9.-]+\.[A-Za-z]{2,})|Generating server:\s*([A-Za-z0-9.-]+\.[A-Za-z]{2,})|Remote host:\s*([A-Za-z0-9.-]+))";
+
+/// Status inferred from wording when the bounce gives no code, and the wording it stands for.
+const PHRASES: &[(&str, &str)] = &[
+    (
+        r"(?i)no mailbox here by that name|not listed in (the )?(Domino )?Directory|user not found|user unknown|unknown user|does not exist|doesn't exist|no such (user|mailbox|recipient)|address (couldn't|could not) be found|RecipNotFound|invalid (recipient|mailbox|address)|account (is )?(disabled|inactive)|mailbox unavailable",
+        "5.1.1",
+    ),
+    (
+        r"(?i)(mailbox|mail ?file) (is )?full|over ?quota|quota exceeded|exceed(s|ed) (the |its |their )?(storage|quota)|insufficient storage",
+        "5.2.2",
+    ),
+    (
+        r"(?i)unrouteable (mail )?(address|domain)|non-existent host|host or domain name not found|domain (name )?not found|no mx|name service error|bad destination mailbox address",
+        "5.1.2",
+    ),
+    (
+        r"(?i)retry timeout exceeded|message expired|delivery time expired|could not be delivered within|maximum time|timed? ?out",
+        "4.4.7",
+    ),
+    (
+        r"(?i)message (size|too (large|big))|too large|exceeds? (the )?(maximum )?(message )?size",
+        "5.3.4",
+    ),
+    (
+        r"(?i)spam|blacklist|blocklist|blocked|reputation|policy",
+        "5.7.1",
+    ),
+];
+
+fn compile(p: &str) -> Option<Regex> {
+    Regex::new(p).ok()
+}
+
+static FAMILY_RES: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+    FAMILIES
+        .iter()
+        .filter_map(|(f, p)| Some((*f, compile(p)?)))
+        .collect()
+});
+static GENERIC_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(GENERIC));
+static ORIGINAL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ORIGINAL_MARKERS));
+static ADDRESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ADDRESS_SITES));
+static REPLY_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REPLY_LINE));
+static DELAYED_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(DELAYED));
+static REMOTE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REMOTE_MTA));
+static PHRASE_RES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
+    PHRASES
+        .iter()
+        .filter_map(|(p, s)| Some((compile(p)?, *s)))
+        .collect()
+});
+
+/// Part of the text scanned for signatures: bounce wording is at the top.
+const SIGNATURE_WINDOW: usize = 16 * 1024;
+
+fn prefix(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or("")
+}
+
+/// The family of a text bounce, or `None` when the message does not look like a bounce.
+pub(crate) fn family(msg: &Extracted) -> Option<&'static str> {
+    let head = format!(
+        "{}\n{}\n{}",
+        msg.subject.as_deref().unwrap_or(""),
+        msg.top.get("From").unwrap_or(""),
+        prefix(&msg.text, SIGNATURE_WINDOW)
+    );
+    if let Some((f, _)) = FAMILY_RES.iter().find(|(_, re)| re.is_match(&head)) {
+        return Some(f);
+    }
+    let subject_from = format!(
+        "{}\n{}",
+        msg.subject.as_deref().unwrap_or(""),
+        msg.top.get("From").unwrap_or("")
+    );
+    GENERIC_RE
+        .as_ref()
+        .is_some_and(|re| re.is_match(&subject_from))
+        .then_some("generic")
+}
+
+/// Reads a text bounce; `None` when it is not one (or a generic-looking message names nobody).
+pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
+    let family = family(msg)?;
+    let body = explanation(&msg.text);
+    let delayed = DELAYED_RE
+        .as_ref()
+        .is_some_and(|re| re.is_match(body) || re.is_match(msg.subject.as_deref().unwrap_or("")));
+    let skip = |a: &str| {
+        is_service_address(a)
+            || msg
+                .from
+                .as_deref()
+                .is_some_and(|f| f.eq_ignore_ascii_case(a))
+    };
+    let sites = address_sites(body, &skip);
+    let mut recipients: Vec<RecipientReport> = distinct(&sites)
+        .into_iter()
+        .take(MAX_RECIPIENTS)
+        .map(|addr| recipient(body, &sites, addr, delayed))
+        .collect();
+    if recipients.is_empty()
+        && let Some(to) = msg
+            .original
+            .as_ref()
+            .and_then(|o| o.get("To"))
+            .and_then(fields::header_address)
+    {
+        let mut r = recipient(body, &[], &to, delayed);
+        r.address = Some(to);
+        recipients.push(r);
+    }
+    if recipients.is_empty() && family == "generic" {
+        return None;
+    }
+    Some(TextBounce { family, recipients })
+}
+
+/// The text before the returned original.
+fn explanation(text: &str) -> &str {
+    let text = prefix(text, 128 * 1024);
+    match ORIGINAL_RE.as_ref().and_then(|re| re.find(text)) {
+        Some(m) => text.get(..m.start()).unwrap_or(text),
+        None => text,
+    }
+}
+
+fn is_service_address(a: &str) -> bool {
+    let local = a.split('@').next().unwrap_or("").to_ascii_lowercase();
+    matches!(
+        local.as_str(),
+        "mailer-daemon" | "postmaster" | "mail-daemon" | "maildaemon" | "noreply" | "no-reply"
+    ) || local.starts_with("b-")
+        || local.starts_with("bounce")
+}
+
+/// (position, address) for every address site in the text.
+fn address_sites<'a>(body: &'a str, skip: &dyn Fn(&str) -> bool) -> Vec<(usize, &'a str)> {
+    let Some(re) = ADDRESS_RE.as_ref() else {
+        return Vec::new();
+    };
+    re.captures_iter(body)
+        .take(4 * MAX_RECIPIENTS)
+        .filter_map(|c| {
+            let m = (1..=4).find_map(|i| c.get(i))?;
+            let a = m.as_str().trim_end_matches(['.', ',', ';', ':']);
+            (!skip(a)).then_some((m.start(), a))
+        })
+        .collect()
+}
+
+fn distinct<'a>(sites: &[(usize, &'a str)]) -> Vec<&'a str> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (_, a) in sites {
+        if !seen.iter().any(|s| s.eq_ignore_ascii_case(a)) {
+            seen.push(a);
+        }
+    }
+    seen
+}
+
+/// Builds the report for `addr`: of the text segments that follow each mention of the address
+/// (up to the next mention of another address), the first holding a reply gives the diagnostic.
+fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, delayed: bool) -> RecipientReport {
+    let mut segments = Vec::new();
+    for (i, (pos, a)) in sites.iter().enumerate() {
+        if !a.eq_ignore_ascii_case(addr) {
+            continue;
+        }
+        let end = sites
+            .iter()
+            .skip(i + 1)
+            .find(|(_, b)| !b.eq_ignore_ascii_case(addr))
+            .map_or(body.len(), |(p, _)| *p);
+        segments.push(body.get(*pos..end.max(*pos)).unwrap_or(""));
+    }
+    if segments.is_empty() {
+        segments.push(body);
+    }
+    let diagnostic = segments
+        .iter()
+        .find_map(|s| reply_in(s, addr))
+        .or_else(|| segments.first().and_then(|s| reason_in(s, addr)));
+    let codes = diagnostic.as_deref().map(find_codes).unwrap_or_default();
+    let status = codes.enhanced.map(fields::enhanced_string).or_else(|| {
+        let d = diagnostic.as_deref().unwrap_or("");
+        let code_class = codes.code.map(|c| c / 100);
+        let inferred = PHRASE_RES
+            .iter()
+            .find(|(re, _)| re.is_match(d))
+            .map(|(_, s)| *s);
+        let permanent = code_class.map_or(!delayed, |c| c == 5);
+        inferred.map(|s| match (permanent, s.strip_prefix("5.")) {
+            (false, Some(rest)) => format!("4.{rest}"),
+            _ => s.to_string(),
+        })
+    });
+    let remote_mta = segments.iter().find_map(|s| remote_mta(s));
+    RecipientReport {
+        address: Some(addr.to_string()),
+        final_recipient: None,
+        action: Some(if delayed { "delayed" } else { "failed" }.to_string()),
+        status,
+        diagnostic,
+        remote_mta,
+    }
+}
+
+/// The first reply-looking line and its continuation lines.
+fn reply_in(segment: &str, addr: &str) -> Option<String> {
+    let m = REPLY_RE.as_ref()?.find(segment)?;
+    let mut out = m.as_str().trim().to_string();
+    for line in segment.get(m.end()..).unwrap_or("").lines().skip(1).take(6) {
+        let folded = line.starts_with([' ', '\t']) && !line.trim().is_empty();
+        let t = line.trim_start();
+        let is_new_site = t.starts_with(">>>") || (t.starts_with('<') && !t.starts_with("<<<"));
+        if !folded || is_new_site || out.len() > 1000 {
+            break;
+        }
+        out.push(' ');
+        out.push_str(line.trim());
+    }
+    Some(clean_reply(&out, addr))
+}
+
+/// Drops what precedes the reply itself: the address the line starts with, `said:`, `<<<`.
+fn clean_reply(s: &str, addr: &str) -> String {
+    let s = s.trim_start_matches(['<', ' ']).trim();
+    let s = match s.split_once(" said: ") {
+        Some((_, reply)) => reply,
+        None => s
+            .strip_prefix(addr)
+            .map_or(s, |r| r.trim_start_matches(['>', ':', ' ']).trim()),
+    };
+    let s = s.strip_prefix("Remote host said:").unwrap_or(s).trim();
+    let s = s
+        .strip_prefix("(reason:")
+        .map_or(s, |r| r.trim_end_matches(')'))
+        .trim();
+    prefix(s, 1000).to_string()
+}
+
+/// Without a reply: the wording next to the address (the rest of its line, else the next lines).
+fn reason_in(segment: &str, addr: &str) -> Option<String> {
+    let mut lines = segment.lines();
+    let first = lines.next().unwrap_or("");
+    let rest_of_line = first
+        .find(addr)
+        .and_then(|i| first.get(i + addr.len()..))
+        .unwrap_or("")
+        .trim_matches(|c: char| c.is_whitespace() || "<>:'".contains(c));
+    let rest_of_line = rest_of_line.trim_start_matches(|c: char| c.is_whitespace() || c == '>');
+    if rest_of_line.len() > 3 {
+        return Some(prefix(rest_of_line, 500).trim().to_string());
+    }
+    let mut text = String::new();
+    // Skip labels such as "because:" and take the wording that follows, up to a blank line.
+    let wording = lines
+        .map(str::trim)
+        .skip_while(|l| l.is_empty() || l.ends_with(':'))
+        .take_while(|l| !l.is_empty())
+        .take(3);
+    for line in wording {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(line);
+    }
+    let text = text.trim();
+    (!text.is_empty()).then(|| prefix(text, 500).to_string())
+}
+
+fn remote_mta(segment: &str) -> Option<String> {
+    let c = REMOTE_RE.as_ref()?.captures(segment)?;
+    let host = (1..=4).find_map(|i| c.get(i))?;
+    Some(format!("dns; {}", host.as_str().trim_end_matches('.')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert_eq!(FAMILY_RES.len(), FAMILIES.len());
+        assert_eq!(PHRASE_RES.len(), PHRASES.len());
+        for re in [
+            &GENERIC_RE,
+            &ORIGINAL_RE,
+            &ADDRESS_RE,
+            &REPLY_RE,
+            &DELAYED_RE,
+            &REMOTE_RE,
+        ] {
+            assert!(re.is_some());
+        }
+    }
+}

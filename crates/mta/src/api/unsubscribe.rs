@@ -1,0 +1,55 @@
+//! RFC 8058 one-click unsubscribe: `POST /unsubscribe/{token}` emits `list_unsubscribe`; `GET`
+//! only shows a confirmation form, because link scanners fetch URLs and must never unsubscribe
+//! anyone. No bearer token: the signed token is the credential.
+
+use super::{ApiError, ApiState};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use serde_json::{Value, json};
+
+fn not_enabled() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "unsubscribe is not enabled".into())
+}
+
+fn invalid() -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        "invalid or expired unsubscribe token".into(),
+    )
+}
+
+/// The body is normally `List-Unsubscribe=One-Click`; any body is accepted because the token
+/// alone decides, and some clients post form-data instead.
+pub(super) async fn post(
+    State(s): State<ApiState>,
+    Path(token): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let inmail = s.mta.inmail.as_ref().ok_or_else(not_enabled)?;
+    if inmail.unsubscribe(&token, "one_click") {
+        Ok(Json(json!({ "unsubscribed": true })))
+    } else {
+        Err(invalid())
+    }
+}
+
+/// A page with a form that POSTs back to the same URL. Only tokens that verify get the form, so
+/// the page cannot be used to reflect arbitrary text.
+pub(super) async fn page(
+    State(s): State<ApiState>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let inmail = s.mta.inmail.as_ref().ok_or_else(not_enabled)?;
+    if inmail.check(&token).is_none() {
+        return Err(invalid());
+    }
+    // The token is base32 (checked above), so it needs no HTML escaping.
+    Ok(Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
+<body><h1>Unsubscribe</h1><p>Stop receiving these messages?</p>\
+<form method=\"post\" action=\"/unsubscribe/{token}\">\
+<input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+<button type=\"submit\">Unsubscribe</button></form></body></html>"
+    )))
+}

@@ -1,0 +1,395 @@
+//! inMail end to end, in process: a message goes out through the MTA to the sink with a signed
+//! return path and headers; a DSN, an ARF report and unsubscribe requests built from what the sink
+//! captured come back through the SMTP listener (from a client outside `relay_networks`) and the
+//! HTTP endpoint, and become exactly the expected events. Forged tokens produce none.
+
+mod support;
+
+use cartero_dkim::{Algorithm, SigningKey};
+use cartero_events::EventType;
+use cartero_mta::MtaConfig;
+use cartero_mta::config::InboundRule;
+use cartero_mta::inmail::TokenKey;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use support::{Env, RawClient, SinkMessage, WAIT};
+
+const BOUNCES: &str = "bounces.test";
+
+fn inmail_config(c: &mut MtaConfig) {
+    // The test client (127.0.0.1) is not allowed to relay: bounces must still get in.
+    c.smtp.relay_networks = vec![];
+    c.inmail.bounce_domains = vec![BOUNCES.into()];
+    c.inmail.list_unsubscribe.url_base = "https://mail.origin.test".into();
+    c.inmail.rules = vec![InboundRule {
+        name: "disabled-account".into(),
+        pattern: "(?i)account .*disabled".into(),
+        r#type: cartero_bounce::FailureType::Hard,
+        reason: cartero_bounce::Reason::AccountDisabled,
+    }];
+}
+
+fn key(env: &Env) -> TokenKey {
+    let secret = std::fs::read(env.cfg.data_dir.join("inmail-secret")).unwrap();
+    TokenKey::new(secret.trim_ascii())
+}
+
+/// The value of header `name` in the captured message.
+fn header(m: &SinkMessage, name: &str) -> Option<String> {
+    let text = m.text();
+    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded.split("\r\n").find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// Injects a bulk message to `to` and returns what the sink received.
+async fn deliver(env: &mut Env, to: &str) -> (String, SinkMessage) {
+    let before = env.sink.messages().len();
+    let done = env
+        .inject_with(&[to], |i| {
+            i.metadata.insert("bulk".into(), true.into());
+        })
+        .await;
+    env.events.wait_rcpt(EventType::Delivery, to).await;
+    let msgs = env.sink.wait_messages(before + 1, WAIT).await;
+    let m = msgs
+        .into_iter()
+        .find(|m| m.recipients == [to.to_string()])
+        .unwrap();
+    (done.message_id, m)
+}
+
+fn dsn(rcpt: &str, token: &str, diagnostic: &str) -> String {
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.test>\r\n\
+To: <b-{token}@{BOUNCES}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"XX\"\r\n\r\n\
+--XX\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n\
+--XX\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
+Final-Recipient: rfc822; {rcpt}\r\nOriginal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n\
+Status: 5.1.1\r\nRemote-MTA: dns; mx.example.test\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n\
+--XX\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: sender@origin.test\r\n\
+X-Cartero-Token: {token}\r\nSubject: test\r\n\r\n--XX--\r\n"
+    )
+}
+
+fn arf(rcpt: &str, token: &str) -> String {
+    format!(
+        "From: feedback@isp.example\r\nTo: fbl@{BOUNCES}\r\nSubject: FW: abuse report\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\
+\tboundary=\"AR\"\r\n\r\n--AR\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n\
+--AR\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
+User-Agent: isp-fbl/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: 192.0.2.10\r\n\r\n\
+--AR\r\nContent-Type: message/rfc822\r\n\r\nFrom: sender@origin.test\r\nTo: {rcpt}\r\n\
+X-Cartero-Token: {token}\r\nSubject: test\r\n\r\nHello\r\n\r\n--AR--\r\n"
+    )
+}
+
+/// One SMTP transaction with the null sender; returns the final reply text.
+async fn send(c: &mut RawClient<tokio::net::TcpStream>, rcpt: &str, data: &str) -> String {
+    let m = c.cmd("MAIL FROM:<>").await.unwrap();
+    assert_eq!(m.code, 250, "{m}");
+    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
+    assert_eq!(r.code, 250, "RCPT {rcpt}: {r}");
+    let d = c.cmd("DATA").await.unwrap();
+    assert_eq!(d.code, 354, "{d}");
+    c.send_raw(format!("{data}.\r\n").as_bytes()).await.unwrap();
+    c.reply().await.unwrap().to_string()
+}
+
+fn forge(token: &str) -> String {
+    let mut b = token.as_bytes().to_vec();
+    b[5] = if b[5] == b'a' { b'b' } else { b'a' };
+    String::from_utf8(b).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_mail_carries_a_signed_return_path_and_unsubscribe_headers() {
+    let mut env = Env::start(vec![], inmail_config).await;
+    let (id, m) = deliver(&mut env, "bob@example.test").await;
+    let token = header(&m, "x-cartero-token").expect("token header");
+    assert_eq!(m.sender, format!("b-{token}@{BOUNCES}"));
+    let data = key(&env).verify(&token).expect("token verifies");
+    assert_eq!(format!("{:016x}", data.message_id), id);
+    assert_eq!(data.rcpt_index, 0);
+    assert_eq!(
+        header(&m, "list-unsubscribe").unwrap(),
+        format!("<https://mail.origin.test/unsubscribe/{token}>, <mailto:unsub-{token}@{BOUNCES}>")
+    );
+    assert_eq!(
+        header(&m, "list-unsubscribe-post").unwrap(),
+        "List-Unsubscribe=One-Click"
+    );
+    // Non-bulk mail gets the token but no List-Unsubscribe.
+    env.inject(&["carl@example.test"]).await;
+    env.events
+        .wait_rcpt(EventType::Delivery, "carl@example.test")
+        .await;
+    let m2 = env.sink.wait_messages(2, WAIT).await.pop().unwrap();
+    assert!(header(&m2, "x-cartero-token").is_some());
+    assert!(header(&m2, "list-unsubscribe").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_go_one_per_transaction_each_with_its_own_token() {
+    let mut env = Env::start(vec![], inmail_config).await;
+    let done = env.inject(&["a@example.test", "b@example.test"]).await;
+    let msgs = env.sink.wait_messages(2, WAIT).await;
+    let k = key(&env);
+    let mut seen = Vec::new();
+    for m in &msgs {
+        assert_eq!(m.recipients.len(), 1);
+        let t = k
+            .verify(header(m, "x-cartero-token").as_deref().unwrap())
+            .unwrap();
+        assert_eq!(format!("{:016x}", t.message_id), done.message_id);
+        let want_idx = if m.recipients[0] == "a@example.test" {
+            0
+        } else {
+            1
+        };
+        assert_eq!(t.rcpt_index, want_idx);
+        seen.push(t.rcpt_index);
+    }
+    seen.sort();
+    assert_eq!(seen, [0, 1]);
+    env.events.wait_for(EventType::Delivery, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dsn_becomes_one_out_of_band_event_and_a_forged_one_none() {
+    let mut env = Env::start(vec![], inmail_config).await;
+    let (id, m) = deliver(&mut env, "bob@example.test").await;
+    let token = header(&m, "x-cartero-token").unwrap();
+    let (mut c, banner) = RawClient::connect(env.smtp_addr()).await;
+    assert_eq!(banner.code, 220);
+    c.ehlo().await;
+    // Relaying is still refused to this client; unknown mailboxes at the bounce domain too.
+    let m1 = c.cmd("MAIL FROM:<>").await.unwrap();
+    assert_eq!(m1.code, 250);
+    assert_eq!(c.cmd("RCPT TO:<x@example.test>").await.unwrap().code, 554);
+    let unknown = c.cmd(&format!("RCPT TO:<nobody@{BOUNCES}>")).await.unwrap();
+    assert_eq!(unknown.code, 550, "{unknown}");
+    assert_eq!(c.cmd("RSET").await.unwrap().code, 250);
+
+    let forged = forge(&token);
+    let diag = "550 5.1.1 <bob@example.test>: Recipient address rejected: User unknown";
+    let r = send(
+        &mut c,
+        &format!("b-{forged}@{BOUNCES}"),
+        &dsn("bob@example.test", &forged, diag),
+    )
+    .await;
+    assert!(r.starts_with("250"), "a forged token is not revealed: {r}");
+    // Same connection, so by the time this reply arrives the forged one was fully handled.
+    let r = send(
+        &mut c,
+        &format!("b-{token}@{BOUNCES}"),
+        &dsn("bob@example.test", &token, diag),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = env.events.wait_for(EventType::OutOfBand, 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let e = &got[0];
+    assert_eq!(e.message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(e.rcpt_to.as_deref(), Some("bob@example.test"));
+    assert_eq!(e.bounce_class, Some(10));
+    assert_eq!(e.raw_reason.as_deref(), Some(diag));
+    assert_eq!(e.enhanced_code.as_deref(), Some("5.1.1"));
+    assert_eq!(e.error_code, Some(550));
+    assert_eq!(e.metadata["type"], "hard");
+    assert_eq!(e.metadata["failure_reason"], "user_unknown");
+    assert_eq!(e.metadata["recipient_id"], format!("{id}.0"));
+    assert_eq!(e.metadata["decided_by"], "classifier");
+    // The bounce was read, not queued for delivery anywhere.
+    assert!(env.events.of(EventType::Reception).len() == 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_rules_win_over_the_classifier_and_arf_becomes_a_complaint() {
+    let mut env = Env::start(vec![], inmail_config).await;
+    let (id, m) = deliver(&mut env, "dora@example.test").await;
+    let token = header(&m, "x-cartero-token").unwrap();
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    let diag = "550 5.2.1 The email account that you tried to reach is disabled";
+    let r = send(
+        &mut c,
+        &format!("b-{token}@{BOUNCES}"),
+        &dsn("dora@example.test", &token, diag),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let e = env.events.wait_for(EventType::OutOfBand, 1).await.remove(0);
+    assert_eq!(e.reason.as_deref(), Some("disabled-account"));
+    assert_eq!(e.metadata["decided_by"], "inbound_rule");
+    assert_eq!(e.metadata["failure_reason"], "account_disabled");
+    assert_eq!(e.metadata["type"], "hard");
+
+    // An ARF report to the feedback-loop address: the token comes from the returned original.
+    let forged = forge(&token);
+    let r = send(
+        &mut c,
+        &format!("fbl@{BOUNCES}"),
+        &arf("dora@example.test", &forged),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let r = send(
+        &mut c,
+        &format!("fbl@{BOUNCES}"),
+        &arf("dora@example.test", &token),
+    )
+    .await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = env.events.wait_for(EventType::SpamComplaint, 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(got[0].rcpt_to.as_deref(), Some("dora@example.test"));
+    assert_eq!(got[0].metadata["feedback_type"], "abuse");
+    assert_eq!(got[0].metadata["source_ip"], "192.0.2.10");
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_click_unsubscribe_needs_a_valid_token_and_get_never_unsubscribes() {
+    let mut env = Env::start(vec![], inmail_config).await;
+    let (id, m) = deliver(&mut env, "eve@example.test").await;
+    let token = header(&m, "x-cartero-token").unwrap();
+    let url = |t: &str| format!("{}/unsubscribe/{t}", env.http_base());
+    let forged = http()
+        .post(url(&forge(&token)))
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let body: serde_json::Value = forged.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("invalid"),
+        "{body}"
+    );
+    let page = http().get(url(&token)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("method=\"post\""), "{html}");
+    assert_eq!(
+        http()
+            .get(url(&forge(&token)))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let ok = http()
+        .post(url(&token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let got = env.events.wait_for(EventType::ListUnsubscribe, 1).await;
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(got[0].metadata["method"], "one_click");
+    assert_eq!(got[0].metadata["recipient_id"], format!("{id}.0"));
+
+    // The mailto address works too.
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    let mail = "From: eve@example.test\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n";
+    let r = send(&mut c, &format!("unsub-{token}@{BOUNCES}"), mail).await;
+    assert!(r.starts_with("250"), "{r}");
+    let got = env.events.wait_for(EventType::ListUnsubscribe, 2).await;
+    assert_eq!(got[1].metadata["method"], "mailto");
+}
+
+/// Reads the message on stdin and TXT records as argument pairs; exits 0 only when every
+/// DKIM-Signature verifies (same helper as crates/dkim/tests/dkimpy_verify.rs).
+const VERIFY_SCRIPT: &str = r#"
+import sys
+import dkim
+records = {}
+args = sys.argv[1:]
+for i in range(0, len(args), 2):
+    records[args[i].lower()] = args[i + 1].encode()
+def dnsfunc(name, timeout=5):
+    return records.get(name.decode().rstrip('.').lower())
+msg = sys.stdin.buffer.read()
+d = dkim.DKIM(msg)
+ok = d.verify(dnsfunc=dnsfunc)
+sys.exit(0 if ok is True else 1)
+"#;
+
+fn dkimpy_verifies(message: &[u8], key: &SigningKey) -> Option<bool> {
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but dkimpy missing"
+        );
+        println!("SKIPPED dkimpy check: python3-dkim not installed");
+        return None;
+    }
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", VERIFY_SCRIPT, &key.dns_name(), &key.txt_value()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    Some(child.wait_with_output().unwrap().status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim_signature_covers_the_per_recipient_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (signing_key, pem) =
+        SigningKey::generate(Algorithm::Ed25519Sha256, "origin.test", "s1").unwrap();
+    let key_file = dir.path().join("dkim.pem");
+    std::fs::write(&key_file, pem).unwrap();
+    let mut env = Env::start(vec![], |c| {
+        inmail_config(c);
+        c.dkim.keys = vec![cartero_mta::config::DkimKeyConfig {
+            domain: "origin.test".into(),
+            selector: "s1".into(),
+            key_file: key_file.clone(),
+        }];
+    })
+    .await;
+    let (_, m) = deliver(&mut env, "fay@example.test").await;
+    let sig = header(&m, "dkim-signature").expect("signed");
+    let h = sig
+        .split(';')
+        .find_map(|t| t.trim().strip_prefix("h="))
+        .unwrap()
+        .replace([' ', '\t'], "")
+        .to_ascii_lowercase();
+    let names: Vec<&str> = h.split(':').collect();
+    assert!(names.contains(&"list-unsubscribe"), "{h}");
+    assert!(names.contains(&"list-unsubscribe-post"), "{h}");
+    // The signature is the first field: it was made after the per-recipient fields were added.
+    assert!(m.text().to_ascii_lowercase().starts_with("dkim-signature:"));
+    if let Some(ok) = dkimpy_verifies(&m.data, &signing_key) {
+        assert!(ok, "dkimpy rejected:\n{}", m.text());
+        let tampered = m.text().replacen("/unsubscribe/", "/unsubscribe/x", 1);
+        assert_eq!(
+            dkimpy_verifies(tampered.as_bytes(), &signing_key),
+            Some(false)
+        );
+    }
+}

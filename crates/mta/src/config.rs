@@ -26,6 +26,7 @@ pub struct MtaConfig {
     pub events: EventsConfig,
     pub shaping: ShapingConfig,
     pub inmail: InMailConfig,
+    pub bounce: BounceConfig,
 }
 
 impl Default for MtaConfig {
@@ -41,6 +42,7 @@ impl Default for MtaConfig {
             events: EventsConfig::default(),
             shaping: ShapingConfig::default(),
             inmail: InMailConfig::default(),
+            bounce: BounceConfig::default(),
         }
     }
 }
@@ -87,9 +89,16 @@ impl Default for SmtpConfig {
             data_timeout: Duration::from_secs(600),
             max_errors: 20,
             auth_requires_tls: true,
+            // Built from constants: a parse fallback here could only ever widen relaying.
             relay_networks: vec![
-                "127.0.0.0/8".parse().unwrap_or_else(|_| IpNet::default()),
-                "::1/128".parse().unwrap_or_else(|_| IpNet::default()),
+                IpNet::V4(ipnet::Ipv4Net::new_assert(
+                    std::net::Ipv4Addr::new(127, 0, 0, 0),
+                    8,
+                )),
+                IpNet::V6(ipnet::Ipv6Net::new_assert(
+                    std::net::Ipv6Addr::LOCALHOST,
+                    128,
+                )),
             ],
             users: Vec::new(),
         }
@@ -329,4 +338,16 @@ impl Default for ListUnsubscribeConfig {
             mailto: true,
         }
     }
+}
+
+/// `[bounce]`: classification of failures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BounceConfig {
+    /// Operator rule files (TOML, the format of the shipped rules); tried before the built-in
+    /// rules, so they extend and override them. A bad file stops the start with its name, rule
+    /// and reason.
+    pub rules_files: Vec<PathBuf>,
+    /// Per-class overrides of the campaign qualification: `"52" = { type = "hard", reason = "refused" }`.
+    pub qualification: cartero_bounce::Qualifier,
 }

@@ -66,9 +66,23 @@ impl DeliveryCtx {
     }
 }
 
+/// Resolves a domain in its own task. A panic there still reports a (transient) result, so the
+/// domain's recipients are never left waiting for a route forever.
 pub(crate) fn spawn_resolve(ctx: Arc<DeliveryCtx>, domain: Arc<str>) {
     tokio::spawn(async move {
-        let result = ctx.router.route(&domain).await.map(Arc::new);
+        let inner = {
+            let (ctx, domain) = (ctx.clone(), domain.clone());
+            tokio::spawn(async move { ctx.router.route(&domain).await.map(Arc::new) })
+        };
+        let result = inner.await.unwrap_or_else(|e| {
+            tracing::error!(%domain, error = %e, "route lookup task failed");
+            let f = Failure::local(
+                "internal error while routing",
+                BounceClass::TRANSIENT,
+                "local:panic",
+            );
+            Err((false, f))
+        });
         ctx.sched.send(Cmd::Routed { domain, result });
     });
 }
@@ -80,8 +94,17 @@ pub(crate) fn spawn_connection(
     domain: Arc<str>,
     permit: ConnectionPermit,
 ) {
+    // The worker runs in an inner task so that even a panic ends in a WorkerExit: the scheduler's
+    // connection counts stay right and shutdown does not wait for a worker that is gone.
     tokio::spawn(async move {
-        let failure = run_connection(&ctx, &key, &dest, &domain).await.err();
+        let inner = {
+            let (ctx, key) = (ctx.clone(), key.clone());
+            tokio::spawn(async move { run_connection(&ctx, &key, &dest, &domain).await.err() })
+        };
+        let failure = inner.await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "delivery worker failed");
+            None
+        });
         drop(permit);
         ctx.sched.send(Cmd::WorkerExit { key, failure });
     });
@@ -148,14 +171,20 @@ async fn run_connection(
 
 /// Asks for work; parks while the queue is empty, up to the idle timeout.
 async fn next_batch(ctx: &DeliveryCtx, key: &QueueKey) -> Batch {
-    let ask = ctx.sched.ask(|reply| Cmd::NextBatch {
+    let (reply, mut rx) = tokio::sync::oneshot::channel();
+    ctx.sched.send(Cmd::NextBatch {
         key: key.clone(),
         wait: true,
         reply,
     });
-    match tokio::time::timeout(ctx.timeouts.idle, ask).await {
-        Ok(Some(batch)) => batch,
-        _ => Batch::Done,
+    match tokio::time::timeout(ctx.timeouts.idle, &mut rx).await {
+        Ok(Ok(batch)) => batch,
+        Ok(Err(_)) => Batch::Done,
+        Err(_) => {
+            // Close first, then look: a batch sent just before the close is taken, not dropped.
+            rx.close();
+            rx.try_recv().unwrap_or(Batch::Done)
+        }
     }
 }
 
@@ -315,7 +344,9 @@ async fn send_batch(
                     (r, o)
                 })
                 .collect();
-            (outcomes, true)
+            // A 421 (or any reply that closed the session) ends the connection here, so the next
+            // batch is not charged an attempt on a dead connection.
+            (outcomes, conn.is_reusable())
         }
         Err(e) => {
             let f = client_failure(&e, classifier, host);

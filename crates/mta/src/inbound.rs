@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,6 +26,7 @@ pub(crate) struct Inbound {
     /// Receives mail for the bounce domains, from any client.
     pub inmail: Option<Arc<InMail>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    auth_slots: tokio::sync::Semaphore,
 }
 
 /// Holds one connection slot of a client IP; released on drop.
@@ -44,6 +46,11 @@ impl Drop for Slot<'_> {
         }
     }
 }
+
+/// Failed AUTH attempts allowed per session before it is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
+/// Password checks running at once, process-wide.
+const AUTH_PARALLEL: usize = 2;
 
 enum Next<S> {
     Done,
@@ -65,6 +72,7 @@ impl Inbound {
             injector,
             inmail,
             per_ip: Mutex::new(HashMap::new()),
+            auth_slots: tokio::sync::Semaphore::new(AUTH_PARALLEL),
         }
     }
 
@@ -105,6 +113,8 @@ impl Inbound {
     }
 
     fn may_relay(&self, peer: IpAddr, authenticated: bool) -> bool {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; match them as IPv4.
+        let peer = peer.to_canonical();
         authenticated || self.cfg.relay_networks.iter().any(|n| n.contains(&peer))
     }
 }
@@ -138,14 +148,15 @@ async fn handle(ib: Arc<Inbound>, mut stream: TcpStream, peer: SocketAddr) {
     let _slot = match ib.admit(peer.ip()) {
         Ok(slot) => slot,
         Err(reply) => {
-            let _ = stream.write_all(&reply.to_wire()).await;
+            let wait = ib.cfg.command_timeout;
+            let _ = tokio::time::timeout(wait, stream.write_all(&reply.to_wire())).await;
             return;
         }
     };
     metrics::counter!("cartero_smtp_connections_total").increment(1);
     let session = Session::new(ib.session_config(), false);
-    if stream
-        .write_all(&session.greeting().to_wire())
+    let mut greeting = session.greeting().to_wire();
+    if flush(&mut stream, &mut greeting, ib.cfg.command_timeout)
         .await
         .is_err()
     {
@@ -172,11 +183,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     peer: SocketAddr,
 ) -> Next<S> {
     let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let mut auth_failures = 0u32;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let reply = match session.next_event() {
             Event::NeedMore => {
-                if flush(&mut stream, &mut out).await.is_err() {
+                if flush(&mut stream, &mut out, ib.cfg.command_timeout)
+                    .await
+                    .is_err()
+                {
                     return Next::Done;
                 }
                 let timeout = if session.is_receiving_data() {
@@ -189,7 +204,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     Ok(Ok(n)) => session.feed(&buf[..n]),
                     Err(_) => {
                         let r = Reply::with_code(421, (4, 4, 2), "Timeout, closing connection");
-                        let _ = stream.write_all(&r.to_wire()).await;
+                        let mut bye = r.to_wire();
+                        let _ = flush(&mut stream, &mut bye, ib.cfg.command_timeout).await;
                         return Next::Done;
                     }
                 }
@@ -208,20 +224,33 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             Event::Auth {
                 username, password, ..
             } => {
-                if auth::authenticate(&ib.cfg.users, &username, &password) {
+                if check_auth(ib, username.clone(), password).await {
                     session.accept()
                 } else {
-                    tracing::info!(%peer, user = %username, "authentication failed");
-                    session.reject(Reply::with_code(
+                    auth_failures += 1;
+                    tracing::info!(%peer, user = ?username, "authentication failed");
+                    let r = session.reject(Reply::with_code(
                         535,
                         (5, 7, 8),
                         "Authentication credentials invalid",
-                    ))
+                    ));
+                    if auth_failures >= MAX_AUTH_FAILURES {
+                        r.write_to(&mut out);
+                        let bye =
+                            Reply::with_code(421, (4, 7, 0), "Too many failed authentications");
+                        bye.write_to(&mut out);
+                        let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
+                        return Next::Done;
+                    }
+                    r
                 }
             }
             Event::StartTls => {
                 out.extend_from_slice(&session.accept().to_wire());
-                if flush(&mut stream, &mut out).await.is_err() {
+                if flush(&mut stream, &mut out, ib.cfg.command_timeout)
+                    .await
+                    .is_err()
+                {
                     return Next::Done;
                 }
                 return Next::StartTls(stream, Box::new(session));
@@ -232,14 +261,17 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 data,
             } => {
                 // Replies to pipelined commands go out before we spend time spooling.
-                if flush(&mut stream, &mut out).await.is_err() {
+                if flush(&mut stream, &mut out, ib.cfg.command_timeout)
+                    .await
+                    .is_err()
+                {
                     return Next::Done;
                 }
                 accept_message(ib, &mut session, sender, recipients, data, peer).await
             }
             Event::Quit(r) | Event::Close(r) => {
                 r.write_to(&mut out);
-                let _ = flush(&mut stream, &mut out).await;
+                let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
                 let _ = stream.shutdown().await;
                 return Next::Done;
             }
@@ -334,12 +366,33 @@ async fn accept_message(
     }
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Writes the pending replies. A client that stops reading cannot hold its connection slot:
+/// the write gives up after the command timeout.
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let r = stream.write_all(out).await;
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await
+    };
+    let r = tokio::time::timeout(timeout, write).await;
     out.clear();
-    r?;
-    stream.flush().await
+    r.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading"))?
+}
+
+/// Checks credentials off the async threads (PBKDF2 is deliberately slow) and with at most
+/// `AUTH_PARALLEL` checks at once, so AUTH floods cannot stall delivery or other sessions.
+async fn check_auth(ib: &Inbound, username: String, password: String) -> bool {
+    let Ok(_permit) = ib.auth_slots.acquire().await else {
+        return false;
+    };
+    let users = ib.cfg.users.clone();
+    tokio::task::spawn_blocking(move || auth::authenticate(&users, &username, &password))
+        .await
+        .unwrap_or(false)
 }

@@ -99,7 +99,7 @@ impl Injector {
             sender: inj.sender,
             recipients: inj.recipients,
             received_at: now,
-            expires_at: now + validity.as_millis() as u64,
+            expires_at: now.saturating_add(u64::try_from(validity.as_millis()).unwrap_or(u64::MAX)),
             metadata: inj.metadata,
             pool: inj.pool,
         };

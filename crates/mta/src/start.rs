@@ -11,7 +11,7 @@ use crate::queue::view::{MessageView, QueueSummary};
 use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
 use crate::routing::Router;
 use crate::tls;
-use cartero_bounce::{Classifier, CodeClassifier, FailureInput};
+use cartero_bounce::{Classifier, FailureInput, RuleClassifier};
 use cartero_clock::SharedClock;
 use cartero_dkim::{Signer, SigningKey};
 use cartero_events::{EventSink, Fanout, JsonlFileSink, WebhookSink};
@@ -59,6 +59,8 @@ pub enum StartError {
     NoSource,
     #[error("{0}")]
     InMail(#[from] crate::inmail::InMailError),
+    #[error("bounce rules: {0}")]
+    Bounce(String),
 }
 
 /// What the embedding program provides besides the config.
@@ -223,16 +225,20 @@ impl Mta {
         };
         std::fs::create_dir_all(&cfg.data_dir).map_err(dir_err)?;
         let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), SpoolOptions::default())?;
-        let classifier = opts
-            .classifier
-            .clone()
-            .unwrap_or_else(|| Arc::new(CodeClassifier::new()));
+        let classifier = match opts.classifier.clone() {
+            Some(c) => c,
+            None => Arc::new(
+                RuleClassifier::from_paths(&cfg.bounce.rules_files)
+                    .map_err(|e| StartError::Bounce(e.to_string()))?,
+            ),
+        };
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
         let inmail = InMail::load(
             &cfg.inmail,
             &cfg.data_dir,
             classifier.clone(),
+            cfg.bounce.qualification.clone(),
             events.clone(),
             opts.clock.clone(),
         )?;

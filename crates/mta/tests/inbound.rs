@@ -251,3 +251,72 @@ async fn a_client_stalling_in_data_is_cut_off_by_the_data_timeout() {
         "no reception for a message never finished"
     );
 }
+
+/// Regression: failed AUTH attempts were unlimited and each PBKDF2 check ran on an async thread,
+/// so one pipelined burst of AUTH lines stalled the whole server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlimited_failed_auth_attempts_could_stall_the_server() {
+    let env = Env::start(vec![], |c| {
+        c.smtp.users = vec![SmtpUser {
+            username: "app".into(),
+            password_hash: hash_password("s3cret"),
+        }];
+    })
+    .await;
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    let mut c = c.starttls().await;
+    c.ehlo().await;
+    let bad = B64.encode(b"\0app\0wrong");
+    // 50 attempts in one write: the session must stop after the third.
+    let burst: String = (0..50).map(|_| format!("AUTH PLAIN {bad}\r\n")).collect();
+    c.send_raw(burst.as_bytes()).await.unwrap();
+    for _ in 0..3 {
+        let r = c.reply().await.expect("a 535 per attempt");
+        assert!(r.to_string().starts_with("535 5.7.8"), "{r}");
+    }
+    let r = c.reply().await.expect("the session is closed");
+    assert!(r.to_string().starts_with("421 4.7.0"), "{r}");
+    assert!(c.is_closed().await);
+    // And the server still answers others at once.
+    let (mut other, banner) = RawClient::connect(env.smtp_addr()).await;
+    assert_eq!(banner.code, 220);
+    assert_eq!(other.cmd("NOOP").await.unwrap().code, 250);
+}
+
+/// Regression: replies were written without a timeout, so a client that never reads held its
+/// connection slot forever once the socket buffers filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_held_its_slot_forever() {
+    let env = Env::start(vec![], |c| {
+        c.smtp.command_timeout = std::time::Duration::from_millis(500);
+        c.smtp.max_connections_per_ip = 1;
+        c.smtp.max_errors = 1_000_000;
+    })
+    .await;
+    let stuck = tokio::net::TcpStream::connect(env.smtp_addr())
+        .await
+        .unwrap();
+    // ~3 MB of NOOPs: their replies overflow both socket buffers while we never read.
+    let noops = "NOOP\r\n".repeat(500_000);
+    let (_rd, mut wr) = stuck.into_split();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let _ = wr.write_all(noops.as_bytes()).await;
+        wr
+    });
+    // The slot must come free: a second connection from the same IP is admitted (220, not 421).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, banner) = RawClient::connect(env.smtp_addr()).await;
+        if banner.code == 220 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "slot never released: {banner}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    writer.abort();
+}

@@ -167,9 +167,54 @@ fn build_parts(c: &Content, to: &str, data: &Map<String, Value>) -> Result<Vec<u
         .map_err(|e| format!("building the message: {e}"))
 }
 
+/// Renders raw content with CRLF line ends. In the header section, line breaks inside substituted
+/// values become spaces: a value must never add a header or end the header section.
+fn render_raw(raw: &str, data: &Data) -> String {
+    let split = raw
+        .find("\r\n\r\n")
+        .map(|i| i + 4)
+        .or_else(|| raw.find("\n\n").map(|i| i + 2))
+        .unwrap_or(raw.len());
+    let (head, body) = raw.split_at(split);
+    let one_line: Data = data
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(t) => (k.clone(), Value::String(t.replace(['\r', '\n'], " "))),
+            other => (k.clone(), other.clone()),
+        })
+        .collect();
+    let mut out = substitute(head, &one_line, false);
+    out.push_str(&substitute(body, data, false));
+    out.replace("\r\n", "\n").replace('\n', "\r\n")
+}
+
+/// Every address must be valid before anything is spooled, so a request is accepted whole or
+/// refused whole (a partly accepted request that reports an error would be retried and duplicated).
+fn validate(injections: &[Injection]) -> Result<(), String> {
+    for inj in injections {
+        if !inj.sender.is_empty() && !crate::inject::valid_address(&inj.sender) {
+            return Err(format!("invalid sender address {:?}", inj.sender));
+        }
+        if let Some(bad) = inj
+            .recipients
+            .iter()
+            .find(|r| !crate::inject::valid_address(r))
+        {
+            return Err(format!("invalid recipient address {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Raw content with no per-recipient data is stored once for all recipients; everything else is
 /// rendered per recipient.
 pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
+    let all = render(req)?;
+    validate(&all)?;
+    Ok(all)
+}
+
+fn render(req: InjectRequest) -> Result<Vec<Injection>, String> {
     if req.recipients.is_empty() {
         return Err("recipients is empty".into());
     }
@@ -193,9 +238,7 @@ pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
         ..Injection::default()
     };
     if let (Some(raw), false) = (&req.content.raw, personal) {
-        let body = substitute(raw, &req.substitution_data, false)
-            .replace("\r\n", "\n")
-            .replace('\n', "\r\n");
+        let body = render_raw(raw, &req.substitution_data);
         let recipients = req
             .recipients
             .iter()
@@ -216,10 +259,7 @@ pub(crate) fn injections(req: InjectRequest) -> Result<Vec<Injection>, String> {
             let mut metadata = base.metadata.clone();
             metadata.extend(meta.cloned().unwrap_or_default());
             let body = match &req.content.raw {
-                Some(raw) => substitute(raw, &data, false)
-                    .replace("\r\n", "\n")
-                    .replace('\n', "\r\n")
-                    .into_bytes(),
+                Some(raw) => render_raw(raw, &data).into_bytes(),
                 None => build_parts(&req.content, addr, &data)?,
             };
             Ok(Injection {
@@ -292,6 +332,31 @@ mod tests {
             m.contains("To: <x@b.test>") || m.contains("To: x@b.test"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn substituted_values_cannot_add_headers_to_raw_content() {
+        let r = req(
+            json!({"mail_from": "s@a.test", "recipients": [{"address": "x@b.test",
+                "substitution_data": {"name": "x\r\nBcc: victim@c.test\r\n\r\nowned"}}],
+            "content": {"raw": "Subject: Hi {{name}}\n\nDear {{name}}\n"}}),
+        );
+        let body = String::from_utf8(injections(r).unwrap().remove(0).body).unwrap();
+        let (head, rest) = body.split_once("\r\n\r\n").unwrap();
+        assert_eq!(head, "Subject: Hi x  Bcc: victim@c.test    owned");
+        assert!(
+            rest.starts_with("Dear x\r\nBcc"),
+            "the body keeps its line breaks: {rest}"
+        );
+    }
+
+    #[test]
+    fn one_bad_address_refuses_the_whole_request() {
+        let r = req(json!({"mail_from": "s@a.test",
+            "recipients": [{"address": "ok@b.test", "metadata": {}}, "not-an-address"],
+            "content": {"raw": "Subject: x\n\nbody\n"}}));
+        let e = injections(r).unwrap_err();
+        assert!(e.contains("not-an-address"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::{InMail, Local, TokenData};
 use cartero_bounce::report::{ClassifiedRecipient, Outcome, ParsedReport, ReportKind};
-use cartero_bounce::{FailureType, Reason, classify_report, parse_report};
+use cartero_bounce::{FailureType, Reason, classify_report_with, parse_report};
 use cartero_events::{Event, EventType};
 use serde_json::{Map, Value, json};
 
@@ -123,7 +123,7 @@ impl InMail {
     /// One event per report: a token names one recipient of one message (VERP), so the first
     /// recipient that failed or complained is the one. Delays and successes produce nothing.
     fn report_events(&self, token: &TokenData, r: &ParsedReport, token_source: &str) {
-        let classified = classify_report(r, self.classifier.as_ref());
+        let classified = classify_report_with(r, self.classifier.as_ref(), &self.qualifier);
         let Some(c) = classified
             .iter()
             .find(|c| matches!(c.outcome, Outcome::OutOfBand | Outcome::Complaint))

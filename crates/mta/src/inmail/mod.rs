@@ -60,6 +60,7 @@ pub(crate) struct InMail {
     rules: Vec<(InboundRule, Regex)>,
     unsub: ListUnsubscribeConfig,
     classifier: Arc<dyn Classifier>,
+    qualifier: cartero_bounce::Qualifier,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
 }
@@ -99,6 +100,7 @@ impl InMail {
         cfg: &InMailConfig,
         data_dir: &Path,
         classifier: Arc<dyn Classifier>,
+        qualifier: cartero_bounce::Qualifier,
         events: Arc<dyn EventSink>,
         clock: SharedClock,
     ) -> Result<Option<Arc<InMail>>, InMailError> {
@@ -124,6 +126,7 @@ impl InMail {
             rules,
             unsub: cfg.list_unsubscribe.clone(),
             classifier,
+            qualifier,
             events,
             clock,
         })))

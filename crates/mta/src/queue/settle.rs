@@ -47,7 +47,8 @@ impl Settler {
                 .retry
                 .delay(r.attempts as u32, f.class, fastrand::f64());
             // Past the validity there is no next attempt: wake up at expiry to fail it then.
-            r.next_attempt = (now + delay.as_millis() as u64).min(r.msg.env.expires_at);
+            let delay = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+            r.next_attempt = now.saturating_add(delay).min(r.msg.env.expires_at);
             r.last = Some(Box::new(LastFailure {
                 text: f.text.clone().into(),
                 class: f.class,

@@ -16,7 +16,7 @@ use tokio::task::AbortHandle;
 /// How the sink answers RCPT TO.
 #[derive(Debug, Clone)]
 pub enum Rules {
-    /// By local-part prefix: `defer` → 451 4.7.1, `slow` → 450 4.2.1, `reject` → 550 5.1.1,
+    /// By local-part prefix: `defer` → 451 4.7.1 greylisted, `slow` → 450 4.2.1, `reject` → 550 5.1.1,
     /// `full` → 452 4.2.2, anything else → 250.
     ByPrefix,
     /// Every recipient gets 250.
@@ -35,7 +35,11 @@ impl Rules {
             Rules::ByPrefix => {
                 let local = rcpt.split('@').next().unwrap_or("").to_ascii_lowercase();
                 if local.starts_with("defer") {
-                    Some(Reply::with_code(451, (4, 7, 1), "Deferred, please retry"))
+                    Some(Reply::with_code(
+                        451,
+                        (4, 7, 1),
+                        "Greylisted, please retry later",
+                    ))
                 } else if local.starts_with("slow") {
                     Some(Reply::with_code(
                         450,

@@ -244,3 +244,63 @@ fn operator_commands_against_a_running_serve() {
     assert_ne!(code, 0);
     assert!(err.contains("401"), "{err}");
 }
+
+fn corpus(path: &str) -> String {
+    format!("{}/crates/bounce/corpus/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn bounce_parse_reads_a_dsn_and_an_arf_as_json() {
+    let dsn = corpus("bounces/postfix/001.eml");
+    let arf = corpus("arf/001.eml");
+    let (code, out, err) = run(&["bounce", "parse", "--json", &dsn, &arf], None);
+    assert_eq!(code, 0, "{err}");
+    let docs: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let text = serde_json::to_string(&docs).unwrap();
+    // Labels from crates/bounce/corpus/*/labels.tsv.
+    assert!(text.contains("peggy135@example.org"), "{out}");
+    assert!(
+        text.contains("URLgfB0eKJkwreHBIgJLVH.KtP3skqoO6"),
+        "token: {out}"
+    );
+    assert!(
+        text.contains("frank314@shop.example.co.uk"),
+        "ARF recipient: {out}"
+    );
+    assert!(text.contains("22"), "mailbox-full class: {out}");
+}
+
+#[test]
+fn bounce_parse_reads_stdin_and_explains_in_text() {
+    let raw = std::fs::read_to_string(corpus("bounces/postfix/001.eml")).unwrap();
+    let (code, out, err) = run(&["bounce", "parse", "-"], Some(&raw));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("peggy135@example.org"), "{out}");
+    assert!(
+        out.to_lowercase().contains("mailbox full") || out.contains("22"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bounce_classify_uses_provider_rules_and_prints_json() {
+    let (code, out, err) = run(
+        &[
+            "bounce",
+            "classify",
+            "--json",
+            "--host",
+            "gmail-smtp-in.l.google.com",
+            "550-5.1.1 The email account that you tried to reach does not exist.",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["class"], 10, "{out}");
+    assert_eq!(v["provider"], "gmail", "{out}");
+}

@@ -285,6 +285,9 @@ pub struct Spool {
 /// Largest envelope + body accepted in one record.
 const MAX_RECORD: usize = u32::MAX as usize - 64;
 
+/// Bodies up to this size are read on the calling thread.
+const INLINE_READ_MAX: usize = 256 * 1024;
+
 impl Spool {
     /// Opens (creating if needed) the spool under `dir`, recovers its content and starts the writer.
     /// Returns every message that still has a non-final recipient; fully final segments are deleted.
@@ -343,13 +346,21 @@ impl Spool {
                 .ok_or(SpoolError::UnknownMessage(id))?;
             (seg.seg.clone(), m.body_off, m.body_len as usize)
         };
-        let read = tokio::task::spawn_blocking(move || {
+        let read_at = move || {
             use std::os::unix::fs::FileExt;
             let mut buf = vec![0u8; len];
             file.read_exact_at(&mut buf, off).map(|()| buf)
-        })
-        .await
-        .map_err(|e| SpoolError::Failed(format!("body read task: {e}")))?;
+        };
+        // Typical bodies were written moments ago and sit in the page cache: a direct pread costs
+        // less than handing it to the blocking pool (two thread wake-ups per message). Large
+        // bodies still go to the pool so a cold read never stalls an async worker for long.
+        let read = if len <= INLINE_READ_MAX {
+            read_at()
+        } else {
+            tokio::task::spawn_blocking(read_at)
+                .await
+                .map_err(|e| SpoolError::Failed(format!("body read task: {e}")))?
+        };
         let buf = read.map_err(|source| SpoolError::Io {
             op: "read body of",
             path: PathBuf::from(id.to_string()),

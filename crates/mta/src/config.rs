@@ -133,6 +133,11 @@ pub struct HttpConfig {
     pub tokens: Vec<String>,
     /// Largest accepted request body in bytes.
     pub max_body: usize,
+    /// Time a client has to send a request's headers (slow-header clients are cut off).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// HTTP connections open at once; more are closed at accept.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -141,6 +146,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
             tokens: Vec::new(),
             max_body: 60 * 1024 * 1024,
+            header_timeout: Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }

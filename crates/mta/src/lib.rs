@@ -8,6 +8,7 @@ pub mod api;
 mod auth;
 pub mod config;
 mod delivery;
+mod http_server;
 mod inbound;
 mod inject;
 pub mod inmail;

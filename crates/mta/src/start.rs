@@ -347,18 +347,16 @@ impl Mta {
             metrics: opts.metrics,
         };
         let app = api::router(state, cfg.http.max_body);
-        let mut stop_http = stop_rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop_http.changed().await;
-            };
-            if let Err(e) = axum::serve(http, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
-        }));
+        let limits = crate::http_server::HttpLimits {
+            header_timeout: cfg.http.header_timeout,
+            max_connections: cfg.http.max_connections,
+        };
+        tasks.push(tokio::spawn(crate::http_server::serve(
+            http,
+            app,
+            limits,
+            stop_rx.clone(),
+        )));
         *mta.tasks.lock() = tasks;
         Ok(mta)
     }

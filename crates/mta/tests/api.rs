@@ -221,3 +221,47 @@ async fn queue_inspect_flush_and_drain_work_over_http() {
         .unwrap();
     assert_eq!(no_domain.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Slow-header clients (slowloris) are cut off after `http.header_timeout`, and connections above
+/// `http.max_connections` are closed at accept, so the public unsubscribe endpoint cannot be starved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_header_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = Env::start(vec![], |c| {
+        c.http.header_timeout = std::time::Duration::from_millis(300);
+        c.http.max_connections = 1;
+    })
+    .await;
+    let addr = env.mta.http_addr().unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // While the slow client holds the only slot, another connection is closed without an answer.
+    let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), other.read_to_end(&mut buf))
+        .await
+        .expect("the extra connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "over the cap: {}", String::from_utf8_lossy(&buf));
+    // The slow client is dropped by the header timeout (a 408 or a plain close).
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut buf))
+        .await
+        .expect("the slow client is cut off")
+        .ok();
+    let text = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    // With the slot free again, a normal request works.
+    let base = env.http_base();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{base}/healthz")).await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "listener never recovered");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -76,10 +76,23 @@ impl Inbound {
         }
     }
 
-    fn session_config(&self) -> ServerConfig {
+    /// A client that may not relay can only send us bounces and complaints, which the report
+    /// parser caps at `MAX_INPUT_BYTES`: it gets that limit instead of the relay limit, so anonymous
+    /// clients cannot make the server buffer 50 MiB per connection.
+    fn size_limit(&self, peer: IpAddr, authenticated: bool) -> usize {
+        if self.may_relay(peer, authenticated) {
+            self.cfg.max_message_size
+        } else {
+            self.cfg
+                .max_message_size
+                .min(cartero_bounce::report::MAX_INPUT_BYTES)
+        }
+    }
+
+    fn session_config(&self, peer: IpAddr) -> ServerConfig {
         ServerConfig {
             hostname: self.hostname.clone(),
-            max_message_size: self.cfg.max_message_size,
+            max_message_size: self.size_limit(peer, false),
             max_recipients: self.cfg.max_recipients,
             max_errors: self.cfg.max_errors,
             starttls: true,
@@ -154,7 +167,7 @@ async fn handle(ib: Arc<Inbound>, mut stream: TcpStream, peer: SocketAddr) {
         }
     };
     metrics::counter!("cartero_smtp_connections_total").increment(1);
-    let session = Session::new(ib.session_config(), false);
+    let session = Session::new(ib.session_config(peer.ip()), false);
     let mut greeting = session.greeting().to_wire();
     if flush(&mut stream, &mut greeting, ib.cfg.command_timeout)
         .await
@@ -225,6 +238,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 username, password, ..
             } => {
                 if check_auth(ib, username.clone(), password).await {
+                    session.set_max_message_size(ib.size_limit(peer.ip(), true));
                     session.accept()
                 } else {
                     auth_failures += 1;

@@ -234,22 +234,32 @@ async fn slow_header_clients_are_cut_off_and_connections_are_capped() {
     .await;
     let addr = env.mta.http_addr().unwrap();
     let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     // While the slow client holds the only slot, another connection is closed without an answer.
     let mut other = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let _ = other.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let mut buf = Vec::new();
-    let n = tokio::time::timeout(std::time::Duration::from_secs(10), other.read_to_end(&mut buf))
-        .await
-        .expect("the extra connection is closed")
-        .unwrap_or(0);
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        other.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the extra connection is closed")
+    .unwrap_or(0);
     assert_eq!(n, 0, "over the cap: {}", String::from_utf8_lossy(&buf));
     // The slow client is dropped by the header timeout (a 408 or a plain close).
     let mut buf = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut buf))
-        .await
-        .expect("the slow client is cut off")
-        .ok();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the slow client is cut off")
+    .ok();
     let text = String::from_utf8_lossy(&buf);
     assert!(buf.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     // With the slot free again, a normal request works.
@@ -261,7 +271,10 @@ async fn slow_header_clients_are_cut_off_and_connections_are_capped() {
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "listener never recovered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listener never recovered"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -320,3 +320,20 @@ async fn a_client_that_never_reads_held_its_slot_forever() {
     }
     writer.abort();
 }
+
+/// Clients that may not relay can only send bounces: they get the report parser's 10 MiB limit
+/// (advertised in SIZE and enforced), while relay clients keep `smtp.max_message_size`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_clients_get_the_bounce_size_limit() {
+    let env = Env::start(vec![], |c| c.smtp.relay_networks = vec![]).await;
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    let ehlo = c.ehlo().await;
+    assert!(ehlo.text.contains("SIZE 10485760"), "{ehlo}");
+    let r = c.cmd("MAIL FROM:<a@b.test> SIZE=20000000").await.unwrap();
+    assert!(r.to_string().starts_with("552 5.3.4"), "{r}");
+
+    let relay = Env::start(vec![], |_| {}).await;
+    let (mut c, _) = RawClient::connect(relay.smtp_addr()).await;
+    let ehlo = c.ehlo().await;
+    assert!(ehlo.text.contains("SIZE 52428800"), "{ehlo}");
+}

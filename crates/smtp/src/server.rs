@@ -368,6 +368,12 @@ impl Session {
         matches!(self.state, State::Data(_) | State::Bdat { .. })
     }
 
+    /// Changes the largest accepted message from the next transaction on (e.g. a client that
+    /// authenticated may send more than an anonymous one). SIZE in a later EHLO follows.
+    pub fn set_max_message_size(&mut self, bytes: usize) {
+        self.cfg.max_message_size = bytes;
+    }
+
     /// Bytes of the message being received (never above `max_message_size`).
     pub fn message_buffer_len(&self) -> usize {
         self.tx.as_ref().map_or(0, |t| t.data.len())

@@ -60,3 +60,6 @@ pub use canon::{normalize_line_endings, relaxed_body, relaxed_header};
 pub use error::DkimError;
 pub use key::{Algorithm, SigningKey};
 pub use signer::{SIGNED_HEADERS, Signer};
+
+#[cfg(feature = "testing")]
+pub mod testing;

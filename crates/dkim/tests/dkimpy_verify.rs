@@ -4,78 +4,10 @@
 //! Without dkimpy the tests print a SKIPPED line and pass, except when `CI=true`, where a
 //! missing verifier is a failure.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cartero_dkim::testing::{dkimpy_verifies, python_with_dkimpy};
 use cartero_dkim::{Algorithm, Signer, SigningKey};
-
-/// Reads the message on stdin, TXT records as `name value` argument pairs; exits 0 only
-/// when every DKIM-Signature field verifies, 1 otherwise.
-const VERIFY_SCRIPT: &str = r#"
-import logging, sys
-import dkim
-records = {}
-args = sys.argv[1:]
-for i in range(0, len(args), 2):
-    records[args[i].lower()] = args[i + 1].encode()
-def dnsfunc(name, timeout=5):
-    return records.get(name.decode().rstrip('.').lower())
-msg = sys.stdin.buffer.read()
-head = msg.split(b'\r\n\r\n', 1)[0]
-count = sum(1 for l in head.split(b'\r\n') if l.lower().startswith(b'dkim-signature:'))
-logging.basicConfig(stream=sys.stderr, level=logging.DEBUG)
-d = dkim.DKIM(msg, logger=logging.getLogger('dkim'))
-ok = count > 0 and all(d.verify(idx=i, dnsfunc=dnsfunc) for i in range(count))
-print('verified %d signature(s): %s' % (count, ok))
-sys.exit(0 if ok is True else 1)
-"#;
-
-/// The interpreter that can import dkimpy (and PyNaCl, needed for Ed25519), if any.
-fn python_with_dkimpy() -> Option<&'static str> {
-    let found = ["/usr/bin/python3", "python3"].into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", "import dkim, nacl"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if found.is_none() {
-        let msg = "dkimpy not installed (apt-get install python3-dkim python3-nacl)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but {msg}");
-        }
-        println!("SKIPPED: {msg}");
-    }
-    found
-}
-
-/// Runs dkimpy on `message` with `keys` published; true when all signatures verify.
-fn dkimpy_verifies(python: &str, message: &[u8], keys: &[&SigningKey]) -> bool {
-    let mut cmd = Command::new(python);
-    cmd.args(["-c", VERIFY_SCRIPT]);
-    for key in keys {
-        cmd.arg(key.dns_name()).arg(key.txt_value());
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    if !out.status.success() {
-        eprintln!(
-            "dkimpy rejected:\n{}\n--- dkimpy output ---\n{}{}",
-            String::from_utf8_lossy(message),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out.status.success()
-}
 
 fn now() -> u64 {
     SystemTime::now()

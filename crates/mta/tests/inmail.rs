@@ -10,8 +10,6 @@ use cartero_events::EventType;
 use cartero_mta::MtaConfig;
 use cartero_mta::config::InboundRule;
 use cartero_mta::inmail::TokenKey;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use support::{Env, RawClient, SinkMessage, WAIT};
 
 const BOUNCES: &str = "bounces.test";
@@ -314,45 +312,14 @@ async fn one_click_unsubscribe_needs_a_valid_token_and_get_never_unsubscribes() 
     assert_eq!(got[1].metadata["method"], "mailto");
 }
 
-/// Reads the message on stdin and TXT records as argument pairs; exits 0 only when every
-/// DKIM-Signature verifies (same helper as crates/dkim/tests/dkimpy_verify.rs).
-const VERIFY_SCRIPT: &str = r#"
-import sys
-import dkim
-records = {}
-args = sys.argv[1:]
-for i in range(0, len(args), 2):
-    records[args[i].lower()] = args[i + 1].encode()
-def dnsfunc(name, timeout=5):
-    return records.get(name.decode().rstrip('.').lower())
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-ok = d.verify(dnsfunc=dnsfunc)
-sys.exit(0 if ok is True else 1)
-"#;
-
+/// dkimpy's verdict, or `None` when it is not installed (a failure under CI=true).
 fn dkimpy_verifies(message: &[u8], key: &SigningKey) -> Option<bool> {
-    let ok = Command::new("/usr/bin/python3")
-        .args(["-c", "import dkim"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but dkimpy missing"
-        );
-        println!("SKIPPED dkimpy check: python3-dkim not installed");
-        return None;
-    }
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", VERIFY_SCRIPT, &key.dns_name(), &key.txt_value()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    Some(child.wait_with_output().unwrap().status.success())
+    let python = cartero_dkim::testing::python_with_dkimpy()?;
+    Some(cartero_dkim::testing::dkimpy_verifies(
+        python,
+        message,
+        &[key],
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

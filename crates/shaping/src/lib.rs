@@ -6,11 +6,19 @@
 //! counters in memory; adaptive rules (issue 3) and a Redis-backed implementation for several nodes
 //! (roadmap) take over behind the same trait.
 
+pub mod aimd;
 mod config;
 mod rate;
+pub mod rules;
+pub mod sweep;
+pub mod warmup;
 
+pub use aimd::{Aimd, AimdConfig, AimdSnapshot};
 pub use config::{LimitsSpec, Rate, RateParseError, ShapingConfig, TlsPolicy};
 pub use rate::Pacer;
+pub use rules::{Action, ResponseRule, RuleEngine, RuleError, Trigger, Triggered, default_rules};
+pub use sweep::{Outcome, Sweep, SweepAction, SweepConfig, SweepKind, SweepMetric};
+pub use warmup::{DEFAULT_STAGES, OverCap, Warmup, WarmupConfig, WarmupState};
 
 use cartero_clock::{SharedClock, UnixMillis};
 use parking_lot::Mutex;

@@ -5,6 +5,20 @@
 //! (source, site) now?". [`StaticLimits`] answers from the configured, layered limits and keeps its
 //! counters in memory; adaptive rules (issue 3) and a Redis-backed implementation for several nodes
 //! (roadmap) take over behind the same trait.
+//!
+//! # Adaptive pieces (tested, not yet wired into the MTA)
+//! [`rules`], [`aimd`], [`warmup`] and [`sweep`] are pure state machines over an explicit `now`.
+//! The intended wiring, so the next change has one obvious shape:
+//! - an `AdaptiveLimits` implementing [`Limits`] that wraps [`StaticLimits`] and holds, per
+//!   [`QueueKey`], an `Aimd`, active suspensions/throttles/`Set` overrides from `rules`, and per
+//!   (source, provider) a `Warmup`, per (source, domain) a `Sweep`;
+//! - `cartero-mta`'s `queue/settle.rs` (the one place outcomes are settled) reports every reply to
+//!   it (a new `Limits::observe`), and turns each triggered action into a `shaping` event;
+//! - `queue/dispatch.rs` already asks `open_connection` / `reserve_message`: suspensions answer
+//!   `Wait::Until`, the live rate is `min(configured, aimd)` × active throttle factors;
+//! - a suspended site requeues its recipients without counting an attempt (settle needs a
+//!   disposition for that), and `Bounce` fails what is queued for the site with the reply;
+//! - `AimdSnapshot` and `WarmupState` are persisted (e.g. beside the spool) and restored at start.
 
 pub mod aimd;
 mod config;

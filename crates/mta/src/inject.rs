@@ -104,7 +104,7 @@ impl Injector {
             pool: inj.pool,
         };
         let size = body.len() as u64;
-        let id = self.spool.insert(env.clone(), body.into()).await?;
+        let id = self.spool.insert(&env, body.into()).await?;
         metrics::counter!("cartero_messages_accepted_total").increment(1);
         let msg = Arc::new(Msg { id, env, size });
         let rcpts: Vec<QRcpt> = (0..msg.env.recipients.len() as u32)
@@ -153,7 +153,11 @@ impl Injector {
                 date.format("%a, %d %b %Y %H:%M:%S +0000")
             ));
         }
-        let mut msg = Vec::with_capacity(body.len() + extra.len() + 600);
+        if trace.is_none() && extra.is_empty() {
+            return body;
+        }
+        let trace_len = trace.map_or(0, str::len);
+        let mut msg = Vec::with_capacity(body.len() + extra.len() + trace_len);
         if let Some(t) = trace {
             msg.extend_from_slice(t.as_bytes());
         }

@@ -54,7 +54,7 @@ async fn run(n: usize, dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
                     metadata: serde_json::Map::new(),
                     pool: None,
                 };
-                spool.insert(env, body.clone()).await?;
+                spool.insert(&env, body.clone()).await?;
             }
             Ok::<_, cartero_spool::SpoolError>(())
         }));

@@ -310,13 +310,13 @@ impl Spool {
     }
 
     /// Stores a message durably and returns its id once it is synced to disk.
-    pub async fn insert(&self, envelope: Envelope, body: Bytes) -> Result<MessageId, SpoolError> {
+    pub async fn insert(&self, envelope: &Envelope, body: Bytes) -> Result<MessageId, SpoolError> {
         if envelope.recipients.is_empty() {
             return Err(SpoolError::NoRecipients);
         }
         let rcpts = u32::try_from(envelope.recipients.len())
             .map_err(|_| SpoolError::TooLarge(body.len()))?;
-        let env = serde_json::to_vec(&envelope)?;
+        let env = serde_json::to_vec(envelope)?;
         let total = env.len().saturating_add(body.len());
         if total > MAX_RECORD {
             return Err(SpoolError::TooLarge(total));

@@ -54,7 +54,7 @@ fn crash_child() {
                 for i in 0..20_000u64 {
                     let n = t * 1_000_000 + i;
                     let id = s
-                        .insert(envelope(n), Bytes::from(vec![b'x'; 2048]))
+                        .insert(&envelope(n), Bytes::from(vec![b'x'; 2048]))
                         .await
                         .unwrap();
                     println!("ACK {id}");

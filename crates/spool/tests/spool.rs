@@ -70,7 +70,7 @@ async fn insert_then_reopen_recovers_identical_envelope_and_body() {
     let mut want = Vec::new();
     for tag in 0..5 {
         let id = spool
-            .insert(envelope(tag, tag + 1), body(tag, 500 * tag))
+            .insert(&envelope(tag, tag + 1), body(tag, 500 * tag))
             .await
             .unwrap();
         want.push((id, tag));
@@ -94,7 +94,7 @@ async fn insert_then_reopen_recovers_identical_envelope_and_body() {
     assert_eq!(spool.stats().live_recipients, 15);
     assert_eq!(spool.recovery_report(), &Default::default());
     // New ids after a restart never collide with recovered ones.
-    let fresh = spool.insert(envelope(9, 1), body(9, 10)).await.unwrap();
+    let fresh = spool.insert(&envelope(9, 1), body(9, 10)).await.unwrap();
     assert!(want.iter().all(|(id, _)| *id < fresh));
     spool.close().await.unwrap();
 }
@@ -103,7 +103,7 @@ async fn insert_then_reopen_recovers_identical_envelope_and_body() {
 async fn updates_survive_reopen_and_final_states_are_immutable() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
-    let id = spool.insert(envelope(1, 3), body(1, 100)).await.unwrap();
+    let id = spool.insert(&envelope(1, 3), body(1, 100)).await.unwrap();
     let s0 = state(RcptStatus::Queued, 2, Some("451 4.7.1 try later"));
     spool
         .update(id, 0, state(RcptStatus::Queued, 1, None))
@@ -150,7 +150,7 @@ async fn dead_segments_are_deleted_and_final_messages_not_recovered() {
     for tag in 0..20 {
         all.push(
             spool
-                .insert(envelope(tag, 2), body(tag, 1000))
+                .insert(&envelope(tag, 2), body(tag, 1000))
                 .await
                 .unwrap(),
         );
@@ -212,7 +212,7 @@ async fn dead_segments_are_deleted_and_final_messages_not_recovered() {
     assert_eq!(files(dir.path(), "jnl").len(), 1);
     let st = spool.stats();
     assert_eq!((st.segments, st.live_messages, st.bytes_on_disk), (1, 0, 0));
-    let fresh = spool.insert(envelope(99, 1), body(99, 1)).await.unwrap();
+    let fresh = spool.insert(&envelope(99, 1), body(99, 1)).await.unwrap();
     assert!(
         all.iter().all(|id| *id < fresh),
         "ids keep growing after everything was deleted"
@@ -227,7 +227,7 @@ async fn spool_with(dir: &Path, n: usize) -> (Vec<MessageId>, PathBuf) {
     for tag in 0..n {
         v.push(
             spool
-                .insert(envelope(tag, 1), body(tag, 300))
+                .insert(&envelope(tag, 1), body(tag, 300))
                 .await
                 .unwrap(),
         );
@@ -312,7 +312,7 @@ async fn damage_in_the_middle_is_reported_and_skipped() {
 async fn torn_journal_tail_keeps_earlier_updates() {
     let dir = tempfile::tempdir().unwrap();
     let (spool, _) = Spool::open(dir.path(), opts(1 << 20)).unwrap();
-    let id = spool.insert(envelope(1, 2), body(1, 10)).await.unwrap();
+    let id = spool.insert(&envelope(1, 2), body(1, 10)).await.unwrap();
     let first = state(RcptStatus::Queued, 1, Some("421 busy"));
     spool.update(id, 0, first.clone()).await.unwrap();
     spool
@@ -366,7 +366,7 @@ async fn concurrent_inserts_are_durable_distinct_and_batched() {
         tasks.push(tokio::spawn(async move {
             (
                 tag,
-                s.insert(envelope(tag, 1), body(tag, 1024)).await.unwrap(),
+                s.insert(&envelope(tag, 1), body(tag, 1024)).await.unwrap(),
             )
         }));
     }
@@ -402,11 +402,11 @@ async fn closed_spool_refuses_work_and_bad_input_is_rejected() {
     let mut e = envelope(1, 1);
     e.recipients.clear();
     assert!(matches!(
-        spool.insert(e, body(1, 1)).await,
+        spool.insert(&e, body(1, 1)).await,
         Err(SpoolError::NoRecipients)
     ));
     let other = spool.clone();
     spool.close().await.unwrap();
-    let r = other.insert(envelope(1, 1), body(1, 1)).await;
+    let r = other.insert(&envelope(1, 1), body(1, 1)).await;
     assert!(matches!(r, Err(SpoolError::Closed)), "{r:?}");
 }

@@ -304,3 +304,60 @@ fn bounce_classify_uses_provider_rules_and_prints_json() {
     assert_eq!(v["class"], 10, "{out}");
     assert_eq!(v["provider"], "gmail", "{out}");
 }
+
+/// GET over a plain socket (this file's tests are synchronous).
+fn http_get(addr: std::net::SocketAddr, path: &str, token: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: cartero\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format_and_count_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sink = Sink::start();
+    let config = ConfigBuilder::new(&data)
+        .route("metrics.test", sink.addr)
+        .write(&dir.path().join("cartero.toml"));
+    let mta = Serve::start(&config, &data);
+    let file = dir.path().join("m.eml");
+    std::fs::write(&file, "From: a@src.test\r\nSubject: m\r\n\r\nbody\r\n").unwrap();
+    let api = format!("http://{}", mta.http);
+    let args = [
+        "inject",
+        file.to_str().unwrap(),
+        "--from",
+        "a@src.test",
+        "--to",
+        "y@metrics.test",
+        "-c",
+        config.to_str().unwrap(),
+        "--api",
+        &api,
+    ];
+    let (code, _, err) = run(&args, None);
+    assert_eq!(code, 0, "{err}");
+    let mut last = String::new();
+    let delivered = support::wait_until(DEADLINE, || {
+        last = http_get(mta.http, "/metrics", &mta.token());
+        last.lines()
+            .any(|l| l.starts_with("cartero_recipients_delivered_total") && l.ends_with(" 1"))
+    });
+    assert!(delivered, "{last}");
+    assert!(last.contains("cartero_messages_accepted_total 1"), "{last}");
+    assert!(
+        last.contains("cartero_queue_scheduled_recipients"),
+        "{last}"
+    );
+    // Without the token: 401, no metrics.
+    let anon = http_get(mta.http, "/metrics", "wrong");
+    assert!(anon.starts_with("HTTP/1.1 401"), "{anon}");
+}

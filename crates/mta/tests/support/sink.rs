@@ -66,6 +66,8 @@ pub struct SinkMessage {
     pub data: Vec<u8>,
     /// Which connection (1-based, in accept order) carried it.
     pub connection: usize,
+    /// The client's address as the sink saw it (the MTA's egress source).
+    pub peer: std::net::SocketAddr,
 }
 
 impl SinkMessage {
@@ -226,14 +228,14 @@ impl Sink {
         let tasks = self.tasks.clone();
         let accept = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let id = state.total.fetch_add(1, Ordering::SeqCst) + 1;
                 let now = state.current.fetch_add(1, Ordering::SeqCst) + 1;
                 state.max_concurrent.fetch_max(now, Ordering::SeqCst);
                 let st = state.clone();
-                let h = tokio::spawn(async move { handle(&st, stream, id).await });
+                let h = tokio::spawn(async move { handle(&st, stream, id, peer).await });
                 let mut t = tasks.lock();
                 t.retain(|h| !h.is_finished());
                 t.push(h.abort_handle());
@@ -243,7 +245,7 @@ impl Sink {
     }
 }
 
-async fn handle(state: &State, mut stream: TcpStream, id: usize) {
+async fn handle(state: &State, mut stream: TcpStream, id: usize, peer: std::net::SocketAddr) {
     let mut open = Open {
         state,
         released: false,
@@ -294,6 +296,7 @@ async fn handle(state: &State, mut stream: TcpStream, id: usize) {
                     recipients,
                     data,
                     connection: id,
+                    peer,
                 });
                 state.changed.notify_waiters();
                 session.accept_message(Reply::with_code(250, (2, 0, 0), "Ok: stored"))

@@ -161,6 +161,9 @@ pub struct SourceConfig {
     pub ip: Option<IpAddr>,
     /// EHLO name; defaults to `hostname`.
     pub helo: Option<String>,
+    /// A new IP in warm-up: daily caps per provider follow `[shaping.warmup]`.
+    #[serde(default)]
+    pub warmup: bool,
 }
 
 /// Per-phase client timeouts (RFC 5321 §4.5.3.2 values by default).
@@ -219,8 +222,14 @@ pub struct DeliveryConfig {
     pub timeouts: ClientTimeouts,
     /// TCP port of remote MX hosts.
     pub port: u16,
-    /// Egress sources; the first one is used until pools arrive.
+    /// Egress sources (local IP + HELO name).
     pub sources: Vec<SourceConfig>,
+    /// Weighted pools of sources. Without any, every source is in the pool `default`, equally.
+    pub pools: Vec<crate::pools::PoolConfig>,
+    /// Pool of messages that name none and match no rule (default: `default`).
+    pub default_pool: Option<String>,
+    /// Rules choosing a pool by sender or recipient domain.
+    pub pool_rules: Vec<crate::pools::PoolRule>,
     /// Static routes: domain → `host:port` (or `[ip]:port`), bypassing MX lookup. The key `"*"`
     /// is a smart host for every domain without a route of its own.
     pub routes: BTreeMap<String, String>,
@@ -248,7 +257,11 @@ impl Default for DeliveryConfig {
                 name: "default".into(),
                 ip: None,
                 helo: None,
+                warmup: false,
             }],
+            pools: Vec::new(),
+            default_pool: None,
+            pool_rules: Vec::new(),
             routes: BTreeMap::new(),
             dns: cartero_dns::DnsConfig::default(),
             route_cache: Duration::from_secs(60),

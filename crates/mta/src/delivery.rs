@@ -3,26 +3,19 @@
 //! Workers report outcomes; they never decide what an outcome means (that is `queue::settle`).
 
 use crate::config::ClientTimeouts;
-use crate::outcome::{AttemptContext, Failure, Outcome};
+use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
+use crate::pools::{Pools, SourceInfo};
 use crate::queue::{Batch, Cmd, QRcpt, SchedulerHandle};
 use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
-use cartero_shaping::{ConnectionPermit, Limits, QueueKey, TlsPolicy};
+use cartero_shaping::{ConnectionPermit, Limits, QueueKey, Target, TlsPolicy};
 use cartero_smtp::client::Phase;
 use cartero_smtp::io::{ClientConfig, ClientError, Connection, Timeouts, TlsMode};
 use cartero_spool::Spool;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The egress source used by this MTA (pools arrive with adaptive shaping).
-#[derive(Debug, Clone)]
-pub(crate) struct SourceInfo {
-    pub name: Arc<str>,
-    pub ip: Option<IpAddr>,
-    pub helo: String,
-}
 
 /// What workers and the scheduler share.
 pub(crate) struct DeliveryCtx {
@@ -32,7 +25,8 @@ pub(crate) struct DeliveryCtx {
     pub router: Arc<Router>,
     pub classifier: Arc<dyn Classifier>,
     pub sched: SchedulerHandle,
-    pub source: SourceInfo,
+    /// Egress sources and pools.
+    pub pools: Pools,
     pub timeouts: ClientTimeouts,
     pub route_cache_ms: u64,
     /// Outbound connections across all destinations.
@@ -110,11 +104,11 @@ pub(crate) fn spawn_connection(
     });
 }
 
-fn client_config(ctx: &DeliveryCtx, tls: TlsPolicy) -> ClientConfig {
+fn client_config(ctx: &DeliveryCtx, source: &SourceInfo, tls: TlsPolicy) -> ClientConfig {
     let t = &ctx.timeouts;
     ClientConfig {
-        helo_name: ctx.source.helo.clone(),
-        local_ip: ctx.source.ip,
+        helo_name: source.helo.clone(),
+        local_ip: source.ip,
         tls: match tls {
             TlsPolicy::Opportunistic => TlsMode::Opportunistic,
             TlsPolicy::Required => TlsMode::Required,
@@ -143,9 +137,22 @@ async fn run_connection(
     dest: &Destination,
     domain: &str,
 ) -> Result<(), Failure> {
-    let params = ctx.limits.params(key, domain);
-    let cfg = client_config(ctx, params.tls);
-    let (mut conn, at) = connect_any(ctx, dest, &cfg).await?;
+    let target = Target {
+        domain,
+        provider: dest.provider.as_deref(),
+    };
+    let params = ctx.limits.params(key, &target);
+    let Some(source) = ctx.pools.source(&key.source) else {
+        // Queues are only made for configured sources; a reload cannot remove one.
+        let text = format!("unknown egress source {}", key.source);
+        return Err(Failure::local(text, BounceClass::SOFT, "local:source"));
+    };
+    let cfg = client_config(ctx, source, params.tls);
+    let lane = Lane {
+        key: key.clone(),
+        provider: dest.provider.clone(),
+    };
+    let (mut conn, at) = connect_any(ctx, dest, &cfg, lane).await?;
     let mut sent = 0u32;
     while sent < params.max_messages_per_connection.max(1) {
         match next_batch(ctx, key).await {
@@ -204,6 +211,7 @@ async fn connect_any(
     ctx: &DeliveryCtx,
     dest: &Destination,
     cfg: &ClientConfig,
+    lane: Lane,
 ) -> Result<(Connection, AttemptContext), Failure> {
     let mut last: Option<Failure> = None;
     for host in &dest.hosts {
@@ -220,8 +228,9 @@ async fn connect_any(
                 Ok(conn) => {
                     let at = AttemptContext {
                         mx_host: Some(host.name.clone()),
-                        sending_ip: ctx.source.ip.map(|ip| ip.to_string()),
+                        sending_ip: cfg.local_ip.map(|ip| ip.to_string()),
                         tls: Some(conn.is_tls()),
+                        lane: Some(lane),
                     };
                     return Ok((conn, at));
                 }

@@ -113,6 +113,7 @@ impl Injector {
                 idx,
                 domain: domain_of(&msg.env.recipients[idx as usize]).into(),
                 attempts: 0,
+                held: false,
                 next_attempt: now,
                 last: None,
             })

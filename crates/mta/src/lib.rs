@@ -13,10 +13,12 @@ mod inbound;
 mod inject;
 pub mod inmail;
 pub mod outcome;
+pub mod pools;
 mod prepare;
 mod queue;
 pub mod retry;
 mod routing;
+pub mod shaping;
 mod start;
 pub mod tls;
 

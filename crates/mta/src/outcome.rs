@@ -11,6 +11,26 @@ pub struct AttemptContext {
     pub mx_host: Option<String>,
     pub sending_ip: Option<String>,
     pub tls: Option<bool>,
+    /// The queue the recipient was admitted to; `None` when it never reached one (routing
+    /// failures, expiry while scheduled). Outcomes with a lane are fed to shaping.
+    pub lane: Option<Lane>,
+}
+
+/// A ready queue as shaping knows it: (source, site) and the site's provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    pub key: cartero_shaping::QueueKey,
+    pub provider: Option<std::sync::Arc<str>>,
+}
+
+impl AttemptContext {
+    /// A context that only names the queue (outcomes decided without a connection).
+    pub fn on_lane(lane: Lane) -> Self {
+        Self {
+            lane: Some(lane),
+            ..Self::default()
+        }
+    }
 }
 
 /// A failure: the reply when there was one, else a description of the local failure.

@@ -19,6 +19,15 @@ pub(crate) struct HostTarget {
 pub(crate) struct Destination {
     pub site: Arc<str>,
     pub hosts: Vec<HostTarget>,
+    /// The mailbox provider the site belongs to, when a provider definition matches.
+    pub provider: Option<Arc<str>>,
+}
+
+/// What the router asks shaping: whether a domain has limits of its own, and the provider of a
+/// (domain, MX hosts). Read at every lookup so a configuration reload applies.
+pub(crate) trait SiteClassifier: Send + Sync {
+    fn has_own_limits(&self, domain: &str) -> bool;
+    fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String>;
 }
 
 /// Parses a static route target: `host`, `host:port`, `1.2.3.4:25`, `[::1]:2525`.
@@ -57,7 +66,7 @@ pub(crate) struct Router {
     resolver: MxResolver,
     routes: BTreeMap<String, HostTarget>,
     port: u16,
-    own_limits: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    sites: Arc<dyn SiteClassifier>,
 }
 
 impl Router {
@@ -66,7 +75,7 @@ impl Router {
         resolver: MxResolver,
         routes: &BTreeMap<String, String>,
         port: u16,
-        own_limits: Box<dyn Fn(&str) -> bool + Send + Sync>,
+        sites: Arc<dyn SiteClassifier>,
     ) -> Result<Self, String> {
         let routes = routes
             .iter()
@@ -76,7 +85,7 @@ impl Router {
             resolver,
             routes,
             port,
-            own_limits,
+            sites,
         })
     }
 
@@ -91,10 +100,13 @@ impl Router {
             Some(t) => Destination {
                 site: format!("route:{}:{}", t.name, t.port).into(),
                 hosts: vec![t.clone()],
+                provider: None,
             },
             None => self.mx_destination(domain).await?,
         };
-        if (self.own_limits)(domain) {
+        let hosts: Vec<&str> = dest.hosts.iter().map(|h| h.name.as_str()).collect();
+        dest.provider = self.sites.provider_of(domain, &hosts).map(Arc::from);
+        if self.sites.has_own_limits(domain) {
             // A domain with limits of its own is shaped apart from the rest of its site.
             dest.site = format!("domain:{domain}").into();
         }
@@ -118,7 +130,11 @@ impl Router {
                         port: self.port,
                     }],
                 };
-                Ok(Destination { site, hosts })
+                Ok(Destination {
+                    site,
+                    hosts,
+                    provider: None,
+                })
             }
             Err(e) => {
                 let permanent = e.is_permanent();

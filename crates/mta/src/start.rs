@@ -2,10 +2,11 @@
 
 use crate::api::{self, ApiState, MetricsRender};
 use crate::config::MtaConfig;
-use crate::delivery::{DeliveryCtx, SourceInfo};
+use crate::delivery::DeliveryCtx;
 use crate::inbound::{self, Inbound};
 use crate::inject::{InjectError, Injected, Injection, Injector};
 use crate::inmail::InMail;
+use crate::pools::Pools;
 use crate::prepare::Preparer;
 use crate::queue::view::{MessageView, QueueSummary};
 use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
@@ -15,7 +16,6 @@ use cartero_bounce::{Classifier, FailureInput, RuleClassifier};
 use cartero_clock::SharedClock;
 use cartero_dkim::{Signer, SigningKey};
 use cartero_events::{EventSink, Fanout, JsonlFileSink, WebhookSink};
-use cartero_shaping::StaticLimits;
 use cartero_smtp::Reply;
 use cartero_spool::{RcptStatus, Recovered, Spool, SpoolOptions};
 use parking_lot::Mutex;
@@ -55,6 +55,10 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Pools(String),
+    #[error("shaping: {0}")]
+    Shaping(String),
     #[error("delivery.sources is empty: at least one egress source is needed")]
     NoSource,
     #[error("{0}")]
@@ -71,6 +75,8 @@ pub struct StartOptions {
     pub metrics: Option<MetricsRender>,
     /// Replaces the built-in classifier.
     pub classifier: Option<Arc<dyn Classifier>>,
+    /// Re-reads the configuration for `reload_shaping` (SIGHUP, API); `None` disables reload.
+    pub reloader: Option<crate::shaping::Reloader>,
 }
 
 impl Default for StartOptions {
@@ -80,6 +86,7 @@ impl Default for StartOptions {
             sinks: Vec::new(),
             metrics: None,
             classifier: None,
+            reloader: None,
         }
     }
 }
@@ -99,6 +106,9 @@ pub struct Mta {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Bounce handling and unsubscribe tokens; `None` when `inmail.bounce_domains` is empty.
     pub(crate) inmail: Option<Arc<InMail>>,
+    pub(crate) shaping: Arc<cartero_shaping::AdaptiveLimits>,
+    pub(crate) reloader: Option<crate::shaping::Reloader>,
+    pub(crate) data_dir: std::path::PathBuf,
 }
 
 fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
@@ -208,6 +218,7 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
                 idx: idx as u32,
                 domain: domain_of(msg.env.recipients.get(idx).map_or("", String::as_str)).into(),
                 attempts: st.attempts,
+                held: false,
                 next_attempt: st.next_attempt,
                 last,
             });
@@ -247,27 +258,24 @@ impl Mta {
             inmail: inmail.clone(),
             clock: opts.clock.clone(),
         });
-        let source = cfg.delivery.sources.first().ok_or(StartError::NoSource)?;
-        let source = SourceInfo {
-            name: source.name.as_str().into(),
-            ip: source.ip,
-            helo: source.helo.clone().unwrap_or_else(|| cfg.hostname.clone()),
-        };
+        let pools = Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?;
+        let shaping =
+            crate::shaping::build(&cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
         let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)
             .map_err(|e| StartError::Dns(e.to_string()))?;
-        let shaping = cfg.shaping.clone();
-        let own = Box::new(move |d: &str| shaping.has_own_limits(d));
-        let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, own)
+        let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
+        let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
             .map_err(StartError::Route)?;
         let (sched, rx) = Scheduler::channel();
+        let limits: Arc<dyn cartero_shaping::Limits> = shaping.clone();
         let ctx = Arc::new(DeliveryCtx {
             clock: opts.clock.clone(),
             spool: spool.clone(),
-            limits: Arc::new(StaticLimits::new(cfg.shaping.clone(), opts.clock.clone())),
+            limits: limits.clone(),
             router: Arc::new(router),
             classifier: classifier.clone(),
             sched: sched.clone(),
-            source: source.clone(),
+            pools,
             timeouts: cfg.delivery.timeouts.clone(),
             route_cache_ms: cfg.delivery.route_cache.as_millis() as u64,
             max_workers: cfg.delivery.max_connections,
@@ -279,9 +287,15 @@ impl Mta {
             events: events.clone(),
             clock: opts.clock.clone(),
             retry: cfg.delivery.retry.clone(),
-            source_ip: source.ip.map(|ip| ip.to_string()),
+            limits,
         };
-        let mut tasks = vec![tokio::spawn(Scheduler::new(ctx, rx, settler).run())];
+        let mut tasks = vec![
+            tokio::spawn(Scheduler::new(ctx, rx, settler).run()),
+            tokio::spawn(crate::shaping::persist_loop(
+                shaping.clone(),
+                cfg.data_dir.clone(),
+            )),
+        ];
         sched.send(Cmd::Enqueue(recovered_rcpts(
             recovered,
             classifier.as_ref(),
@@ -340,6 +354,9 @@ impl Mta {
             grace: cfg.delivery.shutdown_grace,
             tasks: Mutex::new(Vec::new()),
             inmail,
+            shaping,
+            reloader: opts.reloader.clone(),
+            data_dir: cfg.data_dir.clone(),
         });
         let state = ApiState {
             mta: mta.clone(),
@@ -420,6 +437,7 @@ impl Mta {
         if tokio::time::timeout(self.grace, done).await.is_err() {
             tracing::warn!("shutdown grace period over with transactions still in flight");
         }
+        self.save_shaping();
         // Journal updates written without waiting (final states) reach the disk before exit.
         if let Err(e) = self.spool.flush().await {
             tracing::error!(error = %e, "flushing the spool at shutdown");

@@ -1,6 +1,10 @@
 //! Live rate control (SPEC §2.5): additive increase while the site answers 2xx, multiplicative
-//! decrease on throttling replies and refused connections, clamped to [min, max]. The learned rate
-//! is what makes a restart start from experience instead of from the configured maximum.
+//! decrease on throttling replies, never above the configured maximum and never below a floor.
+//! The learned rate is what makes a restart start from experience instead of from the maximum.
+//!
+//! A queue with no configured rate is unlimited until its site first throttles: the decrease
+//! then starts from the rate actually measured when the throttle came, which is the best
+//! estimate of the site's limit there is.
 
 use crate::Rate;
 use crate::rules::millis;
@@ -14,9 +18,8 @@ use std::time::Duration;
 pub struct AimdConfig {
     /// Floor of the live rate: throttling never pushes it below this.
     pub min: f64,
-    /// Ceiling: the configured maximum rate of the queue.
-    pub max: f64,
-    /// Messages/hour added per accepted message.
+    /// Messages/hour added per accepted message. Because it is per message, the rate grows
+    /// faster the faster the site accepts: recovery takes about the same time at any scale.
     pub increase_per_success: f64,
     /// Multiplier applied on a throttle (0 < factor < 1).
     pub decrease_factor: f64,
@@ -30,10 +33,9 @@ impl Default for AimdConfig {
     fn default() -> Self {
         Self {
             min: 60.0,
-            max: 36_000.0,
-            increase_per_success: 10.0,
-            decrease_factor: 0.5,
-            decrease_holdoff: Duration::from_secs(10),
+            increase_per_success: 60.0,
+            decrease_factor: 0.8,
+            decrease_holdoff: Duration::from_secs(2),
         }
     }
 }
@@ -42,8 +44,8 @@ impl Default for AimdConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AimdSnapshot {
-    /// Live rate, messages per hour.
-    pub rate: f64,
+    /// Learned rate, messages per hour; `None` = at the configured maximum (or unlimited).
+    pub rate: Option<f64>,
     /// When the last decrease happened, if any.
     pub last_decrease: Option<UnixMillis>,
 }
@@ -52,32 +54,32 @@ pub struct AimdSnapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aimd {
     config: AimdConfig,
-    rate: f64,
+    /// Configured maximum, messages per hour.
+    ceiling: Option<f64>,
+    rate: Option<f64>,
     last_decrease: Option<UnixMillis>,
 }
 
 impl Aimd {
-    /// Starts at the maximum: until a site complains, the configured limit is trusted.
-    pub fn new(config: AimdConfig) -> Self {
-        let config = sanitize(config);
+    /// Starts at the ceiling: until a site complains, the configured limit is trusted.
+    pub fn new(config: AimdConfig, ceiling: Option<Rate>) -> Self {
         Self {
-            rate: config.max,
-            config,
+            config: sanitize(config),
+            ceiling: ceiling.map(Rate::per_hour),
+            rate: None,
             last_decrease: None,
         }
     }
 
     /// Starts from a persisted snapshot, clamped to the (possibly changed) bounds.
-    pub fn restore(config: AimdConfig, snapshot: AimdSnapshot) -> Self {
-        let mut a = Self::new(config);
-        if snapshot.rate.is_finite() {
-            a.rate = snapshot.rate.clamp(a.config.min, a.config.max);
-        }
+    pub fn restore(config: AimdConfig, ceiling: Option<Rate>, snapshot: AimdSnapshot) -> Self {
+        let mut a = Self::new(config, ceiling);
+        a.rate = snapshot.rate.filter(|r| r.is_finite());
         a.last_decrease = snapshot.last_decrease;
+        a.clamp();
         a
     }
 
-    /// What to persist.
     pub fn snapshot(&self) -> AimdSnapshot {
         AimdSnapshot {
             rate: self.rate,
@@ -86,9 +88,20 @@ impl Aimd {
     }
 
     /// Applies new bounds (configuration reload) and clamps the live rate into them.
-    pub fn reconfigure(&mut self, config: AimdConfig) {
+    pub fn reconfigure(&mut self, config: AimdConfig, ceiling: Option<Rate>) {
         self.config = sanitize(config);
-        self.rate = self.rate.clamp(self.config.min, self.config.max);
+        self.ceiling = ceiling.map(Rate::per_hour);
+        self.clamp();
+    }
+
+    fn clamp(&mut self) {
+        if let Some(r) = self.rate {
+            let r = r.max(self.config.min);
+            self.rate = match self.ceiling {
+                Some(c) if r >= c => None,
+                _ => Some(r),
+            };
+        }
     }
 
     /// A message was accepted (2xx). Successes inside the hold-off after a decrease are ignored:
@@ -97,32 +110,56 @@ impl Aimd {
         if self.in_holdoff(now) {
             return;
         }
-        self.rate = (self.rate + self.config.increase_per_success).min(self.config.max);
+        if let Some(r) = self.rate {
+            self.rate = Some(r + self.config.increase_per_success);
+            self.clamp();
+        }
     }
 
-    /// A throttling reply or refused connection. Returns whether the rate was decreased.
-    pub fn on_throttle(&mut self, now: UnixMillis) -> bool {
+    /// A throttling reply. `measured` is the rate (messages/hour) the queue was actually sending
+    /// at; the decrease starts from it when it is lower than the live limit. Returns whether the
+    /// rate was decreased.
+    pub fn on_throttle(&mut self, now: UnixMillis, measured: f64) -> bool {
         if self.in_holdoff(now) {
             return false;
         }
-        self.rate = (self.rate * self.config.decrease_factor).max(self.config.min);
+        let limit = self.current().unwrap_or(f64::INFINITY);
+        let base = if measured.is_finite() && measured >= 1.0 {
+            limit.min(measured)
+        } else if limit.is_finite() {
+            limit
+        } else {
+            self.config.min
+        };
+        self.rate = Some((base * self.config.decrease_factor).max(self.config.min));
         self.last_decrease = Some(now);
         true
     }
 
-    /// Live rate in messages per hour.
-    pub fn current(&self) -> f64 {
+    /// Live limit in messages per hour; `None` = unlimited.
+    pub fn current(&self) -> Option<f64> {
+        self.rate.or(self.ceiling)
+    }
+
+    /// The learned limit alone (messages per hour), `None` when nothing was learned. Callers
+    /// that combine it with the configured limit should use this, not [`Aimd::current`], whose
+    /// ceiling may be stale until the next observation after a reload.
+    pub fn learned(&self) -> Option<f64> {
         self.rate
     }
 
-    /// Live rate as a pacer [`Rate`] (at least 1/h).
-    pub fn current_rate(&self) -> Rate {
-        // Rates are bounded by sanitize(); the cast saturates anyway.
-        let count = self.rate.round().clamp(1.0, f64::from(u32::MAX)) as u32;
-        Rate {
-            count,
+    /// Whether the live limit is below the configured one (something was learned).
+    pub fn is_reduced(&self) -> bool {
+        self.rate.is_some()
+    }
+
+    /// Live limit as a pacer [`Rate`] (at least 1/h).
+    pub fn current_rate(&self) -> Option<Rate> {
+        self.current().map(|r| Rate {
+            // Bounded by clamp(); the cast saturates anyway.
+            count: r.round().clamp(1.0, f64::from(u32::MAX)) as u32,
             per_ms: 3_600_000,
-        }
+        })
     }
 
     fn in_holdoff(&self, now: UnixMillis) -> bool {
@@ -131,12 +168,11 @@ impl Aimd {
     }
 }
 
-/// Makes any configuration safe to compute with: finite, ordered, positive bounds and a
-/// decrease factor that actually decreases.
+/// Makes any configuration safe to compute with: a finite positive floor, a non-negative step
+/// and a decrease factor that actually decreases.
 fn sanitize(mut c: AimdConfig) -> AimdConfig {
     let finite_or = |v: f64, d: f64| if v.is_finite() { v } else { d };
     c.min = finite_or(c.min, 1.0).max(1.0);
-    c.max = finite_or(c.max, c.min).max(c.min);
     c.increase_per_success = finite_or(c.increase_per_success, 0.0).max(0.0);
     c.decrease_factor = finite_or(c.decrease_factor, 0.5);
     if !(c.decrease_factor > 0.0 && c.decrease_factor < 1.0) {

@@ -1,7 +1,10 @@
-//! Shaping configuration: layers from general to specific, each option inherited when unset.
-//! Today: default → domain → (domain, source). Provider and site layers arrive with adaptive shaping.
+//! Shaping configuration: layers from general to specific, each option inherited when unset:
+//! default → provider (matched by MX host or domain suffix) → site → domain → (domain, source).
 
 use crate::Params;
+use crate::adaptive_config::AdaptiveConfig;
+use crate::provider::{ProviderSpec, builtin_providers};
+use crate::warmup::WarmupConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,10 +33,20 @@ pub struct Rate {
 impl Rate {
     /// Milliseconds between two evenly spread messages.
     pub fn interval_ms(self) -> u64 {
+        self.interval_us() / 1_000
+    }
+
+    /// Microseconds between two evenly spread messages.
+    pub fn interval_us(self) -> u64 {
         if self.count == 0 {
             return u64::MAX / 4;
         }
-        self.per_ms / self.count as u64
+        self.per_ms.saturating_mul(1_000) / self.count as u64
+    }
+
+    /// The rate in messages per hour.
+    pub fn per_hour(self) -> f64 {
+        self.count as f64 * 3_600_000.0 / self.per_ms.max(1) as f64
     }
 }
 
@@ -91,6 +104,7 @@ pub struct LimitsSpec {
     pub max_messages_per_connection: Option<u32>,
     pub max_recipients_per_message: Option<u32>,
     pub max_message_rate: Option<Rate>,
+    pub max_connection_rate: Option<Rate>,
     pub tls: Option<TlsPolicy>,
 }
 
@@ -108,6 +122,9 @@ impl LimitsSpec {
         if self.max_message_rate.is_some() {
             p.max_message_rate = self.max_message_rate;
         }
+        if self.max_connection_rate.is_some() {
+            p.max_connection_rate = self.max_connection_rate;
+        }
         if let Some(v) = self.tls {
             p.tls = v;
         }
@@ -115,15 +132,41 @@ impl LimitsSpec {
 }
 
 /// `[shaping]` in the config file.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShapingConfig {
     /// Applies to every destination.
     pub default: LimitsSpec,
+    /// Ship the built-in provider definitions (Gmail, Yahoo, Outlook, Apple, …); entries of
+    /// `providers` with the same name replace them.
+    pub builtin_providers: bool,
+    /// Mailbox providers, matched by MX host suffix or recipient domain suffix.
+    pub providers: BTreeMap<String, ProviderSpec>,
+    /// Per site: the MX host set as `cartero shaping` shows it (e.g. `"mx1.example.com,mx2.example.com"`).
+    pub sites: BTreeMap<String, LimitsSpec>,
     /// Per routing domain (exact, lowercase).
     pub domains: BTreeMap<String, LimitsSpec>,
     /// Per (domain, source): keys are `"domain@source"`.
     pub domain_sources: BTreeMap<String, LimitsSpec>,
+    /// Live adaptation from the providers' replies.
+    pub adaptive: AdaptiveConfig,
+    /// IP warm-up of the sources marked `warmup = true`.
+    pub warmup: WarmupConfig,
+}
+
+impl Default for ShapingConfig {
+    fn default() -> Self {
+        Self {
+            default: LimitsSpec::default(),
+            builtin_providers: true,
+            providers: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            domains: BTreeMap::new(),
+            domain_sources: BTreeMap::new(),
+            adaptive: AdaptiveConfig::default(),
+            warmup: WarmupConfig::default(),
+        }
+    }
 }
 
 /// Built-in defaults under every layer: conservative enough for real providers, wide enough for
@@ -134,15 +177,28 @@ pub fn builtin() -> Params {
         max_messages_per_connection: 100,
         max_recipients_per_message: 100,
         max_message_rate: None,
+        max_connection_rate: None,
         tls: TlsPolicy::Opportunistic,
     }
 }
 
 impl ShapingConfig {
-    /// Effective limits for (source, site) when sending for `domain`.
-    pub fn resolve(&self, source: &str, _site: &str, domain: &str) -> Params {
+    /// Configured limits for (source, site) when sending for `domain` of `provider`.
+    pub fn resolve(
+        &self,
+        source: &str,
+        site: &str,
+        domain: &str,
+        provider: Option<&str>,
+    ) -> Params {
         let mut p = builtin();
         self.default.apply(&mut p);
+        if let Some(spec) = provider.and_then(|name| self.provider(name)) {
+            spec.limits.apply(&mut p);
+        }
+        if let Some(l) = self.sites.get(site) {
+            l.apply(&mut p);
+        }
         if let Some(l) = self.domains.get(domain) {
             l.apply(&mut p);
         }
@@ -150,6 +206,40 @@ impl ShapingConfig {
             l.apply(&mut p);
         }
         p
+    }
+
+    /// A provider by name: configured first, then built in.
+    pub fn provider(&self, name: &str) -> Option<&ProviderSpec> {
+        self.providers.get(name).or_else(|| {
+            if self.builtin_providers {
+                builtin_providers().get(name)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// The provider a destination belongs to: a recipient-domain suffix match first (it is the
+    /// more specific statement), then an MX host suffix match. Configured providers are tried
+    /// before built-in ones, each set in name order.
+    pub fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String> {
+        let configured = self.providers.iter();
+        let builtin = builtin_providers()
+            .iter()
+            .filter(|(n, _)| self.builtin_providers && !self.providers.contains_key(*n));
+        let all: Vec<(&String, &ProviderSpec)> = configured.chain(builtin).collect();
+        all.iter()
+            .find(|(_, p)| p.matches_domain(domain))
+            .or_else(|| {
+                all.iter()
+                    .find(|(_, p)| mx_hosts.iter().any(|h| p.matches_mx(h)))
+            })
+            .map(|(n, _)| (*n).clone())
+    }
+
+    /// Checks what serde cannot: rules compile, throttle patterns are valid regexes.
+    pub fn validate(&self) -> Result<(), String> {
+        self.adaptive.validate()
     }
 
     /// Whether a domain has limits of its own; such a domain is queued apart from its site so its
@@ -185,8 +275,64 @@ mod tests {
             "[default]\nmax_connections = 5\n[domains.\"a.test\"]\nmax_connections = 3\n[domain_sources.\"a.test@ip2\"]\nmax_connections = 1\n",
         )
         .unwrap();
-        assert_eq!(cfg.resolve("ip1", "s", "a.test").max_connections, 3);
-        assert_eq!(cfg.resolve("ip2", "s", "a.test").max_connections, 1);
-        assert_eq!(cfg.resolve("ip2", "s", "b.test").max_connections, 5);
+        assert_eq!(cfg.resolve("ip1", "s", "a.test", None).max_connections, 3);
+        assert_eq!(cfg.resolve("ip2", "s", "a.test", None).max_connections, 1);
+        assert_eq!(cfg.resolve("ip2", "s", "b.test", None).max_connections, 5);
+    }
+
+    #[test]
+    fn layers_apply_in_order_default_provider_site_domain_source() {
+        let cfg: ShapingConfig = toml::from_str(
+            r#"
+[default]
+max_connections = 50
+max_messages_per_connection = 7
+[providers.big]
+mx_suffixes = ["mx.big.test"]
+[providers.big.limits]
+max_connections = 10
+max_message_rate = "100/s"
+[sites."a.mx.big.test,b.mx.big.test"]
+max_connections = 4
+[domains."x.test"]
+max_message_rate = "10/s"
+"#,
+        )
+        .unwrap();
+        let site = "a.mx.big.test,b.mx.big.test";
+        let p = cfg.resolve("s1", site, "x.test", Some("big"));
+        assert_eq!(p.max_connections, 4, "site over provider");
+        assert_eq!(
+            p.max_message_rate,
+            Some("10/s".parse().unwrap()),
+            "domain over provider"
+        );
+        assert_eq!(p.max_messages_per_connection, 7, "default inherited");
+        let q = cfg.resolve("s1", "other-site", "y.test", Some("big"));
+        assert_eq!(q.max_connections, 10);
+        assert_eq!(q.max_message_rate, Some("100/s".parse().unwrap()));
+        assert_eq!(cfg.resolve("s1", "z", "z.test", None).max_connections, 50);
+    }
+
+    #[test]
+    fn providers_match_by_domain_suffix_then_mx_suffix() {
+        let cfg = ShapingConfig::default();
+        assert_eq!(cfg.provider_of("gmail.com", &[]).as_deref(), Some("gmail"));
+        assert_eq!(
+            cfg.provider_of("corp.example", &["aspmx.l.google.com"])
+                .as_deref(),
+            Some("gmail"),
+            "Google Workspace domains are found by their MX"
+        );
+        assert_eq!(
+            cfg.provider_of("x.example", &["x-example.mail.protection.outlook.com"])
+                .as_deref(),
+            Some("outlook")
+        );
+        assert_eq!(cfg.provider_of("example.test", &["mx.example.test"]), None);
+        // Suffixes match whole labels only.
+        assert_eq!(cfg.provider_of("notgmail.com", &["mx.notgoogle.com"]), None);
+        let off: ShapingConfig = toml::from_str("builtin_providers = false").unwrap();
+        assert_eq!(off.provider_of("gmail.com", &[]), None);
     }
 }

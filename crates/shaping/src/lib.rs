@@ -1,42 +1,38 @@
 //! Traffic shaping: the one place that decides how fast and how wide cartero may send to a
-//! destination from a source (SPEC §2.5).
+//! destination from a source (SPEC §2.4–2.5).
 //!
-//! The MTA asks a [`Limits`] implementation "may I open a connection / send a message to
-//! (source, site) now?". [`StaticLimits`] answers from the configured, layered limits and keeps its
-//! counters in memory; adaptive rules (issue 3) and a Redis-backed implementation for several nodes
-//! (roadmap) take over behind the same trait.
+//! The MTA asks a [`Limits`] implementation "may this source take a recipient for that site?"
+//! ([`Limits::admit`]: suspensions, warm-up caps, sources to avoid), "may I open a connection /
+//! send a message now?" ([`Limits::open_connection`], [`Limits::reserve_message`]) and tells it
+//! every outcome ([`Limits::observe`]), getting back what to do with the recipient and the
+//! adaptive actions taken. [`AdaptiveLimits`] is the in-process implementation; a Redis-backed
+//! one for several nodes (roadmap) takes over behind the same trait.
 //!
-//! # Adaptive pieces (tested, not yet wired into the MTA)
-//! [`rules`], [`aimd`], [`warmup`] and [`sweep`] are pure state machines over an explicit `now`.
-//! The intended wiring, so the next change has one obvious shape:
-//! - an `AdaptiveLimits` implementing [`Limits`] that wraps [`StaticLimits`] and holds, per
-//!   [`QueueKey`], an `Aimd`, active suspensions/throttles/`Set` overrides from `rules`, and per
-//!   (source, provider) a `Warmup`, per (source, domain) a `Sweep`;
-//! - `cartero-mta`'s `queue/settle.rs` (the one place outcomes are settled) reports every reply to
-//!   it (a new `Limits::observe`), and turns each triggered action into a `shaping` event;
-//! - `queue/dispatch.rs` already asks `open_connection` / `reserve_message`: suspensions answer
-//!   `Wait::Until`, the live rate is `min(configured, aimd)` × active throttle factors;
-//! - a suspended site requeues its recipients without counting an attempt (settle needs a
-//!   disposition for that), and `Bounce` fails what is queued for the site with the reply;
-//! - `AimdSnapshot` and `WarmupState` are persisted (e.g. beside the spool) and restored at start.
+//! The adaptive pieces are pure state machines over an explicit `now`: [`rules`] (response
+//! rules), [`aimd`] (live rate), [`warmup`] (IP warm-up) and [`sweep`] (sweep rules).
 
+mod adaptive_config;
 pub mod aimd;
 mod config;
+mod engine;
+mod provider;
 mod rate;
 pub mod rules;
 pub mod sweep;
 pub mod warmup;
 
+pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS};
 pub use aimd::{Aimd, AimdConfig, AimdSnapshot};
 pub use config::{LimitsSpec, Rate, RateParseError, ShapingConfig, TlsPolicy};
+pub use engine::*;
+pub use provider::{ProviderSpec, builtin_providers};
 pub use rate::Pacer;
 pub use rules::{Action, ResponseRule, RuleEngine, RuleError, Trigger, Triggered, default_rules};
 pub use sweep::{Outcome, Sweep, SweepAction, SweepConfig, SweepKind, SweepMetric};
 pub use warmup::{DEFAULT_STAGES, OverCap, Warmup, WarmupConfig, WarmupState};
 
-use cartero_clock::{SharedClock, UnixMillis};
+use cartero_clock::UnixMillis;
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Identifies a ready queue: an egress source sending to a site.
@@ -56,6 +52,8 @@ pub struct Params {
     pub max_recipients_per_message: u32,
     /// `None` = unlimited.
     pub max_message_rate: Option<Rate>,
+    /// New connections per time unit; `None` = unlimited.
+    pub max_connection_rate: Option<Rate>,
     pub tls: TlsPolicy,
 }
 
@@ -83,80 +81,28 @@ impl Drop for ConnectionPermit {
 
 /// The shaping seam. Implementations must be cheap and non-blocking: they sit on the delivery path.
 pub trait Limits: Send + Sync {
-    /// Effective limits for a queue. `domain` is the routing domain that made the MTA ask; it lets
-    /// per-domain layers apply.
-    fn params(&self, key: &QueueKey, domain: &str) -> Params;
+    /// Live limits for a queue: configured layers narrowed by what was learned and imposed.
+    fn params(&self, key: &QueueKey, t: &Target) -> Params;
     /// Takes a connection slot, or says to wait.
-    fn open_connection(&self, key: &QueueKey, domain: &str) -> Result<ConnectionPermit, Wait>;
+    fn open_connection(&self, key: &QueueKey, t: &Target) -> Result<ConnectionPermit, Wait>;
     /// Takes a message slot from the rate, or says when the next one is free.
-    fn reserve_message(&self, key: &QueueKey, domain: &str) -> Result<(), Wait>;
+    fn reserve_message(&self, key: &QueueKey, t: &Target) -> Result<(), Wait>;
     /// Connections open now for a queue (for `cartero queue` and metrics).
     fn open_connections(&self, key: &QueueKey) -> u32;
-}
-
-#[derive(Debug, Default)]
-struct QueueState {
-    connections: Arc<Mutex<u32>>,
-    pacer: Pacer,
-}
-
-/// Limits from configuration only, counters in process memory.
-#[derive(Debug)]
-pub struct StaticLimits {
-    config: ShapingConfig,
-    clock: SharedClock,
-    queues: Mutex<HashMap<QueueKey, QueueState>>,
-}
-
-impl StaticLimits {
-    pub fn new(config: ShapingConfig, clock: SharedClock) -> Self {
-        Self {
-            config,
-            clock,
-            queues: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn config(&self) -> &ShapingConfig {
-        &self.config
-    }
-}
-
-impl Limits for StaticLimits {
-    fn params(&self, key: &QueueKey, domain: &str) -> Params {
-        self.config.resolve(&key.source, &key.site, domain)
-    }
-
-    fn open_connection(&self, key: &QueueKey, domain: &str) -> Result<ConnectionPermit, Wait> {
-        let max = self.params(key, domain).max_connections;
-        let mut queues = self.queues.lock();
-        let state = queues.entry(key.clone()).or_default();
-        let mut n = state.connections.lock();
-        if *n >= max {
-            return Err(Wait::Connections);
-        }
-        *n += 1;
-        Ok(ConnectionPermit {
-            counter: state.connections.clone(),
-        })
-    }
-
-    fn reserve_message(&self, key: &QueueKey, domain: &str) -> Result<(), Wait> {
-        let Some(rate) = self.params(key, domain).max_message_rate else {
-            return Ok(());
-        };
-        let now = self.clock.now_ms();
-        let mut queues = self.queues.lock();
-        let state = queues.entry(key.clone()).or_default();
-        state.pacer.reserve(rate, now).map_err(Wait::Until)
-    }
-
-    fn open_connections(&self, key: &QueueKey) -> u32 {
-        self.queues
-            .lock()
-            .get(key)
-            .map_or(0, |s| *s.connections.lock())
-    }
+    /// Whether the queue may take one more recipient: not suspended, not a source to avoid
+    /// (unless `allow_avoided`), within the warm-up cap (a slot is taken on success; give it
+    /// back with [`Limits::release`]).
+    fn admit(&self, key: &QueueKey, t: &Target, allow_avoided: bool) -> Result<(), Hold>;
+    /// A recipient admitted on `key` left its queue.
+    fn release(&self, key: &QueueKey, t: &Target, sent: Sent);
+    /// An outcome on `key`: returns what to do with the recipient and the actions taken.
+    fn observe(&self, key: &QueueKey, t: &Target, what: Observed) -> Verdict;
+    /// Suspends a scope until a time (`None` = until resumed).
+    fn suspend(&self, scope: Scope, until: Option<UnixMillis>, reason: &str) -> ShapingAction;
+    /// Lifts a suspension; `None` when there was none.
+    fn resume(&self, scope: &Scope) -> Option<ShapingAction>;
+    /// Everything an operator needs to see.
+    fn view(&self) -> ShapingView;
 }
 
 #[cfg(test)]
@@ -172,39 +118,56 @@ mod tests {
         }
     }
 
-    fn limits(toml_text: &str) -> (StaticLimits, ManualClock) {
+    const T: Target = Target {
+        domain: "example.test",
+        provider: None,
+    };
+
+    fn limits(toml_text: &str) -> (AdaptiveLimits, ManualClock) {
         let clock = ManualClock::new(1_000_000);
         let cfg: ShapingConfig = toml::from_str(toml_text).unwrap();
-        (StaticLimits::new(cfg, Arc::new(clock.clone())), clock)
+        (
+            AdaptiveLimits::new(cfg, &[], Arc::new(clock.clone())).unwrap(),
+            clock,
+        )
     }
 
     #[test]
     fn connection_slots_are_counted_and_released_on_drop() {
         let (l, _) = limits("[default]\nmax_connections = 2\n");
-        let a = l.open_connection(&key(), "example.test").unwrap();
-        let _b = l.open_connection(&key(), "example.test").unwrap();
+        let a = l.open_connection(&key(), &T).unwrap();
+        let _b = l.open_connection(&key(), &T).unwrap();
         assert_eq!(
-            l.open_connection(&key(), "example.test").unwrap_err(),
+            l.open_connection(&key(), &T).unwrap_err(),
             Wait::Connections
         );
         assert_eq!(l.open_connections(&key()), 2);
         drop(a);
-        assert!(l.open_connection(&key(), "example.test").is_ok());
+        assert!(l.open_connection(&key(), &T).is_ok());
     }
 
     #[test]
     fn message_rate_is_spread_evenly_not_bursty() {
         // 3600/h must mean one per second, not 3600 in the first second.
         let (l, clock) = limits("[default]\nmax_message_rate = \"3600/h\"\n");
-        assert!(l.reserve_message(&key(), "example.test").is_ok());
-        assert_eq!(
-            l.reserve_message(&key(), "example.test"),
-            Err(Wait::Until(1_001_000))
-        );
+        assert!(l.reserve_message(&key(), &T).is_ok());
+        assert_eq!(l.reserve_message(&key(), &T), Err(Wait::Until(1_001_000)));
         clock.advance(Duration::from_millis(999));
-        assert!(l.reserve_message(&key(), "example.test").is_err());
+        assert!(l.reserve_message(&key(), &T).is_err());
         clock.advance(Duration::from_millis(1));
-        assert!(l.reserve_message(&key(), "example.test").is_ok());
+        assert!(l.reserve_message(&key(), &T).is_ok());
+    }
+
+    #[test]
+    fn connection_rate_spaces_new_connections() {
+        let (l, clock) = limits("[default]\nmax_connection_rate = \"2/s\"\n");
+        let _a = l.open_connection(&key(), &T).unwrap();
+        assert_eq!(
+            l.open_connection(&key(), &T).unwrap_err(),
+            Wait::Until(1_000_500)
+        );
+        clock.advance(Duration::from_millis(500));
+        assert!(l.open_connection(&key(), &T).is_ok());
     }
 
     #[test]
@@ -212,7 +175,11 @@ mod tests {
         let (l, _) = limits(
             "[default]\nmax_connections = 10\n[domains.\"slow.test\"]\nmax_connections = 1\n",
         );
-        assert_eq!(l.params(&key(), "slow.test").max_connections, 1);
-        assert_eq!(l.params(&key(), "other.test").max_connections, 10);
+        let slow = Target {
+            domain: "slow.test",
+            provider: None,
+        };
+        assert_eq!(l.params(&key(), &slow).max_connections, 1);
+        assert_eq!(l.params(&key(), &T).max_connections, 10);
     }
 }

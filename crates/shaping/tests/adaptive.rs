@@ -198,71 +198,86 @@ fn default_rules_compile_and_match_provider_replies() {
     );
 }
 
-fn aimd() -> Aimd {
-    Aimd::new(AimdConfig {
+fn aimd_config() -> AimdConfig {
+    AimdConfig {
         min: 100.0,
-        max: 1_000.0,
         increase_per_success: 50.0,
         decrease_factor: 0.5,
         decrease_holdoff: Duration::from_secs(10),
-    })
+    }
+}
+
+fn per_hour(n: u32) -> Rate {
+    Rate {
+        count: n,
+        per_ms: 3_600_000,
+    }
+}
+
+fn aimd() -> Aimd {
+    Aimd::new(aimd_config(), Some(per_hour(1_000)))
 }
 
 #[test]
 fn aimd_halves_on_throttle_once_per_burst_and_climbs_back_additively() {
     let mut a = aimd();
-    assert_eq!(a.current(), 1_000.0);
+    assert_eq!(a.current(), Some(1_000.0));
     a.on_success(T0);
-    assert_eq!(a.current(), 1_000.0, "never above max");
-    assert!(a.on_throttle(T0));
-    assert_eq!(a.current(), 500.0);
+    assert_eq!(a.current(), Some(1_000.0), "never above max");
+    assert!(a.on_throttle(T0, f64::INFINITY));
+    assert_eq!(a.current(), Some(500.0));
     // A burst of throttles inside the hold-off counts once; successes there are ignored too.
-    assert!(!a.on_throttle(T0 + 9_999));
+    assert!(!a.on_throttle(T0 + 9_999, 10_000.0));
     a.on_success(T0 + 5_000);
-    assert_eq!(a.current(), 500.0);
+    assert_eq!(a.current(), Some(500.0));
     for i in 0..4 {
         a.on_success(T0 + 10_000 + i);
     }
-    assert_eq!(a.current(), 700.0);
-    assert_eq!(
-        a.current_rate(),
-        Rate {
-            count: 700,
-            per_ms: 3_600_000
-        }
-    );
+    assert_eq!(a.current(), Some(700.0));
+    assert_eq!(a.current_rate(), Some(per_hour(700)));
     for i in 0..4 {
-        assert!(a.on_throttle(T0 + 20_000 + i * 10_000));
+        assert!(a.on_throttle(T0 + 20_000 + i * 10_000, f64::INFINITY));
     }
-    assert_eq!(a.current(), 100.0, "never below min (700→350→175→100)");
+    assert_eq!(
+        a.current(),
+        Some(100.0),
+        "never below min (700→350→175→100)"
+    );
+    // Back at the ceiling the learned rate is dropped: the configured maximum rules again.
+    for i in 0..20 {
+        a.on_success(T0 + 100_000 + i);
+    }
+    assert_eq!(a.current(), Some(1_000.0));
+    assert!(!a.is_reduced());
+}
+
+#[test]
+fn aimd_without_configured_rate_starts_from_the_measured_rate() {
+    let mut a = Aimd::new(aimd_config(), None);
+    assert_eq!(a.current(), None, "unlimited until the site complains");
+    assert!(a.on_throttle(T0, 3_000.0));
+    assert_eq!(a.current(), Some(1_500.0));
+    // A later throttle while sending below the live limit starts from what was really sent.
+    assert!(a.on_throttle(T0 + 10_000, 1_000.0));
+    assert_eq!(a.current(), Some(500.0));
 }
 
 #[test]
 fn aimd_snapshot_round_trips_and_restore_clamps() {
     let mut a = aimd();
-    a.on_throttle(T0);
+    a.on_throttle(T0, f64::INFINITY);
     let json = serde_json::to_string(&a.snapshot()).unwrap();
     let snap: AimdSnapshot = serde_json::from_str(&json).unwrap();
-    let b = Aimd::restore(aimd_config(1_000.0), snap);
-    assert_eq!(b.current(), 500.0);
+    let b = Aimd::restore(aimd_config(), Some(per_hour(1_000)), snap);
+    assert_eq!(b.current(), Some(500.0));
     // Still in hold-off after restore: the restart does not forget the recent decrease.
     let mut b2 = b.clone();
-    assert!(!b2.on_throttle(T0 + 1));
-    let c = Aimd::restore(aimd_config(300.0), snap);
-    assert_eq!(c.current(), 300.0);
+    assert!(!b2.on_throttle(T0 + 1, f64::INFINITY));
+    let c = Aimd::restore(aimd_config(), Some(per_hour(300)), snap);
+    assert_eq!(c.current(), Some(300.0));
     let mut d = b;
-    d.reconfigure(aimd_config(200.0));
-    assert_eq!(d.current(), 200.0);
-}
-
-fn aimd_config(max: f64) -> AimdConfig {
-    AimdConfig {
-        min: 100.0,
-        max,
-        increase_per_success: 50.0,
-        decrease_factor: 0.5,
-        decrease_holdoff: Duration::from_secs(10),
-    }
+    d.reconfigure(aimd_config(), Some(per_hour(200)));
+    assert_eq!(d.current(), Some(200.0));
 }
 
 #[test]

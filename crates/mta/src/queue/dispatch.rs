@@ -5,9 +5,9 @@ use super::QRcpt;
 use super::ready::Batch;
 use super::state::Scheduler;
 use crate::delivery;
-use crate::outcome::{AttemptContext, Failure, Outcome};
+use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use cartero_bounce::BounceClass;
-use cartero_shaping::{QueueKey, Wait};
+use cartero_shaping::{ActionKind, Observed, QueueKey, Target, Wait};
 use tokio::sync::oneshot;
 
 impl Scheduler {
@@ -38,7 +38,11 @@ impl Scheduler {
             if q.items.is_empty() || !wanted {
                 return;
             }
-            let Ok(permit) = self.ctx.limits.open_connection(key, &q.domain) else {
+            let t = Target {
+                domain: &q.domain,
+                provider: q.dest.provider.as_deref(),
+            };
+            let Ok(permit) = self.ctx.limits.open_connection(key, &t) else {
                 return;
             };
             q.active += 1;
@@ -63,17 +67,18 @@ impl Scheduler {
         if q.items.is_empty() {
             return Batch::Done;
         }
-        match self.ctx.limits.reserve_message(key, &q.domain) {
+        let t = Target {
+            domain: &q.domain,
+            provider: q.dest.provider.as_deref(),
+        };
+        match self.ctx.limits.reserve_message(key, &t) {
             Err(Wait::Until(t)) => return Batch::WaitUntil(t),
             Err(Wait::Connections) | Ok(()) => {}
         }
         let max = if self.ctx.prepare.one_recipient_per_transaction() {
             1
         } else {
-            self.ctx
-                .limits
-                .params(key, &q.domain)
-                .max_recipients_per_message
+            self.ctx.limits.params(key, &t).max_recipients_per_message
         };
         Batch::Send(q.take_batch(max as usize))
     }
@@ -102,25 +107,71 @@ impl Scheduler {
         }
     }
 
+    /// A worker ended. When it could not connect at all, shaping hears of it (a refusal lowers
+    /// the live connection limit; a network failure makes the source avoided) and, if no other
+    /// connection is working the queue, its recipients are deferred — or, when the pool has
+    /// another source to try, re-routed without using an attempt.
     pub(super) fn worker_exit(&mut self, key: QueueKey, failure: Option<Failure>) {
         self.workers = self.workers.saturating_sub(1);
         let mut deferred = Vec::new();
+        let mut lane = None;
         if let Some(q) = self.ready.get_mut(&key) {
             q.active = q.active.saturating_sub(1);
             q.waiters.retain(|w| !w.is_closed());
+            lane = Some(Lane {
+                key: key.clone(),
+                provider: q.dest.provider.clone(),
+            });
             // No host answered and no other connection is working this queue: the destination is
             // down, so everything waiting for it is deferred rather than retried in a hot loop.
             if failure.is_some() && q.active == 0 {
                 deferred = q.items.drain(..).collect();
             }
         }
-        if let Some(f) = failure {
-            let at = AttemptContext::default();
-            for r in deferred {
-                self.settle(r, Outcome::Transient(f.clone()), &at);
+        if let (Some(f), Some(lane)) = (failure, lane) {
+            let avoided = self.connect_failed(&lane, &f, deferred.first().map(|r| &*r.domain));
+            let at = AttemptContext::on_lane(lane);
+            let now = self.ctx.clock.now_ms();
+            for mut r in deferred {
+                if avoided && self.ctx.pools.has_alternative(&key.source) {
+                    let t = Target {
+                        domain: &r.domain,
+                        provider: at.lane.as_ref().and_then(|l| l.provider.as_deref()),
+                    };
+                    self.ctx
+                        .limits
+                        .release(&key, &t, cartero_shaping::Sent::NotSent);
+                    r.next_attempt = now;
+                    self.schedule(r);
+                } else {
+                    self.settle(r, Outcome::Transient(f.clone()), &at);
+                }
             }
         }
         self.maybe_finish_shutdown();
+    }
+
+    /// Reports a failed connection to shaping; true when the source is now to be avoided.
+    fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> bool {
+        let reply = f
+            .reply
+            .as_ref()
+            .map_or_else(|| f.text.clone(), |r| r.to_string());
+        let t = Target {
+            domain: domain.unwrap_or(""),
+            provider: lane.provider.as_deref(),
+        };
+        let observed = Observed::ConnectFailed {
+            reply: &reply,
+            refused: f.reply.is_some(),
+        };
+        let v = self.ctx.limits.observe(&lane.key, &t, observed);
+        for a in &v.actions {
+            self.settler.shaping_event(a, domain);
+        }
+        v.actions
+            .iter()
+            .any(|a| a.action == ActionKind::AvoidSource)
     }
 
     pub(super) fn maybe_finish_shutdown(&mut self) {
@@ -166,10 +217,19 @@ impl Scheduler {
         if let Some(ds) = self.domains.get_mut(domain) {
             taken.append(&mut ds.awaiting);
         }
-        for q in self.ready.values_mut() {
+        for (key, q) in self.ready.iter_mut() {
             let (out, keep): (Vec<_>, Vec<_>) =
                 q.items.drain(..).partition(|r| &*r.domain == domain);
             q.items = keep.into();
+            for r in &out {
+                let t = Target {
+                    domain: &r.domain,
+                    provider: q.dest.provider.as_deref(),
+                };
+                self.ctx
+                    .limits
+                    .release(key, &t, cartero_shaping::Sent::NotSent);
+            }
             taken.extend(out);
         }
         let n = taken.len();

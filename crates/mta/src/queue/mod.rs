@@ -9,6 +9,7 @@
 //! One owner task means no locks on the hot path and a single order of events per recipient.
 
 mod dispatch;
+mod hold;
 mod ready;
 mod settle;
 mod state;
@@ -45,6 +46,8 @@ pub(crate) struct QRcpt {
     pub domain: Arc<str>,
     /// Transient failures so far.
     pub attempts: u16,
+    /// Waiting for a suspension or throttle to end rather than for a retry; `resume` wakes these.
+    pub held: bool,
     pub next_attempt: UnixMillis,
     pub last: Option<Box<LastFailure>>,
 }

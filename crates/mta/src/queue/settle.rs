@@ -1,11 +1,13 @@
-//! The one place that decides what an outcome means: requeue or finish, the spool record, the
-//! event and the metrics. Nothing else in the MTA emits delivery events or changes recipient state.
+//! The one place that decides what an outcome means: requeue or finish, hold without using an
+//! attempt, the spool record, the delivery and shaping events and the metrics. Nothing else in
+//! the MTA emits delivery events or changes recipient state.
 
 use super::{LastFailure, QRcpt};
-use crate::outcome::{AttemptContext, Failure, Outcome};
+use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::retry::RetryConfig;
-use cartero_clock::SharedClock;
+use cartero_clock::{SharedClock, UnixMillis};
 use cartero_events::{Event, EventSink, EventType};
+use cartero_shaping::{Limits, Observed, Sent, ShapingAction, Target, Verdict};
 use cartero_spool::{RcptState, RcptStatus, Spool};
 use std::sync::Arc;
 
@@ -23,22 +25,53 @@ pub(crate) struct Settler {
     pub events: Arc<dyn EventSink>,
     pub clock: SharedClock,
     pub retry: RetryConfig,
-    pub source_ip: Option<String>,
+    pub limits: Arc<dyn Limits>,
 }
 
 impl Settler {
-    pub fn settle(&self, mut r: QRcpt, outcome: Outcome, at: &AttemptContext) -> Disposition {
+    /// Settles one outcome. The verdict of shaping (when the recipient came from a queue) is
+    /// returned so the scheduler can apply what concerns the whole queue (suspend, bounce).
+    pub fn settle(
+        &self,
+        mut r: QRcpt,
+        outcome: Outcome,
+        at: &AttemptContext,
+    ) -> (Disposition, Option<Verdict>) {
         let now = self.clock.now_ms();
         let outcome = match outcome {
             Outcome::Transient(f) if now >= r.msg.env.expires_at => Outcome::Expired(f),
             o => o,
         };
+        let verdict = at.lane.as_ref().map(|lane| self.shape(lane, &r, &outcome));
+        let hold = verdict.as_ref().and_then(|v| v.hold);
+        if let (Some(until), Outcome::Transient(f)) = (hold, &outcome) {
+            // The site refused the pace or is suspended: the recipient waits without using up an
+            // attempt (SPEC §2.6), but the reply is still reported.
+            r.next_attempt = until.unwrap_or(u64::MAX).clamp(now, r.msg.env.expires_at);
+            r.held = true;
+            self.record(&r, RcptStatus::Queued, Some(f.text.clone()));
+            self.events
+                .emit(&self.event(EventType::Delay, &r, &outcome, Some(f), at, now));
+            count(EventType::Delay);
+            return (Disposition::Requeue(r), verdict);
+        }
+        (self.finish(r, outcome, at, now), verdict)
+    }
+
+    fn finish(
+        &self,
+        mut r: QRcpt,
+        outcome: Outcome,
+        at: &AttemptContext,
+        now: UnixMillis,
+    ) -> Disposition {
         let (kind, failure, status) = match &outcome {
             Outcome::Delivered { .. } => (EventType::Delivery, None, RcptStatus::Delivered),
             Outcome::Transient(f) => (EventType::Delay, Some(f), RcptStatus::Queued),
             Outcome::Permanent(f) => (EventType::Bounce, Some(f), RcptStatus::Failed),
             Outcome::Expired(f) => (EventType::Expiration, Some(f), RcptStatus::Failed),
         };
+        r.held = false;
         if let Some(f) = failure
             && status == RcptStatus::Queued
         {
@@ -58,15 +91,7 @@ impl Settler {
             Outcome::Delivered { reply } => Some(reply.to_string()),
             _ => failure.map(|f| f.text.clone()),
         };
-        let state = RcptState {
-            status,
-            attempts: r.attempts,
-            next_attempt: r.next_attempt,
-            last_reply,
-        };
-        if let Err(e) = self.spool.update_nowait(r.msg.id, r.idx, state) {
-            tracing::error!(message = %r.msg.id, rcpt = r.idx, error = %e, "spool update failed");
-        }
+        self.record(&r, status, last_reply);
         self.events
             .emit(&self.event(kind, &r, &outcome, failure, at, now));
         count(kind);
@@ -79,6 +104,57 @@ impl Settler {
         } else {
             Disposition::Final
         }
+    }
+
+    fn record(&self, r: &QRcpt, status: RcptStatus, last_reply: Option<String>) {
+        let state = RcptState {
+            status,
+            attempts: r.attempts,
+            next_attempt: r.next_attempt,
+            last_reply,
+        };
+        if let Err(e) = self.spool.update_nowait(r.msg.id, r.idx, state) {
+            tracing::error!(message = %r.msg.id, rcpt = r.idx, error = %e, "spool update failed");
+        }
+    }
+
+    /// Tells shaping the outcome, gives back the warm-up slot of what was not sent, and
+    /// publishes the adaptive actions taken.
+    fn shape(&self, lane: &Lane, r: &QRcpt, outcome: &Outcome) -> Verdict {
+        let t = Target {
+            domain: &r.domain,
+            provider: lane.provider.as_deref(),
+        };
+        let (observed, sent) = match outcome {
+            Outcome::Delivered { .. } => (Observed::Delivered, Sent::Delivered),
+            Outcome::Transient(f) | Outcome::Expired(f) => (failed(f, false), Sent::NotSent),
+            Outcome::Permanent(f) => {
+                let sent = if f.reply.is_some() {
+                    Sent::Refused
+                } else {
+                    Sent::NotSent
+                };
+                (failed(f, true), sent)
+            }
+        };
+        let verdict = self.limits.observe(&lane.key, &t, observed);
+        self.limits.release(&lane.key, &t, sent);
+        for a in &verdict.actions {
+            self.shaping_event(a, Some(&r.domain));
+        }
+        verdict
+    }
+
+    /// Publishes one adaptive action as a `shaping` event.
+    pub fn shaping_event(&self, a: &ShapingAction, domain: Option<&str>) {
+        let mut e = Event::new(EventType::Shaping, self.clock.as_ref());
+        e.reason = Some(a.cause.clone());
+        e.raw_reason = a.reply.clone();
+        e.routing_domain = domain.map(str::to_string);
+        e.shaping = serde_json::to_value(a).ok();
+        tracing::info!(action = ?a.action, cause = %a.cause, scope = %a.scope, "shaping action");
+        self.events.emit(&e);
+        metrics::counter!("cartero_shaping_actions_total").increment(1);
     }
 
     fn event(
@@ -94,7 +170,7 @@ impl Settler {
         e.num_retries = Some(r.attempts as u32);
         e.queue_time = Some(now.saturating_sub(r.msg.env.received_at));
         e.mx_host = at.mx_host.clone();
-        e.sending_ip = at.sending_ip.clone().or_else(|| self.source_ip.clone());
+        e.sending_ip = at.sending_ip.clone();
         e.tls = at.tls;
         e.routing_domain = Some(r.domain.to_string());
         if let Outcome::Delivered { reply } = outcome {
@@ -111,6 +187,14 @@ impl Settler {
             }
         }
         e
+    }
+}
+
+fn failed(f: &Failure, permanent: bool) -> Observed<'_> {
+    Observed::Failed {
+        reply: &f.text,
+        class: f.class.0,
+        permanent,
     }
 }
 

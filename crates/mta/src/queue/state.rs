@@ -8,7 +8,7 @@ use crate::outcome::{AttemptContext, Failure, Outcome};
 use crate::routing::Destination;
 use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
-use cartero_shaping::QueueKey;
+use cartero_shaping::{Hold, QueueKey, Scope, ShapingAction, Target};
 use cartero_spool::MessageId;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -55,6 +55,18 @@ pub(crate) enum Cmd {
         id: MessageId,
         reply: oneshot::Sender<Option<view::MessageView>>,
     },
+    /// Suspend a scope (`until` `None` = until resumed); what is queued for it waits.
+    Suspend {
+        scope: Scope,
+        until: Option<UnixMillis>,
+        reason: String,
+        reply: oneshot::Sender<ShapingAction>,
+    },
+    /// Lift a suspension and wake what waited for it; `None` when there was none.
+    Resume {
+        scope: Scope,
+        reply: oneshot::Sender<Option<ShapingAction>>,
+    },
     /// Stop starting transactions; reply once every worker has finished.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -94,7 +106,7 @@ pub(crate) struct Scheduler {
     seq: u64,
     pub(super) domains: HashMap<Arc<str>, DomainState>,
     pub(super) ready: HashMap<QueueKey, ReadyQueue>,
-    settler: Settler,
+    pub(super) settler: Settler,
     pub(super) workers: u32,
     pub(super) shutdown: Vec<oneshot::Sender<()>>,
     pub(super) stopping: bool,
@@ -189,6 +201,17 @@ impl Scheduler {
             Cmd::Inspect { id, reply } => {
                 let _ = reply.send(view::inspect(self, id));
             }
+            Cmd::Suspend {
+                scope,
+                until,
+                reason,
+                reply,
+            } => {
+                let _ = reply.send(self.suspend(scope, until, &reason));
+            }
+            Cmd::Resume { scope, reply } => {
+                let _ = reply.send(self.resume(&scope));
+            }
             Cmd::Shutdown { reply } => {
                 self.stopping = true;
                 self.shutdown.push(reply);
@@ -216,8 +239,24 @@ impl Scheduler {
     }
 
     pub(super) fn settle(&mut self, r: QRcpt, outcome: Outcome, at: &AttemptContext) {
-        if let Disposition::Requeue(r) = self.settler.settle(r, outcome, at) {
+        let failure = match &outcome {
+            Outcome::Transient(f) | Outcome::Permanent(f) | Outcome::Expired(f) => Some(f.clone()),
+            Outcome::Delivered { .. } => None,
+        };
+        let (disposition, verdict) = self.settler.settle(r, outcome, at);
+        if let Disposition::Requeue(r) = disposition {
             self.schedule(r);
+        }
+        let Some(v) = verdict else { return };
+        // What concerns the whole queue: a suspension holds what waits in it, a bounce rule
+        // fails it with the reply.
+        for a in &v.actions {
+            if a.action == cartero_shaping::ActionKind::Suspend {
+                self.evict(&a.scope, a.until);
+            }
+        }
+        if let (true, Some(lane), Some(f)) = (v.bounce, &at.lane, failure) {
+            self.bounce_queue(&lane.key, f);
         }
     }
 
@@ -283,10 +322,44 @@ impl Scheduler {
         }
     }
 
-    fn push_ready(&mut self, dest: Arc<Destination>, r: QRcpt) {
-        let key = QueueKey {
-            source: self.ctx.source.name.clone(),
-            site: dest.site.clone(),
+    /// Puts a routed recipient on the ready queue of one source of its pool: the first, in
+    /// weighted random order, that shaping admits; sources to avoid only when nothing else is
+    /// admitted. When none may take it (suspended, warm-up caps used up) it waits, without
+    /// using an attempt, until the earliest of them may.
+    fn push_ready(&mut self, dest: Arc<Destination>, mut r: QRcpt) {
+        let pools = &self.ctx.pools;
+        let pool = pools.pool_for(r.msg.env.pool.as_deref(), &r.msg.env.sender, &r.domain);
+        let candidates = pools.candidates(pool);
+        let t = Target {
+            domain: &r.domain,
+            provider: dest.provider.as_deref(),
+        };
+        let mut hold: Option<Hold> = None;
+        let mut chosen = None;
+        'passes: for allow_avoided in [false, true] {
+            for source in &candidates {
+                let key = QueueKey {
+                    source: source.clone(),
+                    site: dest.site.clone(),
+                };
+                match self.ctx.limits.admit(&key, &t, allow_avoided) {
+                    Ok(()) => {
+                        chosen = Some(key);
+                        break 'passes;
+                    }
+                    Err(h) => hold = Some(earliest(hold, h)),
+                }
+            }
+        }
+        let Some(key) = chosen else {
+            let until = hold.and_then(|h| h.until);
+            let now = self.ctx.clock.now_ms();
+            r.next_attempt = until
+                .unwrap_or(u64::MAX)
+                .clamp(now + 1, r.msg.env.expires_at);
+            r.held = true;
+            self.schedule(r);
+            return;
         };
         let domain = r.domain.clone();
         let q = self
@@ -324,5 +397,13 @@ impl Scheduler {
                 }
             }
         }
+    }
+}
+
+/// The hold that ends first; "until resumed" ends last.
+fn earliest(a: Option<Hold>, b: Hold) -> Hold {
+    match a {
+        Some(a) if a.until.is_some_and(|x| b.until.is_none_or(|y| x <= y)) => a,
+        _ => b,
     }
 }

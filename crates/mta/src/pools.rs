@@ -1,0 +1,262 @@
+//! Egress sources and pools (SPEC §2.4). A message picks its pool from an injection parameter or
+//! header, else from the first matching pool rule, else the default pool; each recipient then
+//! goes to one of the pool's sources, chosen at random by weight among those the shaping engine
+//! admits (not suspended, not avoided, within warm-up caps).
+
+use crate::config::DeliveryConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// `[[delivery.pools]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    pub sources: Vec<PoolMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolMember {
+    pub source: String,
+    /// Relative share of the pool's traffic (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[[delivery.pool_rules]]`: the first rule whose conditions all match picks the pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRule {
+    /// Envelope sender domain (exact, case-insensitive).
+    #[serde(default)]
+    pub sender_domain: Option<String>,
+    /// Recipient domain (exact, case-insensitive).
+    #[serde(default)]
+    pub recipient_domain: Option<String>,
+    pub pool: String,
+}
+
+/// An egress source as the delivery workers use it.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceInfo {
+    pub name: Arc<str>,
+    pub ip: Option<IpAddr>,
+    pub helo: String,
+}
+
+/// Sources, pools and rules, checked.
+#[derive(Debug)]
+pub(crate) struct Pools {
+    sources: HashMap<Arc<str>, SourceInfo>,
+    pools: HashMap<String, Vec<(Arc<str>, u32)>>,
+    default: String,
+    rules: Vec<PoolRule>,
+}
+
+/// The pool of every source, equally weighted, when no pool is configured.
+pub const IMPLICIT_POOL: &str = "default";
+
+impl Pools {
+    pub fn build(cfg: &DeliveryConfig, hostname: &str) -> Result<Self, String> {
+        if cfg.sources.is_empty() {
+            return Err("delivery.sources is empty: at least one egress source is needed".into());
+        }
+        let mut sources = HashMap::new();
+        for s in &cfg.sources {
+            let info = SourceInfo {
+                name: s.name.as_str().into(),
+                ip: s.ip,
+                helo: s.helo.clone().unwrap_or_else(|| hostname.to_string()),
+            };
+            if sources.insert(info.name.clone(), info).is_some() {
+                return Err(format!(
+                    "delivery.sources: source {:?} is defined twice",
+                    s.name
+                ));
+            }
+        }
+        let mut pools = HashMap::new();
+        for p in &cfg.pools {
+            let mut members = Vec::new();
+            for m in &p.sources {
+                let (name, _) = sources.get_key_value(m.source.as_str()).ok_or_else(|| {
+                    format!("delivery.pools {:?}: unknown source {:?}", p.name, m.source)
+                })?;
+                if m.weight == 0 {
+                    return Err(format!(
+                        "delivery.pools {:?}: weight of {:?} must be at least 1",
+                        p.name, m.source
+                    ));
+                }
+                members.push((name.clone(), m.weight));
+            }
+            if members.is_empty() {
+                return Err(format!("delivery.pools {:?} has no sources", p.name));
+            }
+            if pools.insert(p.name.clone(), members).is_some() {
+                return Err(format!(
+                    "delivery.pools: pool {:?} is defined twice",
+                    p.name
+                ));
+            }
+        }
+        if cfg.pools.is_empty() {
+            let all = cfg
+                .sources
+                .iter()
+                .map(|s| (Arc::<str>::from(s.name.as_str()), 1))
+                .collect();
+            pools.insert(IMPLICIT_POOL.to_string(), all);
+        }
+        let default = cfg
+            .default_pool
+            .clone()
+            .unwrap_or_else(|| IMPLICIT_POOL.to_string());
+        if !pools.contains_key(&default) {
+            return Err(format!("delivery.default_pool: unknown pool {default:?}"));
+        }
+        for r in &cfg.pool_rules {
+            if !pools.contains_key(&r.pool) {
+                return Err(format!("delivery.pool_rules: unknown pool {:?}", r.pool));
+            }
+        }
+        Ok(Self {
+            sources,
+            pools,
+            default,
+            rules: cfg.pool_rules.clone(),
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceInfo> {
+        self.sources.get(name)
+    }
+
+    /// The pool for a recipient: the message's own (when it names a known pool), a rule, or the
+    /// default. An unknown requested pool falls back rather than stalling the message.
+    pub fn pool_for(&self, requested: Option<&str>, sender: &str, rcpt_domain: &str) -> &str {
+        if let Some(p) = requested.and_then(|p| self.pools.get_key_value(p)) {
+            return p.0;
+        }
+        let sender_domain = crate::queue::domain_of(sender);
+        let eq = |want: &Option<String>, have: &str| {
+            want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have))
+        };
+        self.rules
+            .iter()
+            .find(|r| eq(&r.sender_domain, &sender_domain) && eq(&r.recipient_domain, rcpt_domain))
+            .map_or(&self.default, |r| &r.pool)
+    }
+
+    /// The pool's sources in a random order weighted by share: the first is picked with
+    /// probability weight / total, and so on down the list.
+    pub fn candidates(&self, pool: &str) -> Vec<Arc<str>> {
+        let Some(members) = self.pools.get(pool) else {
+            return Vec::new();
+        };
+        if members.len() == 1 {
+            return vec![members[0].0.clone()];
+        }
+        // Weighted sampling without replacement: sort by u^(1/w), largest first.
+        let mut keyed: Vec<(f64, &Arc<str>)> = members
+            .iter()
+            .map(|(s, w)| (fastrand::f64().powf(1.0 / f64::from(*w)), s))
+            .collect();
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        keyed.into_iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Whether some pool holding `source` has another source to send from.
+    pub fn has_alternative(&self, source: &str) -> bool {
+        self.pools
+            .values()
+            .any(|m| m.len() > 1 && m.iter().any(|(s, _)| &**s == source))
+    }
+
+    /// Names of the sources in warm-up.
+    pub fn warming(cfg: &DeliveryConfig) -> Vec<String> {
+        cfg.sources
+            .iter()
+            .filter(|s| s.warmup)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceConfig;
+
+    fn cfg(toml_text: &str) -> DeliveryConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    fn source(name: &str) -> SourceConfig {
+        SourceConfig {
+            name: name.into(),
+            ip: None,
+            helo: None,
+            warmup: false,
+        }
+    }
+
+    #[test]
+    fn weights_share_traffic_roughly_in_proportion() {
+        let mut c = cfg(concat!(
+            "default_pool = \"p\"\n",
+            "[[pools]]\nname = \"p\"\nsources = [{ source = \"a\", weight = 3 }, { source = \"b\" }]\n",
+        ));
+        c.sources = vec![source("a"), source("b")];
+        let pools = Pools::build(&c, "h").unwrap();
+        let firsts = (0..4000)
+            .filter(|_| &*pools.candidates("p")[0] == "a")
+            .count();
+        assert!(
+            (2700..3300).contains(&firsts),
+            "a first {firsts} of 4000 (expected ~3000)"
+        );
+        assert_eq!(pools.candidates("p").len(), 2);
+    }
+
+    #[test]
+    fn pool_choice_request_then_rule_then_default() {
+        let mut c = cfg(concat!(
+            "default_pool = \"main\"\n",
+            "[[pools]]\nname = \"main\"\nsources = [{ source = \"a\" }]\n",
+            "[[pools]]\nname = \"news\"\nsources = [{ source = \"b\" }]\n",
+            "[[pool_rules]]\nsender_domain = \"news.example\"\npool = \"news\"\n",
+        ));
+        c.sources = vec![source("a"), source("b")];
+        let p = Pools::build(&c, "h").unwrap();
+        assert_eq!(p.pool_for(Some("news"), "x@y.example", "d.test"), "news");
+        assert_eq!(p.pool_for(None, "x@NEWS.example", "d.test"), "news");
+        assert_eq!(p.pool_for(None, "x@y.example", "d.test"), "main");
+        assert_eq!(p.pool_for(Some("nope"), "x@y.example", "d.test"), "main");
+        assert!(!p.has_alternative("a") && !p.has_alternative("b"));
+    }
+
+    #[test]
+    fn bad_pools_are_rejected_with_the_reason() {
+        let mut c = cfg("[[pools]]\nname = \"p\"\nsources = [{ source = \"zz\" }]\n");
+        c.sources = vec![source("a")];
+        assert!(
+            Pools::build(&c, "h")
+                .unwrap_err()
+                .contains("unknown source \"zz\"")
+        );
+        let mut c = cfg("default_pool = \"q\"\n");
+        c.sources = vec![source("a")];
+        assert!(Pools::build(&c, "h").unwrap_err().contains("default_pool"));
+        let mut c = cfg("");
+        c.sources = vec![source("a"), source("a")];
+        assert!(Pools::build(&c, "h").unwrap_err().contains("twice"));
+    }
+}

@@ -1,0 +1,425 @@
+//! [`AdaptiveLimits`]: the shaping engine. Configured (layered) limits, narrowed live by what the
+//! providers answer: AIMD rate, connection limit learned from refusals, response rules, sweeps,
+//! suspensions and warm-up caps. All state sits under one lock and every time is read from the
+//! injected clock, so the engine is exact in tests and cheap on the delivery path.
+
+mod observe;
+mod persist;
+mod types;
+mod view;
+
+pub use persist::{STATE_VERSION, ShapingState};
+pub use types::{ActionKind, Hold, Observed, Scope, Sent, ShapingAction, Target, Verdict};
+pub use view::{LimitsView, QueueView, ShapingView, SuspensionView, WarmupView};
+
+use crate::rules::RuleEngine;
+use crate::sweep::Sweep;
+use crate::warmup::Warmup;
+use crate::{Aimd, ConnectionPermit, Limits, Pacer, Params, QueueKey, ShapingConfig, Wait};
+use cartero_clock::{SharedClock, UnixMillis};
+use parking_lot::Mutex;
+use regex::RegexSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A configuration ready to use: checked, with its regexes compiled.
+#[derive(Debug)]
+struct Compiled {
+    cfg: ShapingConfig,
+    throttle: RegexSet,
+    /// Sources in warm-up.
+    warming: HashSet<String>,
+}
+
+impl Compiled {
+    fn new(cfg: ShapingConfig, warming: &[String]) -> Result<(Self, RuleEngine), String> {
+        cfg.validate()?;
+        let throttle = cfg.adaptive.throttle_set()?;
+        let rules = RuleEngine::new(&cfg.adaptive.all_rules()).map_err(|e| e.to_string())?;
+        let warming = warming.iter().cloned().collect();
+        Ok((
+            Self {
+                cfg,
+                throttle,
+                warming,
+            },
+            rules,
+        ))
+    }
+}
+
+/// Messages sent over the last two seconds: the rate a throttle reply is a verdict on.
+#[derive(Debug, Default, Clone)]
+struct Meter {
+    second: u64,
+    current: u32,
+    previous: u32,
+}
+
+impl Meter {
+    fn tick(&mut self, now: UnixMillis) {
+        let s = now / 1_000;
+        if s != self.second {
+            self.previous = if s == self.second + 1 {
+                self.current
+            } else {
+                0
+            };
+            self.current = 0;
+            self.second = s;
+        }
+    }
+
+    fn record(&mut self, now: UnixMillis) {
+        self.tick(now);
+        self.current = self.current.saturating_add(1);
+    }
+
+    /// Messages per hour over the last 1–2 seconds.
+    fn per_hour(&mut self, now: UnixMillis) -> f64 {
+        self.tick(now);
+        let elapsed = 1.0 + (now % 1_000) as f64 / 1_000.0;
+        f64::from(self.previous + self.current) / elapsed * 3_600.0
+    }
+}
+
+/// A temporary override with its end.
+#[derive(Debug, Clone)]
+struct Timed<T> {
+    value: T,
+    until: UnixMillis,
+    cause: String,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    connections: Arc<Mutex<u32>>,
+    pacer: Pacer,
+    conn_pacer: Pacer,
+    meter: Meter,
+    aimd: Option<Aimd>,
+    /// Connection limit learned from refusals; `None` = the configured one.
+    live_connections: Option<u32>,
+    successes_since_step: u32,
+    /// Rate (messages/hour) imposed by a throttle rule or sweep.
+    throttle: Option<Timed<f64>>,
+    /// Connection limit imposed by a `set` rule.
+    set_connections: Option<Timed<u32>>,
+    avoid_until: Option<UnixMillis>,
+    /// Last target seen, for the view.
+    domain: String,
+    provider: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Suspension {
+    until: Option<UnixMillis>,
+    reason: String,
+    since: UnixMillis,
+}
+
+#[derive(Debug)]
+struct SweepState {
+    sweep: Sweep,
+    /// A sweep action is in force until then; before that only a more severe one (a suspend
+    /// after a throttle) may follow.
+    acted_until: UnixMillis,
+    acted_suspend: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    queues: HashMap<QueueKey, QueueState>,
+    rules: RuleEngine,
+    suspensions: HashMap<Scope, Suspension>,
+    warmups: HashMap<(String, String), Warmup>,
+    sweeps: HashMap<(Arc<str>, String), SweepState>,
+    /// Something worth persisting changed since the last snapshot.
+    dirty: bool,
+}
+
+/// The shaping engine; see the module docs.
+#[derive(Debug)]
+pub struct AdaptiveLimits {
+    clock: SharedClock,
+    compiled: Mutex<Arc<Compiled>>,
+    inner: Mutex<Inner>,
+}
+
+impl AdaptiveLimits {
+    /// Builds the engine; `warming` names the sources in warm-up. Fails on a bad configuration
+    /// (an invalid regex in a rule or throttle pattern).
+    pub fn new(cfg: ShapingConfig, warming: &[String], clock: SharedClock) -> Result<Self, String> {
+        let (compiled, rules) = Compiled::new(cfg, warming)?;
+        Ok(Self {
+            clock,
+            compiled: Mutex::new(Arc::new(compiled)),
+            inner: Mutex::new(Inner {
+                queues: HashMap::new(),
+                rules,
+                suspensions: HashMap::new(),
+                warmups: HashMap::new(),
+                sweeps: HashMap::new(),
+                dirty: false,
+            }),
+        })
+    }
+
+    /// Replaces the configuration without a restart. A bad configuration is refused and the
+    /// running one stays. Learned state (live rates, suspensions, warm-up) is kept; rule match
+    /// windows start over.
+    pub fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String> {
+        let (compiled, rules) = Compiled::new(cfg, warming)?;
+        *self.compiled.lock() = Arc::new(compiled);
+        self.inner.lock().rules = rules;
+        Ok(())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> ShapingConfig {
+        self.compiled.lock().cfg.clone()
+    }
+
+    /// See [`ShapingConfig::has_own_limits`]; reads the configuration in force.
+    pub fn has_own_limits(&self, domain: &str) -> bool {
+        self.compiled().cfg.has_own_limits(domain)
+    }
+
+    /// See [`ShapingConfig::provider_of`]; reads the configuration in force.
+    pub fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String> {
+        self.compiled().cfg.provider_of(domain, mx_hosts)
+    }
+
+    fn compiled(&self) -> Arc<Compiled> {
+        self.compiled.lock().clone()
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.clock.now_ms()
+    }
+}
+
+/// Configured limits narrowed by what was learned and what rules impose.
+fn live_params(
+    c: &Compiled,
+    key: &QueueKey,
+    t: &Target,
+    q: Option<&QueueState>,
+    now: u64,
+) -> Params {
+    let mut p = c.cfg.resolve(&key.source, &key.site, t.domain, t.provider);
+    let Some(q) = q else { return p };
+    let min_conn = |p: &mut Params, v: u32| p.max_connections = p.max_connections.min(v.max(1));
+    if let Some(n) = q.live_connections {
+        min_conn(&mut p, n);
+    }
+    if let Some(s) = q.set_connections.as_ref().filter(|s| s.until > now) {
+        min_conn(&mut p, s.value);
+    }
+    let mut rate = p.max_message_rate.map(crate::Rate::per_hour);
+    let mut narrow = |r: f64| rate = Some(rate.map_or(r, |x| x.min(r)));
+    if let Some(a) = q.aimd.as_ref().and_then(Aimd::learned) {
+        narrow(a);
+    }
+    if let Some(t) = q.throttle.as_ref().filter(|t| t.until > now) {
+        narrow(t.value);
+    }
+    p.max_message_rate = rate.map(|r| crate::Rate {
+        count: r.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+        per_ms: 3_600_000,
+    });
+    p
+}
+
+impl Limits for AdaptiveLimits {
+    fn params(&self, key: &QueueKey, t: &Target) -> Params {
+        let c = self.compiled();
+        let now = self.now();
+        let inner = self.inner.lock();
+        live_params(&c, key, t, inner.queues.get(key), now)
+    }
+
+    fn open_connection(&self, key: &QueueKey, t: &Target) -> Result<ConnectionPermit, Wait> {
+        let c = self.compiled();
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        let q = inner.queues.entry(key.clone()).or_default();
+        if q.domain != t.domain {
+            q.domain = t.domain.to_string();
+            q.provider = t.provider.map(str::to_string);
+        }
+        let p = live_params(&c, key, t, Some(q), now);
+        let mut n = q.connections.lock();
+        if *n >= p.max_connections {
+            return Err(Wait::Connections);
+        }
+        if let Some(rate) = p.max_connection_rate {
+            q.conn_pacer.reserve(rate, now).map_err(Wait::Until)?;
+        }
+        *n += 1;
+        Ok(ConnectionPermit {
+            counter: q.connections.clone(),
+        })
+    }
+
+    fn reserve_message(&self, key: &QueueKey, t: &Target) -> Result<(), Wait> {
+        let c = self.compiled();
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        let q = inner.queues.entry(key.clone()).or_default();
+        if let Some(rate) = live_params(&c, key, t, Some(q), now).max_message_rate {
+            q.pacer.reserve(rate, now).map_err(Wait::Until)?;
+        }
+        q.meter.record(now);
+        Ok(())
+    }
+
+    fn open_connections(&self, key: &QueueKey) -> u32 {
+        self.inner
+            .lock()
+            .queues
+            .get(key)
+            .map_or(0, |s| *s.connections.lock())
+    }
+
+    fn admit(&self, key: &QueueKey, t: &Target, allow_avoided: bool) -> Result<(), Hold> {
+        let c = self.compiled();
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        inner.check_suspended(key, t.domain, now)?;
+        if !allow_avoided
+            && let Some(until) = inner.queues.get(key).and_then(|q| q.avoid_until)
+            && until > now
+        {
+            return Err(Hold {
+                until: Some(until),
+                reason: format!("source {} cannot connect to {}", key.source, key.site),
+            });
+        }
+        if c.warming.contains(&*key.source) {
+            return inner.take_warmup(&c, key, t, now);
+        }
+        Ok(())
+    }
+
+    fn release(&self, key: &QueueKey, t: &Target, sent: Sent) {
+        let c = self.compiled();
+        if !c.warming.contains(&*key.source) || sent == Sent::Refused {
+            return;
+        }
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        let provider = warmup_group(key, t);
+        if let Some(w) = inner.warmups.get_mut(&(key.source.to_string(), provider)) {
+            match sent {
+                Sent::Delivered => w.on_delivered(now),
+                Sent::NotSent => w.give_back(now),
+                Sent::Refused => {}
+            }
+            inner.dirty = true;
+        }
+    }
+
+    fn observe(&self, key: &QueueKey, t: &Target, what: Observed) -> Verdict {
+        let c = self.compiled();
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        observe::observe(&mut inner, &c, key, t, what, now)
+    }
+
+    fn suspend(&self, scope: Scope, until: Option<UnixMillis>, reason: &str) -> ShapingAction {
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        let s = Suspension {
+            until,
+            reason: reason.to_string(),
+            since: now,
+        };
+        inner.suspensions.insert(scope.clone(), s);
+        inner.dirty = true;
+        let mut a = ShapingAction::new(ActionKind::Suspend, "operator", scope);
+        a.until = until;
+        a.reply = Some(reason.to_string());
+        a
+    }
+
+    fn resume(&self, scope: &Scope) -> Option<ShapingAction> {
+        let mut inner = self.inner.lock();
+        inner.suspensions.remove(scope)?;
+        inner.dirty = true;
+        Some(ShapingAction::new(
+            ActionKind::Resume,
+            "operator",
+            scope.clone(),
+        ))
+    }
+
+    fn view(&self) -> ShapingView {
+        let c = self.compiled();
+        let now = self.now();
+        view::build(&self.inner.lock(), &c, now)
+    }
+}
+
+/// Warm-up counts per (source, provider); destinations without a provider count per site.
+fn warmup_group(key: &QueueKey, t: &Target) -> String {
+    t.provider
+        .map_or_else(|| format!("site:{}", key.site), str::to_string)
+}
+
+impl Inner {
+    fn check_suspended(
+        &mut self,
+        key: &QueueKey,
+        domain: &str,
+        now: UnixMillis,
+    ) -> Result<(), Hold> {
+        if self.suspensions.is_empty() {
+            return Ok(());
+        }
+        let before = self.suspensions.len();
+        self.suspensions
+            .retain(|_, s| s.until.is_none_or(|u| u > now));
+        if self.suspensions.len() != before {
+            self.dirty = true;
+        }
+        let mut hold: Option<Hold> = None;
+        for (scope, s) in &self.suspensions {
+            if !scope.covers(key, domain) {
+                continue;
+            }
+            // The longest suspension decides; "until resumed" is the longest of all.
+            let longer = hold.as_ref().is_none_or(|h| match (h.until, s.until) {
+                (Some(a), Some(b)) => b > a,
+                (Some(_), None) => true,
+                (None, _) => false,
+            });
+            if longer {
+                hold = Some(Hold {
+                    until: s.until,
+                    reason: format!("{scope} suspended: {}", s.reason),
+                });
+            }
+        }
+        hold.map_or(Ok(()), Err)
+    }
+
+    fn take_warmup(
+        &mut self,
+        c: &Compiled,
+        key: &QueueKey,
+        t: &Target,
+        now: UnixMillis,
+    ) -> Result<(), Hold> {
+        let group = warmup_group(key, t);
+        let w = self
+            .warmups
+            .entry((key.source.to_string(), group.clone()))
+            .or_insert_with(|| Warmup::new(c.cfg.warmup.clone(), now));
+        self.dirty = true;
+        w.try_take(now).map_err(|e| Hold {
+            until: Some(e.retry_at),
+            reason: format!("source {} warm-up for {group}: {e}", key.source),
+        })
+    }
+}

@@ -111,8 +111,8 @@ def settings():
         "size": env_int("SIZE", 1000),
         "lanes": env_int("LANES", 20),
         "chunk": env_int("CHUNK", 500),
-        "batch": env_int("BATCH", 1000),
-        "http_threads": env_int("HTTP_THREADS", 4),
+        "batch": env_int("BATCH", 100),
+        "http_threads": env_int("HTTP_THREADS", 8),
         "binary": os.environ.get("CARTERO_BIN", os.path.join(release, "cartero")),
         "sim_binary": os.environ.get("SIM_BIN", os.path.join(release, "cartero-simulator")),
     }
@@ -366,6 +366,7 @@ def _interrupt(signum, frame):
 
 def main():
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (`cmd &`)
     cfg = settings()
     for s in cfg["systems"]:
         if s not in ("adaptive", "static", "postfix"):

@@ -15,7 +15,7 @@ pub struct RemoteArgs {
     token: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Args)]
@@ -30,14 +30,14 @@ pub struct InjectArgs {
     remote: RemoteArgs,
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    fn new(config: Option<&Path>, r: &RemoteArgs) -> anyhow::Result<Self> {
+    pub(super) fn new(config: Option<&Path>, r: &RemoteArgs) -> anyhow::Result<Self> {
         let cfg = super::config::load(config)?;
         let base = r
             .api
@@ -66,7 +66,7 @@ impl Client {
         })
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

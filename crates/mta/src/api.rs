@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 mod build;
+mod shaping;
 mod unsubscribe;
 
 pub use build::{Content, InjectRequest, RecipientSpec};
@@ -58,6 +59,10 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/queue", get(queue))
         .route("/api/v1/queue/flush", post(flush))
         .route("/api/v1/queue/drain", post(drain))
+        .route("/api/v1/shaping", get(shaping::view))
+        .route("/api/v1/shaping/suspend", post(shaping::suspend))
+        .route("/api/v1/shaping/resume", post(shaping::resume))
+        .route("/api/v1/shaping/reload", post(shaping::reload))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -351,11 +351,13 @@ async fn accept_message(
         peer.ip(),
         ib.hostname
     );
+    let (pool, body) = crate::inject::take_pool_header(data);
     let injection = Injection {
         sender,
         recipients,
-        body: data,
+        body,
         trace: Some(trace),
+        pool,
         ..Injection::default()
     };
     match ib.injector.inject(injection).await {

@@ -187,6 +187,32 @@ pub(crate) fn has_header(headers: &[u8], name: &[u8]) -> bool {
     })
 }
 
+/// Takes the `X-Cartero-Pool` header out of an SMTP-injected message: it chooses the egress
+/// pool and is private to the sender, so it is not passed on. Returns the pool and the message.
+pub(crate) fn take_pool_header(msg: Vec<u8>) -> (Option<String>, Vec<u8>) {
+    const NAME: &[u8] = b"x-cartero-pool";
+    let headers_len = header_block(&msg).len();
+    let mut start = 0;
+    while start < headers_len {
+        let end = msg[start..headers_len]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(headers_len, |p| start + p + 1);
+        let line = &msg[start..end];
+        if line.len() > NAME.len()
+            && line[..NAME.len()].eq_ignore_ascii_case(NAME)
+            && line[NAME.len()] == b':'
+        {
+            let value = String::from_utf8_lossy(&line[NAME.len() + 1..]).trim().to_string();
+            let mut rest = msg[..start].to_vec();
+            rest.extend_from_slice(&msg[end..]);
+            return ((!value.is_empty()).then_some(value), rest);
+        }
+        start = end;
+    }
+    (None, msg)
+}
+
 /// The fields every event about one recipient of a message carries.
 pub(crate) fn base_event(kind: EventType, msg: &Msg, idx: u32, clock: &dyn Clock) -> Event {
     let mut e = Event::new(kind, clock);
@@ -216,6 +242,17 @@ mod tests {
         assert!(!valid_address("a@"));
         assert!(!valid_address("a b@c.test"));
         assert!(!valid_address("a@c.test\r\nRCPT TO:<x@y>"));
+    }
+
+    #[test]
+    fn pool_header_is_read_and_removed_but_only_from_the_header() {
+        let m = b"From: a@b\r\nX-Cartero-Pool:  news \r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n".to_vec();
+        let (pool, rest) = take_pool_header(m);
+        assert_eq!(pool.as_deref(), Some("news"));
+        assert_eq!(rest, b"From: a@b\r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n");
+        let m = b"From: a@b\r\n\r\nX-Cartero-Pool: body\r\n".to_vec();
+        let (pool, rest) = take_pool_header(m.clone());
+        assert_eq!((pool, rest), (None, m));
     }
 
     #[test]

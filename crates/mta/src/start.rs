@@ -109,6 +109,7 @@ pub struct Mta {
     pub(crate) shaping: Arc<cartero_shaping::AdaptiveLimits>,
     pub(crate) reloader: Option<crate::shaping::Reloader>,
     pub(crate) data_dir: std::path::PathBuf,
+    clock: SharedClock,
 }
 
 fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
@@ -357,6 +358,7 @@ impl Mta {
             shaping,
             reloader: opts.reloader.clone(),
             data_dir: cfg.data_dir.clone(),
+            clock: opts.clock.clone(),
         });
         let state = ApiState {
             mta: mta.clone(),
@@ -388,6 +390,11 @@ impl Mta {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The clock the MTA runs on (operator actions compute their end time from it).
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// The first API token (for the CLI and tests running in-process).

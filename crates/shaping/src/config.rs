@@ -223,7 +223,13 @@ impl ShapingConfig {
     /// more specific statement), then an MX host suffix match. Configured providers are tried
     /// before built-in ones, each set in name order.
     pub fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String> {
-        let configured = self.providers.iter();
+        // A configured provider that only changes limits keeps the built-in matching.
+        let inherited: Vec<(&String, ProviderSpec)> = self
+            .providers
+            .iter()
+            .map(|(n, p)| (n, self.matching_of(n, p)))
+            .collect();
+        let configured = inherited.iter().map(|(n, p)| (*n, p));
         let builtin = builtin_providers()
             .iter()
             .filter(|(n, _)| self.builtin_providers && !self.providers.contains_key(*n));
@@ -235,6 +241,18 @@ impl ShapingConfig {
                     .find(|(_, p)| mx_hosts.iter().any(|h| p.matches_mx(h)))
             })
             .map(|(n, _)| (*n).clone())
+    }
+
+    fn matching_of(&self, name: &str, p: &ProviderSpec) -> ProviderSpec {
+        let builtin = builtin_providers().get(name).filter(|_| self.builtin_providers);
+        match builtin {
+            Some(b) if p.mx_suffixes.is_empty() && p.domain_suffixes.is_empty() => ProviderSpec {
+                mx_suffixes: b.mx_suffixes.clone(),
+                domain_suffixes: b.domain_suffixes.clone(),
+                limits: p.limits.clone(),
+            },
+            _ => p.clone(),
+        }
     }
 
     /// Checks what serde cannot: rules compile, throttle patterns are valid regexes.

@@ -103,6 +103,9 @@ pub trait Limits: Send + Sync {
     fn resume(&self, scope: &Scope) -> Option<ShapingAction>;
     /// Everything an operator needs to see.
     fn view(&self) -> ShapingView;
+    /// Actions taken outside [`Limits::observe`] (warm-up promotions, caps reached) since the
+    /// last call, for the caller to publish.
+    fn take_actions(&self) -> Vec<ShapingAction>;
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ pub struct WarmupState {
 pub struct Warmup {
     config: WarmupConfig,
     state: WarmupState,
+    /// The day (number) the cap was last reported reached, so it is reported once a day.
+    cap_reported_day: Option<u64>,
 }
 
 impl Warmup {
@@ -79,7 +81,20 @@ impl Warmup {
 
     /// Continues from persisted state.
     pub fn restore(config: WarmupConfig, state: WarmupState) -> Self {
-        Self { config, state }
+        Self {
+            config,
+            state,
+            cap_reported_day: None,
+        }
+    }
+
+    /// Whether reaching today's cap was already reported.
+    pub fn cap_reported(&self) -> bool {
+        self.cap_reported_day == Some(self.state.day)
+    }
+
+    pub fn mark_cap_reported(&mut self) {
+        self.cap_reported_day = Some(self.state.day);
     }
 
     /// State to persist (call after [`Warmup::roll`] for an up-to-date day).

@@ -889,3 +889,38 @@ max_connections = 2
         2
     );
 }
+
+#[test]
+fn warmup_promotion_and_daily_cap_are_reported_once_as_actions() {
+    let (l, clock) = engine_warming("[warmup]\nstages = [2, 4]\n", &["new"]);
+    let k = key("new");
+    let t = gmail("gmail.com");
+    for _ in 0..2 {
+        assert!(l.admit(&k, &t, false).is_ok());
+        l.release(&k, &t, Sent::Delivered);
+    }
+    assert!(l.admit(&k, &t, false).is_err());
+    assert!(l.admit(&k, &t, false).is_err());
+    let actions = l.take_actions();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0].action, ActionKind::WarmupCap);
+    assert_eq!(actions[0].count, Some(2));
+    assert_eq!(actions[0].until, Some(MIDNIGHT + DAY));
+    assert!(l.take_actions().is_empty(), "collected once");
+    clock.set(MIDNIGHT + DAY + HOUR);
+    assert!(l.admit(&k, &t, false).is_ok());
+    let actions = l.take_actions();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0].action, ActionKind::WarmupPromoted);
+    assert_eq!(actions[0].stage, Some(1));
+    assert_eq!(actions[0].count, Some(4));
+    assert_eq!(actions[0].provider.as_deref(), Some("gmail"));
+}
+
+#[test]
+fn configured_provider_with_only_limits_keeps_builtin_matching() {
+    let cfg = config("[providers.gmail.limits]\nmax_connections = 3\n");
+    assert_eq!(cfg.provider_of("gmail.com", &[]).as_deref(), Some("gmail"));
+    let p = cfg.resolve("s", "site", "gmail.com", Some("gmail"));
+    assert_eq!(p.max_connections, 3);
+}

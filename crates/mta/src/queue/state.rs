@@ -266,6 +266,9 @@ impl Scheduler {
             return;
         }
         self.pump_due();
+        for a in self.ctx.limits.take_actions() {
+            self.settler.shaping_event(&a, None);
+        }
         let keys: Vec<QueueKey> = self
             .ready
             .iter()

@@ -136,6 +136,8 @@ struct Inner {
     sweeps: HashMap<(Arc<str>, String), SweepState>,
     /// Something worth persisting changed since the last snapshot.
     dirty: bool,
+    /// Actions taken outside `observe` (warm-up promotions and caps), until collected.
+    outbox: Vec<ShapingAction>,
 }
 
 /// The shaping engine; see the module docs.
@@ -161,6 +163,7 @@ impl AdaptiveLimits {
                 warmups: HashMap::new(),
                 sweeps: HashMap::new(),
                 dirty: false,
+                outbox: Vec::new(),
             }),
         })
     }
@@ -359,6 +362,10 @@ impl Limits for AdaptiveLimits {
         let now = self.now();
         view::build(&self.inner.lock(), &c, now)
     }
+
+    fn take_actions(&self) -> Vec<ShapingAction> {
+        std::mem::take(&mut self.inner.lock().outbox)
+    }
 }
 
 /// Warm-up counts per (source, provider); destinations without a provider count per site.
@@ -417,9 +424,34 @@ impl Inner {
             .entry((key.source.to_string(), group.clone()))
             .or_insert_with(|| Warmup::new(c.cfg.warmup.clone(), now));
         self.dirty = true;
-        w.try_take(now).map_err(|e| Hold {
-            until: Some(e.retry_at),
-            reason: format!("source {} warm-up for {group}: {e}", key.source),
-        })
+        let stage = w.stage();
+        let result = w.try_take(now);
+        let scope = Scope::Source(key.source.to_string());
+        if w.stage() > stage {
+            let mut a = ShapingAction::new(ActionKind::WarmupPromoted, "warmup", scope.clone());
+            a.provider = Some(group.clone());
+            a.stage = Some(w.stage());
+            a.count = w.cap();
+            self.outbox.push(a);
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Reported once a day: the first refusal after the cap was reached.
+                if w.state().taken == e.cap && !w.cap_reported() {
+                    w.mark_cap_reported();
+                    let mut a = ShapingAction::new(ActionKind::WarmupCap, "warmup", scope);
+                    a.provider = Some(group.clone());
+                    a.stage = Some(e.stage);
+                    a.count = Some(e.cap);
+                    a.until = Some(e.retry_at);
+                    self.outbox.push(a);
+                }
+                Err(Hold {
+                    until: Some(e.retry_at),
+                    reason: format!("source {} warm-up for {group}: {e}", key.source),
+                })
+            }
+        }
     }
 }

@@ -57,6 +57,13 @@ enum Command {
     },
     /// Inject an RFC 5322 file through the HTTP API.
     Inject(cli::remote::InjectArgs),
+    /// Shaping per (source, site): configured and live limits, suspensions, warm-up
+    /// (`shaping reload` re-reads the configuration file of the running instance).
+    Shaping(cli::shaping::ShapingArgs),
+    /// Hold delivery for a scope (domain:NAME, site:NAME, source:NAME) without using attempts.
+    Suspend(cli::shaping::SuspendArgs),
+    /// Lift a suspension.
+    Resume(cli::shaping::ResumeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -85,6 +92,9 @@ fn main() -> std::process::ExitCode {
             Command::Flush { domain, remote } => cli::remote::flush(config, remote, domain).await,
             Command::Drain { domain, remote } => cli::remote::drain(config, remote, &domain).await,
             Command::Inject(a) => cli::remote::inject(config, a).await,
+            Command::Shaping(a) => cli::shaping::run(config, a).await,
+            Command::Suspend(a) => cli::shaping::suspend(config, a).await,
+            Command::Resume(a) => cli::shaping::resume(config, a).await,
         }
     });
     match result {

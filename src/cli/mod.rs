@@ -6,6 +6,7 @@ pub mod config;
 pub mod dkim;
 pub mod remote;
 pub mod serve;
+pub mod shaping;
 
 use anyhow::Context;
 use std::io::Read;

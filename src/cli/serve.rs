@@ -1,4 +1,5 @@
 use anyhow::Context;
+use cartero_mta::shaping::Reloader;
 use cartero_mta::{Mta, StartOptions};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     let opts = StartOptions {
         metrics: Some(Arc::new(move || handle.render())),
+        reloader: config.map(reloader),
         ..StartOptions::default()
     };
+    let signals = Signals::install()?;
     let mta = Mta::start(cfg.clone(), opts)
         .await
         .context("starting the MTA")?;
@@ -22,23 +25,67 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         tracing::info!(addr = %a, "HTTP API listening");
     }
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
-    wait_for_signal().await;
+    signals.wait(&mta).await;
     tracing::info!("shutting down: finishing in-flight transactions");
     mta.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
+/// Re-reads the file `serve` started with, through the same loader (errors name file and line).
+fn reloader(path: &Path) -> Reloader {
+    let path = path.to_path_buf();
+    Arc::new(move || super::config::load(Some(&path)).map_err(|e| format!("{e:#}")))
+}
+
+fn reload(mta: &Mta) {
+    tracing::info!("SIGHUP: reloading the configuration");
+    if let Err(e) = mta.reload_shaping() {
+        tracing::error!(error = %e, "reload failed: keeping the running configuration");
+    }
+}
+
+/// SIGTERM/SIGINT stop, SIGHUP reloads. Installed before "ready" is logged: until then SIGHUP
+/// would still have its default action and kill the process.
+#[cfg(unix)]
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+        let install = |kind: SignalKind| signal(kind).context("installing signal handlers");
+        Ok(Self {
+            term: install(SignalKind::terminate())?,
+            int: install(SignalKind::interrupt())?,
+            hup: install(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait(mut self, mta: &Mta) {
+        loop {
             tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => reload(mta),
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn wait(self, _mta: &Mta) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

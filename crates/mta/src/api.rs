@@ -1,4 +1,4 @@
-//! The HTTP API: injection (SPEC §2.1), queue operations and Prometheus metrics. Every route except
+//! The HTTP API: injection (SPEC §2.1), queue and shaping operations and Prometheus metrics. Every route except
 //! `/healthz` and the one-click `/unsubscribe/{token}` (whose signed token is its credential)
 //! requires `Authorization: Bearer <token>`.
 

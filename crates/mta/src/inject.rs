@@ -203,7 +203,9 @@ pub(crate) fn take_pool_header(msg: Vec<u8>) -> (Option<String>, Vec<u8>) {
             && line[..NAME.len()].eq_ignore_ascii_case(NAME)
             && line[NAME.len()] == b':'
         {
-            let value = String::from_utf8_lossy(&line[NAME.len() + 1..]).trim().to_string();
+            let value = String::from_utf8_lossy(&line[NAME.len() + 1..])
+                .trim()
+                .to_string();
             let mut rest = msg[..start].to_vec();
             rest.extend_from_slice(&msg[end..]);
             return ((!value.is_empty()).then_some(value), rest);
@@ -246,10 +248,15 @@ mod tests {
 
     #[test]
     fn pool_header_is_read_and_removed_but_only_from_the_header() {
-        let m = b"From: a@b\r\nX-Cartero-Pool:  news \r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n".to_vec();
+        let m =
+            b"From: a@b\r\nX-Cartero-Pool:  news \r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n"
+                .to_vec();
         let (pool, rest) = take_pool_header(m);
         assert_eq!(pool.as_deref(), Some("news"));
-        assert_eq!(rest, b"From: a@b\r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n");
+        assert_eq!(
+            rest,
+            b"From: a@b\r\nSubject: s\r\n\r\nX-Cartero-Pool: body\r\n"
+        );
         let m = b"From: a@b\r\n\r\nX-Cartero-Pool: body\r\n".to_vec();
         let (pool, rest) = take_pool_header(m.clone());
         assert_eq!((pool, rest), (None, m));

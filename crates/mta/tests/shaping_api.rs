@@ -200,10 +200,7 @@ async fn reload_without_a_reloader_is_refused() {
     let api = Api::start(|_| None).await;
     let (st, err) = api.post("/reload", None).await;
     assert_eq!(st, StatusCode::CONFLICT, "{err}");
-    assert!(
-        err["error"].as_str().unwrap().contains("--config"),
-        "{err}"
-    );
+    assert!(err["error"].as_str().unwrap().contains("--config"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,7 +50,7 @@ impl Default for AdaptiveConfig {
             rules: Vec::new(),
             sweep: SweepConfig::default(),
             avoid_source_for: Duration::from_secs(300),
-            connection_increase_every: 100,
+            connection_increase_every: 1000,
         }
     }
 }

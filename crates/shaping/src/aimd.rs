@@ -33,8 +33,8 @@ impl Default for AimdConfig {
     fn default() -> Self {
         Self {
             min: 60.0,
-            increase_per_success: 60.0,
-            decrease_factor: 0.8,
+            increase_per_success: 100.0,
+            decrease_factor: 0.85,
             decrease_holdoff: Duration::from_secs(2),
         }
     }
@@ -129,7 +129,9 @@ impl Aimd {
         } else if limit.is_finite() {
             limit
         } else {
-            self.config.min
+            // Unlimited and nothing sent lately (a refusal before the first message): there is
+            // no rate to go down from, and the floor would be a guess far too low.
+            return false;
         };
         self.rate = Some((base * self.config.decrease_factor).max(self.config.min));
         self.last_decrease = Some(now);

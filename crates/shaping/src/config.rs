@@ -244,7 +244,9 @@ impl ShapingConfig {
     }
 
     fn matching_of(&self, name: &str, p: &ProviderSpec) -> ProviderSpec {
-        let builtin = builtin_providers().get(name).filter(|_| self.builtin_providers);
+        let builtin = builtin_providers()
+            .get(name)
+            .filter(|_| self.builtin_providers);
         match builtin {
             Some(b) if p.mx_suffixes.is_empty() && p.domain_suffixes.is_empty() => ProviderSpec {
                 mx_suffixes: b.mx_suffixes.clone(),

@@ -31,6 +31,13 @@ impl Pacer {
     }
 }
 
+impl Pacer {
+    /// Hands out nothing before `t` (a pause after the site pushed back).
+    pub fn pause_until(&mut self, t: UnixMillis) {
+        self.next_free_us = self.next_free_us.max(t.saturating_mul(1_000));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

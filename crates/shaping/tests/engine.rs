@@ -54,7 +54,14 @@ fn config(toml_text: &str) -> ShapingConfig {
 fn engine_warming(toml_text: &str, warming: &[&str]) -> (AdaptiveLimits, ManualClock) {
     let clock = ManualClock::new(START);
     let warming: Vec<String> = warming.iter().map(|s| s.to_string()).collect();
-    let l = AdaptiveLimits::new(config(toml_text), &warming, Arc::new(clock.clone()))
+    let mut cfg = config(toml_text);
+    // The exact numbers below were worked out for these AIMD parameters; the defaults may move
+    // with benchmark tuning without invalidating what the tests check.
+    if !toml_text.contains("aimd") {
+        cfg.adaptive.aimd.decrease_factor = 0.8;
+        cfg.adaptive.aimd.increase_per_success = 60.0;
+    }
+    let l = AdaptiveLimits::new(cfg, &warming, Arc::new(clock.clone()))
         .unwrap_or_else(|e| panic!("engine: {e}"));
     (l, clock)
 }
@@ -148,7 +155,7 @@ fn aimd_decreases_from_the_measured_rate_once_per_holdoff_and_recovers_additivel
 }
 
 #[test]
-fn aimd_on_an_unlimited_queue_starts_from_what_was_measured_or_the_floor() {
+fn aimd_on_an_unlimited_queue_starts_from_what_was_measured() {
     let (l, clock) = engine("");
     let (k, t) = (key("ip1"), to("example.test"));
     assert_eq!(rate(&l, &k, &t), None);
@@ -156,18 +163,20 @@ fn aimd_on_an_unlimited_queue_starts_from_what_was_measured_or_the_floor() {
         l.reserve_message(&k, &t).unwrap();
     }
     clock.set(START + 500);
-    // 10 messages over the last 1.5 s = 24,000/h; times 0.8.
+    // 10 messages, first one 0.5 s ago: measured over at least a second = 36,000/h; times 0.8.
     let v = l.observe(&k, &t, throttled(THROTTLE));
     assert_eq!(v.actions.len(), 1);
     assert_eq!(v.actions[0].rate_before, None, "was unlimited");
-    assert_eq!(v.actions[0].rate_after, Some(19_200.0));
-    assert_eq!(rate(&l, &k, &t), Some(19_200.0));
+    assert_eq!(v.actions[0].rate_after, Some(28_800.0));
+    assert_eq!(rate(&l, &k, &t), Some(28_800.0));
 
-    // A queue that sent nothing measurable drops to the floor (60/h by default).
+    // A queue that sent nothing measurable has no rate to decrease from: the recipient is held,
+    // the rate stays unlimited (a fall to the 60/h floor would be a guess far too low).
     let k2 = key("ip2");
     let v = l.observe(&k2, &t, throttled(THROTTLE));
-    assert_eq!(v.actions[0].rate_after, Some(60.0));
-    assert_eq!(rate(&l, &k2, &t), Some(60.0));
+    assert!(v.actions.is_empty());
+    assert!(v.hold.is_some());
+    assert_eq!(rate(&l, &k2, &t), None);
 }
 
 #[test]
@@ -766,7 +775,8 @@ fn bad_reload_is_refused_and_a_good_one_applies_at_once_keeping_learned_rates() 
         5,
         "old config still in force"
     );
-    assert_eq!(l.config(), config(RELOAD_CFG));
+    assert_eq!(l.config().default, config(RELOAD_CFG).default);
+    assert_eq!(l.config().adaptive.rules, config(RELOAD_CFG).adaptive.rules);
     let mut bad_pattern = config(RELOAD_CFG);
     bad_pattern.adaptive.throttle_patterns.push("[".into());
     let err = l.reload(bad_pattern, &[]).unwrap_err();
@@ -923,4 +933,22 @@ fn configured_provider_with_only_limits_keeps_builtin_matching() {
     assert_eq!(cfg.provider_of("gmail.com", &[]).as_deref(), Some("gmail"));
     let p = cfg.resolve("s", "site", "gmail.com", Some("gmail"));
     assert_eq!(p.max_connections, 3);
+}
+
+#[test]
+fn every_displayed_scope_parses_back() {
+    for scope in [
+        Scope::Domain("a.test".into()),
+        Scope::Site("mx1.a.test,mx2.a.test".into()),
+        Scope::Source("ip1".into()),
+        queue_scope("ip1", "mx.a.test"),
+        Scope::SourceDomain {
+            source: "ip1".into(),
+            domain: "a.test".into(),
+        },
+    ] {
+        assert_eq!(Scope::parse(&scope.to_string()), Ok(scope.clone()));
+    }
+    assert!(Scope::parse("queue:ip1").is_err());
+    assert!(Scope::parse("queue:/site").is_err());
 }

@@ -88,12 +88,11 @@ pub(super) async fn resume(
     let b: ResumeBody = parse(&body)?;
     let scope = scope(&b.scope)?;
     let shown = scope.to_string();
-    s.mta.resume(scope).await.map(Json).ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("{shown} is not suspended"),
-        )
-    })
+    s.mta
+        .resume(scope)
+        .await
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("{shown} is not suspended")))
 }
 
 /// The reloader reads a file, so it runs off the async workers.

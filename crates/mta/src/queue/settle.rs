@@ -125,16 +125,26 @@ impl Settler {
             domain: &r.domain,
             provider: lane.provider.as_deref(),
         };
+        // Shaping matches the reply itself ("421 4.7.0 …"), not the text with the phase the
+        // failure happened in ("banner rejected: 421 …").
+        let reply = match outcome {
+            Outcome::Transient(f) | Outcome::Expired(f) | Outcome::Permanent(f) => {
+                f.reply.as_ref().map(|r| r.to_string())
+            }
+            Outcome::Delivered { .. } => None,
+        };
         let (observed, sent) = match outcome {
             Outcome::Delivered { .. } => (Observed::Delivered, Sent::Delivered),
-            Outcome::Transient(f) | Outcome::Expired(f) => (failed(f, false), Sent::NotSent),
+            Outcome::Transient(f) | Outcome::Expired(f) => {
+                (failed(f, reply.as_deref(), false), Sent::NotSent)
+            }
             Outcome::Permanent(f) => {
                 let sent = if f.reply.is_some() {
                     Sent::Refused
                 } else {
                     Sent::NotSent
                 };
-                (failed(f, true), sent)
+                (failed(f, reply.as_deref(), true), sent)
             }
         };
         let verdict = self.limits.observe(&lane.key, &t, observed);
@@ -190,9 +200,9 @@ impl Settler {
     }
 }
 
-fn failed(f: &Failure, permanent: bool) -> Observed<'_> {
+fn failed<'a>(f: &'a Failure, reply: Option<&'a str>, permanent: bool) -> Observed<'a> {
     Observed::Failed {
-        reply: &f.text,
+        reply: reply.unwrap_or(&f.text),
         class: f.class.0,
         permanent,
     }

@@ -82,7 +82,9 @@ impl RealEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut cfg = test_config(dir.path(), dns.addr(), 25);
         for (domain, addr) in routes {
-            cfg.delivery.routes.insert(domain.to_string(), addr.to_string());
+            cfg.delivery
+                .routes
+                .insert(domain.to_string(), addr.to_string());
         }
         tweak(&mut cfg);
         let (mta, events) = start_real(cfg.clone()).await;

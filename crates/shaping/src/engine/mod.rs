@@ -48,9 +48,11 @@ impl Compiled {
     }
 }
 
-/// Messages sent over the last two seconds: the rate a throttle reply is a verdict on.
+/// Events counted over the last one to two seconds: how fast a queue sends, and how fast its
+/// site accepts — the rate a throttle reply is a verdict on.
 #[derive(Debug, Default, Clone)]
 struct Meter {
+    started: Option<UnixMillis>,
     second: u64,
     current: u32,
     previous: u32,
@@ -71,14 +73,22 @@ impl Meter {
     }
 
     fn record(&mut self, now: UnixMillis) {
+        self.started.get_or_insert(now);
         self.tick(now);
         self.current = self.current.saturating_add(1);
     }
 
-    /// Messages per hour over the last 1–2 seconds.
+    /// Per hour over the last 1–2 seconds (or since the first event, when that is more recent:
+    /// a queue that just started must not look slower than it is).
     fn per_hour(&mut self, now: UnixMillis) -> f64 {
         self.tick(now);
-        let elapsed = 1.0 + (now % 1_000) as f64 / 1_000.0;
+        let window = 1.0 + (now % 1_000) as f64 / 1_000.0;
+        let since_start = self
+            .started
+            .map_or(window, |t| now.saturating_sub(t) as f64 / 1_000.0);
+        // At least a second: sites count their limits over a second or more, so a burst in the
+        // first milliseconds says nothing about the sustainable rate.
+        let elapsed = window.min(since_start.max(1.0));
         f64::from(self.previous + self.current) / elapsed * 3_600.0
     }
 }
@@ -96,10 +106,15 @@ struct QueueState {
     connections: Arc<Mutex<u32>>,
     pacer: Pacer,
     conn_pacer: Pacer,
+    /// Messages handed out.
     meter: Meter,
+    /// Messages the site accepted.
+    accepted: Meter,
     aimd: Option<Aimd>,
     /// Connection limit learned from refusals; `None` = the configured one.
     live_connections: Option<u32>,
+    /// Refusals since the last decrease of the connection limit, and when the first came.
+    refusals: (u32, UnixMillis),
     successes_since_step: u32,
     /// Rate (messages/hour) imposed by a throttle rule or sweep.
     throttle: Option<Timed<f64>>,

@@ -50,7 +50,7 @@ pub(super) fn observe(
                 apply_rule(inner, c, key, t, f, now, &mut v);
             }
             if refused || c.throttle.is_match(reply) {
-                on_refused(inner, key, t, reply, &mut v);
+                on_refused(inner, c, key, t, reply, now, &mut v);
             } else {
                 avoid(inner, c, key, t, reply, now, &mut v);
             }
@@ -80,6 +80,7 @@ fn aimd_of<'a>(q: &'a mut QueueState, c: &Compiled, key: &QueueKey, t: &Target) 
 
 fn on_delivered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now: UnixMillis) {
     let q = inner.queues.entry(key.clone()).or_default();
+    q.accepted.record(now);
     if q.aimd.is_some() {
         let a = aimd_of(q, c, key, t);
         if a.is_reduced() {
@@ -120,6 +121,9 @@ fn base_action(
     a
 }
 
+/// Pause after a rate decrease, milliseconds.
+const THROTTLE_PAUSE_MS: u64 = 1_000;
+
 fn on_throttle(
     inner: &mut Inner,
     c: &Compiled,
@@ -130,23 +134,56 @@ fn on_throttle(
     v: &mut Verdict,
 ) {
     let q = inner.queues.entry(key.clone()).or_default();
-    let measured = q.meter.per_hour(now);
+    // When the site is overloaded, what it accepted over the last second is its limit: decrease
+    // from that rather than from what we pushed at it, so one decrease lands near the limit.
+    let accepted = q.accepted.per_hour(now);
+    let sent = q.meter.per_hour(now);
+    let measured = if accepted >= 1.0 {
+        accepted.min(sent)
+    } else {
+        sent
+    };
     let a = aimd_of(q, c, key, t);
     let before = a.current();
     // The recipient waits for the lower rate without using up an attempt: the site refused the
     // pace, not the recipient.
     v.hold = Some(v.hold.flatten().max(Some(now)));
     if a.on_throttle(now, measured) {
+        let after = a.current();
+        // Sites count over a sliding second (or more): sending on at once, even at the lower
+        // rate, only meets the window the overshoot filled. Pause one second first.
+        q.pacer.pause_until(now.saturating_add(THROTTLE_PAUSE_MS));
         let mut e = base_action(ActionKind::RateDecrease, "aimd", key, t);
         e.reply = Some(reply.to_string());
         e.rate_before = before;
-        e.rate_after = a.current();
+        e.rate_after = after;
         v.actions.push(e);
     }
 }
 
-fn on_refused(inner: &mut Inner, key: &QueueKey, t: &Target, reply: &str, v: &mut Verdict) {
+/// Refusals needed within the hold-off to lower an already learned connection limit. One is
+/// not enough: at connection turnover the site may not have freed the old slot yet when the new
+/// connection arrives, and such a race says nothing about its limit.
+const REFUSALS_TO_DECREASE: u32 = 3;
+
+fn on_refused(
+    inner: &mut Inner,
+    c: &Compiled,
+    key: &QueueKey,
+    t: &Target,
+    reply: &str,
+    now: UnixMillis,
+    v: &mut Verdict,
+) {
     let q = inner.queues.entry(key.clone()).or_default();
+    let holdoff = crate::rules::millis(c.cfg.adaptive.aimd.decrease_holdoff);
+    if now.saturating_sub(q.refusals.1) > holdoff {
+        q.refusals = (0, now);
+    }
+    q.refusals.0 += 1;
+    if q.live_connections.is_some() && q.refusals.0 < REFUSALS_TO_DECREASE {
+        return;
+    }
     // The refused connection's slot is already released: what is open now is what the site takes.
     let open = *q.connections.lock();
     let target = open.max(1);
@@ -154,6 +191,7 @@ fn on_refused(inner: &mut Inner, key: &QueueKey, t: &Target, reply: &str, v: &mu
         return;
     }
     q.live_connections = Some(target);
+    q.refusals = (0, now);
     q.successes_since_step = 0;
     let mut e = base_action(ActionKind::ConnectionsDecrease, "aimd", key, t);
     e.reply = Some(reply.to_string());

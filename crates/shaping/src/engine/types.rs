@@ -67,7 +67,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    /// Parses `domain:NAME`, `site:NAME` or `source:NAME` (the CLI and API syntax).
+    /// Parses `domain:NAME`, `site:NAME`, `source:NAME`, `queue:SOURCE/SITE` or
+    /// `source-domain:SOURCE/DOMAIN` (the CLI and API syntax; the inverse of `Display`).
     pub fn parse(s: &str) -> Result<Self, String> {
         let (kind, name) = s
             .split_once(':')
@@ -76,12 +77,27 @@ impl Scope {
         if name.is_empty() {
             return Err(format!("{s:?}: empty name"));
         }
+        // `queue:` and `source-domain:` are what rules and sweeps suspend; the view prints them
+        // this way so an operator can resume them.
+        let pair = || {
+            name.split_once('/')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+                .ok_or_else(|| format!("{s:?}: expected {kind}:SOURCE/NAME"))
+        };
         match kind.trim() {
             "domain" => Ok(Scope::Domain(name.to_ascii_lowercase())),
             "site" => Ok(Scope::Site(name.to_string())),
             "source" => Ok(Scope::Source(name.to_string())),
+            "queue" => pair().map(|(source, site)| Scope::Queue {
+                source: source.to_string(),
+                site: site.to_string(),
+            }),
+            "source-domain" => pair().map(|(source, domain)| Scope::SourceDomain {
+                source: source.to_string(),
+                domain: domain.to_ascii_lowercase(),
+            }),
             _ => Err(format!(
-                "{s:?}: unknown scope {kind:?} (domain, site or source)"
+                "{s:?}: unknown scope {kind:?} (domain, site, source, queue or source-domain)"
             )),
         }
     }

@@ -73,7 +73,13 @@ pub(super) fn build(inner: &Inner, c: &Compiled, now: UnixMillis) -> ShapingView
     let mut queues: Vec<QueueView> = inner
         .queues
         .iter()
-        .filter(|(_, q)| !q.domain.is_empty() || *q.connections.lock() > 0)
+        .filter(|(_, q)| {
+            // Queues restored from the state file show what was learned before any traffic.
+            !q.domain.is_empty()
+                || *q.connections.lock() > 0
+                || q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced)
+                || q.live_connections.is_some()
+        })
         .map(|(k, q)| {
             let t = Target {
                 domain: &q.domain,

@@ -63,6 +63,16 @@ impl Failure {
         }
     }
 
+    /// What shaping and response rules match: the remote reply on one line ("421 4.7.0 …") when
+    /// there was one — `text` may say in which phase it came ("banner rejected: 421 …") — else
+    /// the local error.
+    pub fn reply_line(&self) -> std::borrow::Cow<'_, str> {
+        match &self.reply {
+            Some(r) => r.to_string().into(),
+            None => self.text.as_str().into(),
+        }
+    }
+
     /// A failure with no remote reply (connection refused, timeout, DNS), with a class chosen by the
     /// caller, who knows what failed.
     pub fn local(text: impl Into<String>, class: BounceClass, rule: &str) -> Self {

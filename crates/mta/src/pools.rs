@@ -5,6 +5,7 @@
 
 use crate::config::DeliveryConfig;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -145,6 +146,9 @@ impl Pools {
         if let Some(p) = requested.and_then(|p| self.pools.get_key_value(p)) {
             return p.0;
         }
+        if self.rules.is_empty() {
+            return &self.default;
+        }
         let sender_domain = crate::queue::domain_of(sender);
         let eq = |want: &Option<String>, have: &str| {
             want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have))
@@ -156,13 +160,14 @@ impl Pools {
     }
 
     /// The pool's sources in a random order weighted by share: the first is picked with
-    /// probability weight / total, and so on down the list.
-    pub fn candidates(&self, pool: &str) -> Vec<Arc<str>> {
+    /// probability weight / total, and so on down the list. Asked per recipient: a pool of one
+    /// source is lent, not copied.
+    pub fn candidates(&self, pool: &str) -> Cow<'_, [Arc<str>]> {
         let Some(members) = self.pools.get(pool) else {
-            return Vec::new();
+            return Cow::Borrowed(&[]);
         };
-        if members.len() == 1 {
-            return vec![members[0].0.clone()];
+        if let [(only, _)] = members.as_slice() {
+            return Cow::Borrowed(std::slice::from_ref(only));
         }
         // Weighted sampling without replacement: sort by u^(1/w), largest first.
         let mut keyed: Vec<(f64, &Arc<str>)> = members
@@ -170,7 +175,7 @@ impl Pools {
             .map(|(s, w)| (fastrand::f64().powf(1.0 / f64::from(*w)), s))
             .collect();
         keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
-        keyed.into_iter().map(|(_, s)| s.clone()).collect()
+        Cow::Owned(keyed.into_iter().map(|(_, s)| s.clone()).collect())
     }
 
     /// Whether some pool holding `source` has another source to send from.

@@ -202,7 +202,10 @@ impl ShapingConfig {
         if let Some(l) = self.domains.get(domain) {
             l.apply(&mut p);
         }
-        if let Some(l) = self.domain_sources.get(&format!("{domain}@{source}")) {
+        // Resolved for every message sent: no key to build when the layer is empty.
+        if !self.domain_sources.is_empty()
+            && let Some(l) = self.domain_sources.get(&format!("{domain}@{source}"))
+        {
             l.apply(&mut p);
         }
         p

@@ -2,6 +2,7 @@
 //! operator actions that move recipients around (flush, drain).
 
 use super::QRcpt;
+use super::hold::release_unsent;
 use super::ready::Batch;
 use super::state::Scheduler;
 use crate::delivery;
@@ -134,13 +135,8 @@ impl Scheduler {
             let now = self.ctx.clock.now_ms();
             for mut r in deferred {
                 if avoided && self.ctx.pools.has_alternative(&key.source) {
-                    let t = Target {
-                        domain: &r.domain,
-                        provider: at.lane.as_ref().and_then(|l| l.provider.as_deref()),
-                    };
-                    self.ctx
-                        .limits
-                        .release(&key, &t, cartero_shaping::Sent::NotSent);
+                    let provider = at.lane.as_ref().and_then(|l| l.provider.as_deref());
+                    release_unsent(self.ctx.limits.as_ref(), &key, provider, &r);
                     r.next_attempt = now;
                     self.schedule(r);
                 } else {
@@ -153,10 +149,7 @@ impl Scheduler {
 
     /// Reports a failed connection to shaping; true when the source is now to be avoided.
     fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> bool {
-        let reply = f
-            .reply
-            .as_ref()
-            .map_or_else(|| f.text.clone(), |r| r.to_string());
+        let reply = f.reply_line();
         let t = Target {
             domain: domain.unwrap_or(""),
             provider: lane.provider.as_deref(),
@@ -217,21 +210,7 @@ impl Scheduler {
         if let Some(ds) = self.domains.get_mut(domain) {
             taken.append(&mut ds.awaiting);
         }
-        for (key, q) in self.ready.iter_mut() {
-            let (out, keep): (Vec<_>, Vec<_>) =
-                q.items.drain(..).partition(|r| &*r.domain == domain);
-            q.items = keep.into();
-            for r in &out {
-                let t = Target {
-                    domain: &r.domain,
-                    provider: q.dest.provider.as_deref(),
-                };
-                self.ctx
-                    .limits
-                    .release(key, &t, cartero_shaping::Sent::NotSent);
-            }
-            taken.extend(out);
-        }
+        taken.extend(self.take_ready(|_| false, |_, r| &*r.domain == domain));
         let n = taken.len();
         let failure = Failure::local("drained by operator", BounceClass::ADMIN, "operator:drain");
         let at = AttemptContext::default();

@@ -6,7 +6,7 @@ use super::QRcpt;
 use super::state::Scheduler;
 use crate::outcome::{AttemptContext, Failure, Outcome};
 use cartero_clock::UnixMillis;
-use cartero_shaping::{QueueKey, Scope, Sent, ShapingAction, Target};
+use cartero_shaping::{Limits, QueueKey, Scope, Sent, ShapingAction, Target};
 
 impl Scheduler {
     pub(super) fn suspend(
@@ -59,52 +59,41 @@ impl Scheduler {
         }
     }
 
+    /// Takes out of the ready queues every recipient `pick` selects (queues `skip` rules out are
+    /// not walked) and gives back their warm-up slots: they leave without being sent.
+    pub(super) fn take_ready(
+        &mut self,
+        skip: impl Fn(&QueueKey) -> bool,
+        pick: impl Fn(&QueueKey, &QRcpt) -> bool,
+    ) -> Vec<QRcpt> {
+        let mut taken = Vec::new();
+        for (key, q) in self.ready.iter_mut().filter(|(k, _)| !skip(k)) {
+            let (out, keep): (Vec<_>, Vec<_>) = q.items.drain(..).partition(|r| pick(key, r));
+            q.items = keep.into();
+            for r in &out {
+                release_unsent(self.ctx.limits.as_ref(), key, q.dest.provider.as_deref(), r);
+            }
+            taken.extend(out);
+        }
+        taken
+    }
+
     /// Moves the ready recipients a suspension covers back to the scheduled queue until it ends.
     pub(super) fn evict(&mut self, scope: &Scope, until: Option<UnixMillis>) {
         let now = self.ctx.clock.now_ms();
-        let mut held = Vec::new();
-        for (key, q) in self.ready.iter_mut() {
-            if matches!(scope, Scope::Source(s) if **s != *key.source)
-                || matches!(scope, Scope::Site(s) | Scope::Queue { site: s, .. } if **s != *key.site)
-            {
-                continue;
-            }
-            let (out, keep): (Vec<_>, Vec<_>) = q
-                .items
-                .drain(..)
-                .partition(|r| scope.covers(key, &r.domain));
-            q.items = keep.into();
-            for r in out {
-                let t = Target {
-                    domain: &r.domain,
-                    provider: q.dest.provider.as_deref(),
-                };
-                self.ctx.limits.release(key, &t, Sent::NotSent);
-                held.push(r);
-            }
-        }
+        let held = self.take_ready(
+            |k| !scope.covers_queue(k),
+            |k, r| scope.covers(k, &r.domain),
+        );
         for mut r in held {
-            r.next_attempt = until
-                .unwrap_or(u64::MAX)
-                .clamp(now + 1, r.msg.env.expires_at);
-            r.held = true;
+            r.hold(until, now + 1);
             self.schedule(r);
         }
     }
 
     /// Fails everything waiting in one queue with the reply that fired a `bounce` rule.
     pub(super) fn bounce_queue(&mut self, key: &QueueKey, failure: Failure) {
-        let Some(q) = self.ready.get_mut(key) else {
-            return;
-        };
-        let taken: Vec<QRcpt> = q.items.drain(..).collect();
-        for r in &taken {
-            let t = Target {
-                domain: &r.domain,
-                provider: q.dest.provider.as_deref(),
-            };
-            self.ctx.limits.release(key, &t, Sent::NotSent);
-        }
+        let taken = self.take_ready(|k| k != key, |_, _| true);
         // Settled without a lane: these recipients were not sent, so shaping must not count
         // them (nor fire the same rule once per recipient).
         let at = AttemptContext::default();
@@ -112,4 +101,18 @@ impl Scheduler {
             self.settle(r, Outcome::Permanent(failure.clone()), &at);
         }
     }
+}
+
+/// Gives back the warm-up slot of a recipient admitted on `key` that leaves without being sent.
+pub(super) fn release_unsent(
+    limits: &dyn Limits,
+    key: &QueueKey,
+    provider: Option<&str>,
+    r: &QRcpt,
+) {
+    let t = Target {
+        domain: &r.domain,
+        provider,
+    };
+    limits.release(key, &t, Sent::NotSent);
 }

@@ -53,6 +53,16 @@ pub(crate) struct QRcpt {
 }
 
 impl QRcpt {
+    /// Waits, without using an attempt, until `until` (`None` = until resumed), not before
+    /// `not_before` and never past the validity: an expired recipient is due at once and fails.
+    pub fn hold(&mut self, until: Option<UnixMillis>, not_before: UnixMillis) {
+        self.next_attempt = until
+            .unwrap_or(u64::MAX)
+            .max(not_before)
+            .min(self.msg.env.expires_at);
+        self.held = true;
+    }
+
     pub fn address(&self) -> &str {
         self.msg
             .env
@@ -68,4 +78,55 @@ pub(crate) fn domain_of(address: &str) -> String {
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cartero_spool::{Envelope, MessageId};
+
+    fn rcpt(expires_at: UnixMillis) -> QRcpt {
+        let env = Envelope {
+            sender: String::new(),
+            recipients: vec!["a@b.test".into()],
+            received_at: 0,
+            expires_at,
+            metadata: Default::default(),
+            pool: None,
+        };
+        let msg = Arc::new(Msg {
+            id: MessageId(1),
+            env,
+            size: 1,
+        });
+        QRcpt {
+            msg,
+            idx: 0,
+            domain: "b.test".into(),
+            attempts: 0,
+            held: false,
+            next_attempt: 0,
+            last: None,
+        }
+    }
+
+    #[test]
+    fn regression_hold_of_an_expired_recipient_does_not_panic() {
+        // `clamp(now + 1, expires_at)` panicked when a suspension evicted a recipient whose
+        // validity had ended while it waited in a ready queue.
+        let mut r = rcpt(1_000);
+        r.hold(Some(5_000), 2_001);
+        assert_eq!(r.next_attempt, 1_000, "due at once, to expire");
+        assert!(r.held);
+        let mut r = rcpt(10_000);
+        r.hold(None, 2_001);
+        assert_eq!(
+            r.next_attempt, 10_000,
+            "until resumed = until the validity ends"
+        );
+        r.hold(Some(3_000), 2_001);
+        assert_eq!(r.next_attempt, 3_000);
+        r.hold(Some(1_000), 2_001);
+        assert_eq!(r.next_attempt, 2_001, "never before not_before");
+    }
 }

@@ -47,8 +47,7 @@ impl Settler {
         if let (Some(until), Outcome::Transient(f)) = (hold, &outcome) {
             // The site refused the pace or is suspended: the recipient waits without using up an
             // attempt (SPEC §2.6), but the reply is still reported.
-            r.next_attempt = until.unwrap_or(u64::MAX).clamp(now, r.msg.env.expires_at);
-            r.held = true;
+            r.hold(until, now);
             self.record(&r, RcptStatus::Queued, Some(f.text.clone()));
             self.events
                 .emit(&self.event(EventType::Delay, &r, &outcome, Some(f), at, now));
@@ -125,26 +124,25 @@ impl Settler {
             domain: &r.domain,
             provider: lane.provider.as_deref(),
         };
-        // Shaping matches the reply itself ("421 4.7.0 …"), not the text with the phase the
-        // failure happened in ("banner rejected: 421 …").
         let reply = match outcome {
-            Outcome::Transient(f) | Outcome::Expired(f) | Outcome::Permanent(f) => {
-                f.reply.as_ref().map(|r| r.to_string())
-            }
-            Outcome::Delivered { .. } => None,
+            Outcome::Transient(f) | Outcome::Expired(f) | Outcome::Permanent(f) => f.reply_line(),
+            Outcome::Delivered { .. } => "".into(),
+        };
+        let failed = |f: &Failure, permanent| Observed::Failed {
+            reply: &reply,
+            class: f.class.0,
+            permanent,
         };
         let (observed, sent) = match outcome {
             Outcome::Delivered { .. } => (Observed::Delivered, Sent::Delivered),
-            Outcome::Transient(f) | Outcome::Expired(f) => {
-                (failed(f, reply.as_deref(), false), Sent::NotSent)
-            }
+            Outcome::Transient(f) | Outcome::Expired(f) => (failed(f, false), Sent::NotSent),
             Outcome::Permanent(f) => {
                 let sent = if f.reply.is_some() {
                     Sent::Refused
                 } else {
                     Sent::NotSent
                 };
-                (failed(f, reply.as_deref(), true), sent)
+                (failed(f, true), sent)
             }
         };
         let verdict = self.limits.observe(&lane.key, &t, observed);
@@ -197,14 +195,6 @@ impl Settler {
             }
         }
         e
-    }
-}
-
-fn failed<'a>(f: &'a Failure, reply: Option<&'a str>, permanent: bool) -> Observed<'a> {
-    Observed::Failed {
-        reply: reply.unwrap_or(&f.text),
-        class: f.class.0,
-        permanent,
     }
 }
 

@@ -239,9 +239,14 @@ impl Scheduler {
     }
 
     pub(super) fn settle(&mut self, r: QRcpt, outcome: Outcome, at: &AttemptContext) {
+        // Only a queue's outcome can fire a bounce rule, which needs the reply afterwards.
         let failure = match &outcome {
-            Outcome::Transient(f) | Outcome::Permanent(f) | Outcome::Expired(f) => Some(f.clone()),
-            Outcome::Delivered { .. } => None,
+            Outcome::Transient(f) | Outcome::Permanent(f) | Outcome::Expired(f)
+                if at.lane.is_some() =>
+            {
+                Some(f.clone())
+            }
+            _ => None,
         };
         let (disposition, verdict) = self.settler.settle(r, outcome, at);
         if let Disposition::Requeue(r) = disposition {
@@ -340,7 +345,7 @@ impl Scheduler {
         let mut hold: Option<Hold> = None;
         let mut chosen = None;
         'passes: for allow_avoided in [false, true] {
-            for source in &candidates {
+            for source in candidates.iter() {
                 let key = QueueKey {
                     source: source.clone(),
                     site: dest.site.clone(),
@@ -357,10 +362,7 @@ impl Scheduler {
         let Some(key) = chosen else {
             let until = hold.and_then(|h| h.until);
             let now = self.ctx.clock.now_ms();
-            r.next_attempt = until
-                .unwrap_or(u64::MAX)
-                .clamp(now + 1, r.msg.env.expires_at);
-            r.held = true;
+            r.hold(until, now + 1);
             self.schedule(r);
             return;
         };

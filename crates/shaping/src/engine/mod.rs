@@ -126,6 +126,17 @@ struct QueueState {
     provider: Option<String>,
 }
 
+impl QueueState {
+    /// Remembers the last target for the view; allocates only when it changes (this runs for
+    /// every outcome and connection).
+    fn note_target(&mut self, t: &Target) {
+        if self.domain != t.domain || self.provider.as_deref() != t.provider {
+            self.domain = t.domain.to_string();
+            self.provider = t.provider.map(str::to_string);
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Suspension {
     until: Option<UnixMillis>,
@@ -262,10 +273,7 @@ impl Limits for AdaptiveLimits {
         let now = self.now();
         let mut inner = self.inner.lock();
         let q = inner.queues.entry(key.clone()).or_default();
-        if q.domain != t.domain {
-            q.domain = t.domain.to_string();
-            q.provider = t.provider.map(str::to_string);
-        }
+        q.note_target(t);
         let p = live_params(&c, key, t, Some(q), now);
         let mut n = q.connections.lock();
         if *n >= p.max_connections {

@@ -20,11 +20,7 @@ pub(super) fn observe(
     if !c.cfg.adaptive.enabled {
         return v;
     }
-    {
-        let q = inner.queues.entry(key.clone()).or_default();
-        q.domain = t.domain.to_string();
-        q.provider = t.provider.map(str::to_string);
-    }
+    inner.queues.entry(key.clone()).or_default().note_target(t);
     match what {
         Observed::Delivered => {
             on_delivered(inner, c, key, t, now);

@@ -102,15 +102,23 @@ impl Scope {
         }
     }
 
+    /// Whether some recipient queued on `key` may be covered (the domain aside).
+    pub fn covers_queue(&self, key: &QueueKey) -> bool {
+        match self {
+            Scope::Domain(_) => true,
+            Scope::Site(s) => **s == *key.site,
+            Scope::Source(s) | Scope::SourceDomain { source: s, .. } => **s == *key.source,
+            Scope::Queue { source, site } => **source == *key.source && **site == *key.site,
+        }
+    }
+
     /// Whether a recipient of `domain` queued on `key` is covered.
     pub fn covers(&self, key: &QueueKey, domain: &str) -> bool {
-        match self {
-            Scope::Domain(d) => d == domain,
-            Scope::Site(s) => **s == *key.site,
-            Scope::Source(s) => **s == *key.source,
-            Scope::Queue { source, site } => **source == *key.source && **site == *key.site,
-            Scope::SourceDomain { source, domain: d } => **source == *key.source && d == domain,
-        }
+        self.covers_queue(key)
+            && match self {
+                Scope::Domain(d) | Scope::SourceDomain { domain: d, .. } => d == domain,
+                Scope::Site(_) | Scope::Source(_) | Scope::Queue { .. } => true,
+            }
     }
 }
 

@@ -9,7 +9,7 @@ use crate::queue::{Batch, Cmd, QRcpt, SchedulerHandle};
 use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
-use cartero_shaping::{ConnectionPermit, Limits, QueueKey, Target, TlsPolicy};
+use cartero_shaping::{ConnectionPermit, Limits, Params, QueueKey, Target, TlsPolicy};
 use cartero_smtp::client::Phase;
 use cartero_smtp::io::{ClientConfig, ClientError, Connection, Timeouts, TlsMode};
 use cartero_spool::Spool;
@@ -104,12 +104,23 @@ pub(crate) fn spawn_connection(
     });
 }
 
-fn client_config(ctx: &DeliveryCtx, source: &SourceInfo, tls: TlsPolicy) -> ClientConfig {
-    let t = &ctx.timeouts;
+fn client_config(ctx: &DeliveryCtx, source: &SourceInfo, params: &Params) -> ClientConfig {
+    // A shaping layer's phase timeout wins over `[delivery.timeouts]`.
+    let t = ClientTimeouts {
+        connect: params.timeouts.connect.unwrap_or(ctx.timeouts.connect),
+        banner: params.timeouts.banner.unwrap_or(ctx.timeouts.banner),
+        ehlo: params.timeouts.ehlo.unwrap_or(ctx.timeouts.ehlo),
+        starttls: params.timeouts.starttls.unwrap_or(ctx.timeouts.starttls),
+        mail: params.timeouts.mail.unwrap_or(ctx.timeouts.mail),
+        rcpt: params.timeouts.rcpt.unwrap_or(ctx.timeouts.rcpt),
+        data: params.timeouts.data.unwrap_or(ctx.timeouts.data),
+        data_end: params.timeouts.data_end.unwrap_or(ctx.timeouts.data_end),
+        idle: ctx.timeouts.idle,
+    };
     ClientConfig {
         helo_name: source.helo.clone(),
         local_ip: source.ip,
-        tls: match tls {
+        tls: match params.tls {
             TlsPolicy::Opportunistic => TlsMode::Opportunistic,
             TlsPolicy::Required => TlsMode::Required,
             TlsPolicy::Disabled => TlsMode::Disabled,
@@ -147,7 +158,7 @@ async fn run_connection(
         let text = format!("unknown egress source {}", key.source);
         return Err(Failure::local(text, BounceClass::SOFT, "local:source"));
     };
-    let cfg = client_config(ctx, source, params.tls);
+    let cfg = client_config(ctx, source, &params);
     let lane = Lane {
         key: key.clone(),
         provider: dest.provider.clone(),

@@ -170,3 +170,35 @@ async fn drain_fails_queued_recipients_of_a_domain_with_admin_class() {
     let d = env.events.wait_for(EventType::Delivery, 1).await;
     assert_eq!(d[0].rcpt_to.as_deref(), Some("defer-k@other.test"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_layer_banner_timeout_overrides_the_delivery_default() {
+    // A server that accepts and never greets. The global banner timeout (2 min) is far beyond
+    // the event wait; only the per-domain one (300 ms) can produce the delay in time.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let mut env = Env::start(vec![], |cfg| {
+        cfg.delivery.timeouts.banner = Duration::from_secs(120);
+        cfg.delivery
+            .routes
+            .insert("silent.test".into(), addr.to_string());
+        let layer: cartero_shaping::LimitsSpec =
+            toml::from_str("timeouts = { banner = \"300ms\" }").unwrap();
+        cfg.shaping.domains.insert("silent.test".into(), layer);
+    })
+    .await;
+    env.inject(&["mute@silent.test"]).await;
+    let d = env.events.wait_for(EventType::Delay, 1).await;
+    assert_eq!(d[0].bounce_class, Some(24), "{d:?}");
+    assert!(
+        d[0].raw_reason.as_deref().unwrap_or("").contains("banner"),
+        "{d:?}"
+    );
+    hold.abort();
+}

@@ -96,6 +96,34 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
+/// Declares [`PhaseTimeouts`] and its per-field merge from one list of SMTP phases.
+macro_rules! phase_timeouts {
+    ($($phase:ident),* $(,)?) => {
+        /// Per-phase SMTP client timeouts of a layer; each unset one is inherited, and what no
+        /// layer sets comes from `[delivery.timeouts]`.
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct PhaseTimeouts {
+            $(
+                #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+                pub $phase: Option<std::time::Duration>,
+            )*
+        }
+
+        impl PhaseTimeouts {
+            fn merge(&mut self, over: &Self) {
+                $(
+                    if over.$phase.is_some() {
+                        self.$phase = over.$phase;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+phase_timeouts!(connect, banner, ehlo, starttls, mail, rcpt, data, data_end);
+
 /// One layer of limits; every field unset means "inherit".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,10 +134,14 @@ pub struct LimitsSpec {
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
     pub tls: Option<TlsPolicy>,
+    /// SMTP phase timeouts for this layer, e.g. `timeouts = { banner = "1m" }`.
+    #[serde(default)]
+    pub timeouts: PhaseTimeouts,
 }
 
 impl LimitsSpec {
     fn apply(&self, p: &mut Params) {
+        p.timeouts.merge(&self.timeouts);
         if let Some(v) = self.max_connections {
             p.max_connections = v;
         }
@@ -179,6 +211,7 @@ pub fn builtin() -> Params {
         max_message_rate: None,
         max_connection_rate: None,
         tls: TlsPolicy::Opportunistic,
+        timeouts: PhaseTimeouts::default(),
     }
 }
 
@@ -335,6 +368,25 @@ max_message_rate = "10/s"
         assert_eq!(q.max_connections, 10);
         assert_eq!(q.max_message_rate, Some("100/s".parse().unwrap()));
         assert_eq!(cfg.resolve("s1", "z", "z.test", None).max_connections, 50);
+    }
+
+    #[test]
+    fn phase_timeouts_are_inherited_per_phase() {
+        let cfg: ShapingConfig = toml::from_str(
+            "[default]\ntimeouts = { banner = \"2m\", data_end = \"5m\" }\n[domains.\"x.test\"]\ntimeouts = { banner = \"20s\" }\n",
+        )
+        .unwrap();
+        let t = cfg.resolve("s", "site", "x.test", None).timeouts;
+        assert_eq!(t.banner, Some(std::time::Duration::from_secs(20)));
+        assert_eq!(t.data_end, Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            t.connect, None,
+            "unset everywhere: [delivery.timeouts] decides"
+        );
+        let other = cfg.resolve("s", "site", "y.test", None).timeouts;
+        assert_eq!(other.banner, Some(std::time::Duration::from_secs(120)));
+        let e = toml::from_str::<ShapingConfig>("[default]\ntimeouts = { banr = \"1s\" }\n");
+        assert!(e.unwrap_err().to_string().contains("banr"));
     }
 
     #[test]

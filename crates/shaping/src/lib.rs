@@ -23,7 +23,7 @@ pub mod warmup;
 
 pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS};
 pub use aimd::{Aimd, AimdConfig, AimdSnapshot};
-pub use config::{LimitsSpec, Rate, RateParseError, ShapingConfig, TlsPolicy};
+pub use config::{LimitsSpec, PhaseTimeouts, Rate, RateParseError, ShapingConfig, TlsPolicy};
 pub use engine::*;
 pub use provider::{ProviderSpec, builtin_providers};
 pub use rate::Pacer;
@@ -55,6 +55,8 @@ pub struct Params {
     /// New connections per time unit; `None` = unlimited.
     pub max_connection_rate: Option<Rate>,
     pub tls: TlsPolicy,
+    /// Phase timeouts set by a layer; unset ones come from the MTA's defaults.
+    pub timeouts: PhaseTimeouts,
 }
 
 /// Why the MTA may not send right now.

@@ -384,6 +384,178 @@ async fn suspended_domain_waits_while_others_flow_and_resume_delivers_it() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounce_rule_fails_what_is_queued_for_the_site_with_the_reply() {
+    let mut env = Env::start(vec![], |c| {
+        c.shaping = shaping(
+            r#"
+[default]
+max_connections = 1
+[[adaptive.rules]]
+name = "t-bounce"
+pattern = '^4\d\d.*account disabled'
+action = { type = "bounce" }
+"#,
+        );
+    })
+    .await;
+    env.sink.set_rules(Rules::Always(Reply::with_code(
+        451,
+        (4, 7, 1),
+        "Sending account disabled, mail refused",
+    )));
+    // Everything reaches the ready queue at once (held by a suspension, then resumed), so the
+    // first reply finds the other four waiting.
+    let domain = Scope::Domain("example.test".into());
+    env.mta.suspend(domain.clone(), None, "setup".into()).await;
+    for i in 0..5 {
+        env.inject(&[&format!("x{i}@example.test")]).await;
+    }
+    assert!(env.mta.resume(domain).await.is_some());
+
+    let bounces = env.events.wait_for(EventType::Bounce, 5).await;
+    for b in &bounces {
+        assert!(
+            b.raw_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("account disabled"),
+            "{b:#?}"
+        );
+        assert_eq!(b.num_retries, Some(0), "{b:#?}");
+    }
+    assert_eq!(
+        env.sink.total_connections(),
+        1,
+        "one transaction, then the queue failed"
+    );
+    assert!(env.events.of(EventType::Delay).is_empty());
+    let actions: Vec<_> = env
+        .events
+        .of(EventType::Shaping)
+        .into_iter()
+        .filter_map(|e| e.shaping)
+        .filter(|s| s["action"] == "bounce")
+        .collect();
+    assert_eq!(actions.len(), 1, "{actions:#?}");
+    assert_eq!(actions[0]["cause"], "rule:t-bounce");
+    assert_eq!(env.mta.queue_summary().await.unwrap().recipients, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_from_smtp_header_injection_field_and_rule_picks_the_source() {
+    if !require_aliases("pool_selection", &["127.0.0.2", "127.0.0.3"]) {
+        return;
+    }
+    let mut env = Env::start(vec![], |c| {
+        c.delivery.sources = vec![
+            source("s1", Some("127.0.0.2"), false),
+            source("s2", Some("127.0.0.3"), false),
+        ];
+        let pools: cartero_mta::config::DeliveryConfig = toml::from_str(
+            r#"
+default_pool = "a"
+[[pools]]
+name = "a"
+sources = [{ source = "s1" }]
+[[pools]]
+name = "b"
+sources = [{ source = "s2" }]
+[[pool_rules]]
+sender_domain = "news.test"
+pool = "b"
+"#,
+        )
+        .unwrap();
+        c.delivery.pools = pools.pools;
+        c.delivery.default_pool = pools.default_pool;
+        c.delivery.pool_rules = pools.pool_rules;
+    })
+    .await;
+    // 1. SMTP with the header: pool b, and the header does not leave cartero.
+    let (mut c, _) = support::RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    assert_eq!(c.cmd("MAIL FROM:<app@plain.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("RCPT TO:<hdr@example.test>").await.unwrap().code, 250);
+    assert_eq!(c.cmd("DATA").await.unwrap().code, 354);
+    c.send_raw(b"X-Cartero-Pool: b\r\nSubject: t\r\n\r\nbody\r\n.\r\n")
+        .await
+        .unwrap();
+    assert_eq!(c.reply().await.unwrap().code, 250);
+    // 2. The injection field; 3. a pool rule on the sender domain; 4. the default pool.
+    env.inject_with(&["field@example.test"], |i| i.pool = Some("b".into()))
+        .await;
+    env.inject_with(&["rule@example.test"], |i| i.sender = "x@news.test".into())
+        .await;
+    env.inject_with(&["plain@example.test"], |i| {
+        i.sender = "x@plain.test".into()
+    })
+    .await;
+    env.events.wait_for(EventType::Delivery, 4).await;
+    let from = |rcpt: &str| {
+        let msgs = env.sink.messages();
+        let m = msgs
+            .iter()
+            .find(|m| m.recipients.iter().any(|r| r == rcpt))
+            .unwrap_or_else(|| panic!("{rcpt} not received"));
+        (m.peer.ip().to_string(), m.text())
+    };
+    let (ip, text) = from("hdr@example.test");
+    assert_eq!(ip, "127.0.0.3");
+    assert!(
+        !text.to_ascii_lowercase().contains("x-cartero-pool"),
+        "{text}"
+    );
+    assert_eq!(from("field@example.test").0, "127.0.0.3");
+    assert_eq!(from("rule@example.test").0, "127.0.0.3");
+    assert_eq!(from("plain@example.test").0, "127.0.0.2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_cannot_connect_is_avoided_and_its_recipients_move_without_attempts() {
+    // "broken" binds ::1 and cannot reach the IPv4 sink at all; "ok" lets the kernel choose.
+    // Weighted 1000:1, "broken" is drawn first for practically every recipient.
+    let mut env = Env::start(vec![], |c| {
+        c.delivery.sources = vec![
+            source("broken", Some("::1"), false),
+            source("ok", None, false),
+        ];
+        let d: cartero_mta::config::DeliveryConfig = toml::from_str(
+            r#"
+default_pool = "p"
+[[pools]]
+name = "p"
+sources = [{ source = "broken", weight = 1000 }, { source = "ok", weight = 1 }]
+"#,
+        )
+        .unwrap();
+        (c.delivery.pools, c.delivery.default_pool) = (d.pools, d.default_pool);
+    })
+    .await;
+    for i in 0..10 {
+        env.inject(&[&format!("m{i}@example.test")]).await;
+    }
+    let delivered = env.events.wait_for(EventType::Delivery, 10).await;
+    assert_no_retries_charged(&delivered);
+    assert!(env.events.of(EventType::Delay).is_empty());
+    let all = env.events.all().to_vec();
+    let avoided = shaping_actions(&all, "avoid_source");
+    assert_eq!(
+        avoided.len(),
+        1,
+        "avoided once, for the whole period: {all:#?}"
+    );
+    let s = avoided[0].shaping.as_ref().expect("details");
+    assert_eq!(s["scope"]["name"]["source"], "broken", "{s:#}");
+    let view = env.mta.shaping_view();
+    assert!(
+        view.queues
+            .iter()
+            .any(|q| q.source == "broken" && q.avoided_until.is_some()),
+        "{view:#?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Warm-up caps.
 

@@ -8,7 +8,7 @@ use super::state::Scheduler;
 use crate::delivery;
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use cartero_bounce::BounceClass;
-use cartero_shaping::{ActionKind, Observed, QueueKey, Target, Wait};
+use cartero_shaping::{Observed, QueueKey, Target, Wait};
 use tokio::sync::oneshot;
 
 impl Scheduler {
@@ -147,7 +147,8 @@ impl Scheduler {
         self.maybe_finish_shutdown();
     }
 
-    /// Reports a failed connection to shaping; true when the source is now to be avoided.
+    /// Reports a failed connection to shaping; true when the source is being avoided, so what
+    /// waited for it may move to another source without using an attempt.
     fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> bool {
         let reply = f.reply_line();
         let t = Target {
@@ -162,9 +163,7 @@ impl Scheduler {
         for a in &v.actions {
             self.settler.shaping_event(a, domain);
         }
-        v.actions
-            .iter()
-            .any(|a| a.action == ActionKind::AvoidSource)
+        v.hold.is_some()
     }
 
     pub(super) fn maybe_finish_shutdown(&mut self) {

@@ -43,6 +43,13 @@ impl Settler {
             o => o,
         };
         let verdict = at.lane.as_ref().map(|lane| self.shape(lane, &r, &outcome));
+        // A `bounce` rule fails what is queued for the site with the reply, this recipient too.
+        let outcome = match outcome {
+            Outcome::Transient(f) if verdict.as_ref().is_some_and(|v| v.bounce) => {
+                Outcome::Permanent(f)
+            }
+            o => o,
+        };
         let hold = verdict.as_ref().and_then(|v| v.hold);
         if let (Some(until), Outcome::Transient(f)) = (hold, &outcome) {
             // The site refused the pace or is suspended: the recipient waits without using up an

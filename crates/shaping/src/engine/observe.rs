@@ -205,6 +205,9 @@ fn avoid(
     v: &mut Verdict,
 ) {
     let q = inner.queues.entry(key.clone()).or_default();
+    // While the source is avoided, what waited for it may move to another source at once, with
+    // no attempt used — on every failed connection of the period, not only the first.
+    v.hold = Some(Some(now));
     if q.avoid_until.is_some_and(|u| u > now) {
         return;
     }

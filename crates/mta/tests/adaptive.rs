@@ -13,7 +13,7 @@ mod support;
 use adaptive_env::{RealEnv, require_aliases, shaping_actions, shaping_str, source, start_sim};
 use cartero_dns::testing::Zone;
 use cartero_events::{Event, EventType};
-use cartero_mta::{Injected, MessageView, Mta};
+use cartero_mta::{Injected, MessageView, Mta, RcptView};
 use cartero_shaping::{QueueView, Scope, ShapingConfig};
 use cartero_smtp::Reply;
 use std::collections::HashMap;
@@ -64,7 +64,14 @@ fn queue_view(mta: &Mta, source: &str) -> Option<QueueView> {
 
 /// Polls `inspect` until every message is still queued with all its recipients in `state`;
 /// panics with what it saw after [`WAIT`].
-async fn wait_all_queued(mta: &Mta, msgs: &[Injected], state: &str) -> Vec<MessageView> {
+/// Waits until every recipient of `msgs` is scheduled and satisfies `settled`. A freshly injected
+/// recipient is also "scheduled" (due now) until the scheduler picks it up, so the state alone
+/// does not say a hold has been applied: the caller says what the settled recipient looks like.
+async fn wait_all_scheduled(
+    mta: &Mta,
+    msgs: &[Injected],
+    settled: impl Fn(&MessageView, &RcptView) -> bool,
+) -> Vec<MessageView> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let mut views = Vec::new();
@@ -74,15 +81,17 @@ async fn wait_all_queued(mta: &Mta, msgs: &[Injected], state: &str) -> Vec<Messa
             }
         }
         let all_there = views.len() == msgs.len()
-            && views
-                .iter()
-                .all(|v| v.queued.iter().all(|r| r.state == state));
+            && views.iter().all(|v| {
+                v.queued
+                    .iter()
+                    .all(|r| r.state == "scheduled" && settled(v, r))
+            });
         if all_there {
             return views;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not all {} messages queued as {state:?}: {views:#?}",
+            "not all {} messages settled in the queue: {views:#?}",
             msgs.len()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -282,7 +291,7 @@ action = { type = "suspend", for = "1h" }
     assert_eq!(s["scope"]["name"]["source"], "default");
 
     // Everything waits for the suspension's end, with no attempt used.
-    let views = wait_all_queued(&env.mta, &msgs, "scheduled").await;
+    let views = wait_all_scheduled(&env.mta, &msgs, |_, r| r.next_attempt == T0 + 3_600_000).await;
     for r in views.iter().flat_map(|v| &v.queued) {
         assert_eq!(r.attempts, 0, "{r:?}");
         assert_eq!(r.next_attempt, T0 + 3_600_000, "{r:?}");
@@ -350,7 +359,7 @@ async fn suspended_domain_waits_while_others_flow_and_resume_delivers_it() {
             .all(|d| d.routing_domain.as_deref() == Some("free.test")),
         "{delivered:#?}"
     );
-    let views = wait_all_queued(&env.mta, &held, "scheduled").await;
+    let views = wait_all_scheduled(&env.mta, &held, |v, r| r.next_attempt == v.expires_at).await;
     for v in &views {
         for r in &v.queued {
             assert_eq!(r.attempts, 0, "{r:?}");
@@ -636,8 +645,8 @@ async fn warmup_cap_holds_the_rest_when_no_warm_source_exists() {
         .filter(|m| !sent.contains(&m.message_id))
         .collect();
     assert_eq!(waiting.len(), 15);
-    let views = wait_all_queued(&env.mta, &waiting, "scheduled").await;
     let next_day = (T0 / DAY_MS + 1) * DAY_MS;
+    let views = wait_all_scheduled(&env.mta, &waiting, |_, r| r.next_attempt == next_day).await;
     for r in views.iter().flat_map(|v| &v.queued) {
         assert_eq!(r.attempts, 0, "{r:?}");
         assert_eq!(r.next_attempt, next_day, "waits for tomorrow's cap: {r:?}");

@@ -1,6 +1,8 @@
 //! inMail outside in: `cartero serve` delivers a message to a sink with a signed return path
 //! (`b-<token>@bounces.test`); a DSN for it sent by swaks to that address yields exactly one
-//! `out_of_band` event in the events JSON lines, and a DSN with a forged token yields none.
+//! `out_of_band` event in the events JSON lines, and a DSN with a forged token yields none. An ARF
+//! complaint sent by swaks to the feedback-loop address feeds the complaint sweep, whose
+//! suspension shows up as a `shaping` event.
 
 mod support;
 
@@ -32,20 +34,29 @@ From: a@src.test\r\nSubject: hello\r\n\r\n--BB--\r\n"
     )
 }
 
-#[test]
-fn swaks_dsn_to_the_bounce_domain_yields_one_out_of_band_event() {
-    if !have(SWAKS, "swaks") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start();
-    let data = dir.path().join("data");
+fn arf(rcpt: &str, token: &str) -> String {
+    format!(
+        "From: feedback@isp.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\n\
+MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\
+\tboundary=\"FB\"\r\n\r\n--FB\r\nContent-Type: text/plain\r\n\r\nA user complained.\r\n\r\n\
+--FB\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
+User-Agent: isp-fbl/2.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\r\n\
+--FB\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@src.test\r\nTo: {rcpt}\r\n\
+X-Cartero-Token: {token}\r\nSubject: hello\r\n\r\nHi\r\n\r\n--FB--\r\n"
+    )
+}
+
+/// Starts `cartero serve` with inMail on and delivers one message to `bob@dest.test` with swaks;
+/// returns the server and the token of what the sink received.
+fn serve_and_deliver_one(dir: &std::path::Path, sink: &Sink, extra: &str) -> (Serve, String) {
+    let data = dir.join("data");
     let cfg = ConfigBuilder::new(&data)
         .route("dest.test", sink.addr)
-        .raw("[inmail]\nbounce_domains = [\"bounces.test\"]\n")
-        .write(&dir.path().join("cartero.toml"));
+        .raw(&format!(
+            "[inmail]\nbounce_domains = [\"bounces.test\"]\n{extra}"
+        ))
+        .write(&dir.join("cartero.toml"));
     let mta = Serve::start(&cfg, &data);
-
     let (code, out) = swaks(
         mta.smtp,
         &[
@@ -67,6 +78,17 @@ fn swaks_dsn_to_the_bounce_domain_yields_one_out_of_band_event() {
     let token = header(&m, "x-cartero-token").expect("X-Cartero-Token header");
     assert_eq!(m.mail_from, format!("b-{token}@bounces.test"));
     assert!(wait_until(DEADLINE, || !mta.events("delivery").is_empty()));
+    (mta, token)
+}
+
+#[test]
+fn swaks_dsn_to_the_bounce_domain_yields_one_out_of_band_event() {
+    if !have(SWAKS, "swaks") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    let (mta, token) = serve_and_deliver_one(dir.path(), &sink, "");
     let message_id = mta.events("delivery")[0]["message_id"].clone();
 
     // A forged token first: swaks is told 250 like any other sender.
@@ -100,4 +122,45 @@ fn swaks_dsn_to_the_bounce_domain_yields_one_out_of_band_event() {
         "forged token not logged:\n{}",
         mta.log()
     );
+}
+
+#[test]
+fn swaks_arf_complaint_feeds_the_complaint_sweep() {
+    if !have(SWAKS, "swaks") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start();
+    // One complaint over one delivery is over any threshold once the minimum volume is 1.
+    let sweep = "\n[shaping.adaptive.sweep]\nmin_volume = 1\n";
+    let (mta, token) = serve_and_deliver_one(dir.path(), &sink, sweep);
+    let file = dir.path().join("arf.eml");
+    std::fs::write(&file, arf("bob@dest.test", &token)).unwrap();
+    let (code, out) = swaks(
+        mta.smtp,
+        &[
+            "-f",
+            "",
+            "-t",
+            "fbl@bounces.test",
+            "--data",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        wait_until(DEADLINE, || !mta.events("shaping").is_empty()),
+        "no shaping event:\n{}",
+        mta.log()
+    );
+    let complaints = mta.events("spam_complaint");
+    assert_eq!(complaints.len(), 1, "{complaints:#?}");
+    assert_eq!(complaints[0]["metadata"]["source"], "default");
+    let shaping = mta.events("shaping");
+    assert_eq!(shaping.len(), 1, "{shaping:#?}");
+    let a = &shaping[0]["shaping"];
+    assert_eq!(a["action"], "suspend", "{a:#}");
+    assert_eq!(a["cause"], "sweep:complaints", "{a:#}");
+    assert_eq!(a["scope"]["name"]["source"], "default", "{a:#}");
+    assert_eq!(a["scope"]["name"]["domain"], "dest.test", "{a:#}");
 }

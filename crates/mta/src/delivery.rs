@@ -174,8 +174,7 @@ async fn run_connection(
             }
             Batch::Send(rcpts) => {
                 sent += 1;
-                let (results, reusable) =
-                    send_batch(ctx, &mut conn, rcpts, at.mx_host.as_deref().unwrap_or("")).await;
+                let (results, reusable) = send_batch(ctx, &mut conn, rcpts, key, &at).await;
                 ctx.sched.send(Cmd::Settled(results, at.clone()));
                 if !reusable {
                     return Ok(());
@@ -313,8 +312,10 @@ async fn send_batch(
     ctx: &DeliveryCtx,
     conn: &mut Connection,
     rcpts: Vec<QRcpt>,
-    host: &str,
+    key: &QueueKey,
+    at: &AttemptContext,
 ) -> (Vec<(QRcpt, Outcome)>, bool) {
+    let host = at.mx_host.as_deref().unwrap_or("");
     let Some(msg) = rcpts.first().map(|r| r.msg.clone()) else {
         return (Vec::new(), true);
     };
@@ -340,7 +341,7 @@ async fn send_batch(
     let classifier = ctx.classifier.as_ref();
     // With inMail, batches hold one recipient (see `Preparer::one_recipient_per_transaction`).
     let idx = rcpts.first().map_or(0, |r| r.idx);
-    let tx = ctx.prepare.prepare(&msg, idx, &body);
+    let tx = ctx.prepare.prepare(&msg, idx, &key.source, &body);
     match conn.send(&tx.sender, &addrs, &tx.body).await {
         Ok(res) => {
             let outcomes = rcpts

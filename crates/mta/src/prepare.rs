@@ -38,15 +38,17 @@ impl Preparer {
         self.inmail.is_some()
     }
 
-    /// The transaction for recipient `idx` of `msg` whose stored bytes are `stored`. `idx` only
-    /// matters with inMail, where batches hold one recipient.
-    pub fn prepare(&self, msg: &Msg, idx: u32, stored: &Bytes) -> Prepared {
+    /// The transaction for recipient `idx` of `msg` whose stored bytes are `stored`, sent from
+    /// egress source `source`. `idx` and `source` only matter with inMail, where batches hold one
+    /// recipient and the token names the source.
+    pub fn prepare(&self, msg: &Msg, idx: u32, source: &str, stored: &Bytes) -> Prepared {
         let mut sender = msg.env.sender.clone();
         let mut extra = String::new();
         if let Some(inmail) = &self.inmail {
             let out = inmail.outgoing(
                 msg.id.0,
                 idx,
+                source,
                 is_bulk(msg),
                 crate::inject::header_block(stored),
             );

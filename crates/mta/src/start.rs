@@ -5,7 +5,7 @@ use crate::config::MtaConfig;
 use crate::delivery::DeliveryCtx;
 use crate::inbound::{self, Inbound};
 use crate::inject::{InjectError, Injected, Injection, Injector};
-use crate::inmail::InMail;
+use crate::inmail::{InMail, InMailDeps};
 use crate::pools::Pools;
 use crate::prepare::Preparer;
 use crate::queue::view::{MessageView, QueueSummary};
@@ -246,13 +246,18 @@ impl Mta {
         };
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
+        let (sched, rx) = Scheduler::channel();
         let inmail = InMail::load(
             &cfg.inmail,
             &cfg.data_dir,
-            classifier.clone(),
-            cfg.bounce.qualification.clone(),
-            events.clone(),
-            opts.clock.clone(),
+            &cfg.delivery.sources,
+            InMailDeps {
+                classifier: classifier.clone(),
+                qualifier: cfg.bounce.qualification.clone(),
+                events: events.clone(),
+                clock: opts.clock.clone(),
+                complaints: Arc::new(sched.clone()),
+            },
         )?;
         let prepare = Arc::new(Preparer {
             signer: load_signer(&cfg)?,
@@ -267,7 +272,6 @@ impl Mta {
         let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
         let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
             .map_err(StartError::Route)?;
-        let (sched, rx) = Scheduler::channel();
         let limits: Arc<dyn cartero_shaping::Limits> = shaping.clone();
         let ctx = Arc::new(DeliveryCtx {
             clock: opts.clock.clone(),

@@ -7,10 +7,10 @@ mod support;
 
 use cartero_dkim::{Algorithm, SigningKey};
 use cartero_events::EventType;
-use cartero_mta::MtaConfig;
-use cartero_mta::config::InboundRule;
+use cartero_mta::config::{InboundRule, SourceConfig};
 use cartero_mta::inmail::TokenKey;
-use support::{Env, RawClient, SinkMessage, WAIT};
+use cartero_mta::{MessageView, MtaConfig};
+use support::{Env, RawClient, SinkMessage, T0, WAIT};
 
 const BOUNCES: &str = "bounces.test";
 
@@ -76,12 +76,17 @@ X-Cartero-Token: {token}\r\nSubject: test\r\n\r\n--XX--\r\n"
 }
 
 fn arf(rcpt: &str, token: &str) -> String {
+    arf_from(rcpt, token, "192.0.2.10")
+}
+
+/// An ARF report whose Source-IP (the IP that delivered the reported message) is `source_ip`.
+fn arf_from(rcpt: &str, token: &str, source_ip: &str) -> String {
     format!(
         "From: feedback@isp.example\r\nTo: fbl@{BOUNCES}\r\nSubject: FW: abuse report\r\n\
 MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\
 \tboundary=\"AR\"\r\n\r\n--AR\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n\
 --AR\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
-User-Agent: isp-fbl/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: 192.0.2.10\r\n\r\n\
+User-Agent: isp-fbl/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: {source_ip}\r\n\r\n\
 --AR\r\nContent-Type: message/rfc822\r\n\r\nFrom: sender@origin.test\r\nTo: {rcpt}\r\n\
 X-Cartero-Token: {token}\r\nSubject: test\r\n\r\nHello\r\n\r\n--AR--\r\n"
     )
@@ -251,6 +256,114 @@ async fn inbound_rules_win_over_the_classifier_and_arf_becomes_a_complaint() {
     assert_eq!(got[0].rcpt_to.as_deref(), Some("dora@example.test"));
     assert_eq!(got[0].metadata["feedback_type"], "abuse");
     assert_eq!(got[0].metadata["source_ip"], "192.0.2.10");
+}
+
+/// Waits until the queued recipients of message `id` are all scheduled for `at`.
+async fn wait_scheduled_at(env: &Env, id: &str, at: u64) -> MessageView {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = env.mta.inspect(id.parse().unwrap()).await;
+        if let Some(v) = v.as_ref().filter(|v| {
+            !v.queued.is_empty()
+                && v.queued
+                    .iter()
+                    .all(|r| r.state == "scheduled" && r.next_attempt == at)
+        }) {
+            return v.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "message {id} never waited until {at}: {v:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
+    let mut env = Env::start(vec![], |c| {
+        inmail_config(c);
+        c.delivery.sources = vec![SourceConfig {
+            name: "s1".into(),
+            ip: Some("127.0.0.1".parse().unwrap()),
+            helo: None,
+            warmup: false,
+        }];
+        c.shaping = toml::from_str(
+            "[adaptive.sweep]\nmin_volume = 4\ncomplaint_throttle = 0.25\ncomplaint_suspend = 0.5\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        sent.push(deliver(&mut env, &format!("u{i}@example.test")).await);
+    }
+    let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
+    c.ehlo().await;
+    let fbl = format!("fbl@{BOUNCES}");
+
+    // 1 of 4 delivered: the token names s1; throttle s1 towards example.test.
+    let token = header(&sent[0].1, "x-cartero-token").unwrap();
+    let r = send(&mut c, &fbl, &arf("u0@example.test", &token)).await;
+    assert!(r.starts_with("250"), "{r}");
+    let complaint = env
+        .events
+        .wait_for(EventType::SpamComplaint, 1)
+        .await
+        .remove(0);
+    assert_eq!(complaint.metadata["source"], "s1", "{complaint:#?}");
+    let shaping = env.events.wait_for(EventType::Shaping, 1).await.remove(0);
+    let a = shaping.shaping.expect("shaping details");
+    assert_eq!(a["action"], "throttle", "{a:#}");
+    assert_eq!(a["cause"], "sweep:complaints", "{a:#}");
+    assert_eq!(a["scope"]["scope"], "source_domain", "{a:#}");
+    assert_eq!(a["scope"]["name"]["source"], "s1", "{a:#}");
+    assert_eq!(a["scope"]["name"]["domain"], "example.test", "{a:#}");
+    assert_eq!((&a["count"], &a["volume"]), (&1.into(), &4.into()), "{a:#}");
+
+    // 2 of 4: a token minted before source tags (v1), attributed by the report's Source-IP.
+    let id1: u64 = u64::from_str_radix(&sent[1].0, 16).unwrap();
+    let v1 = key(&env).mint_v1(id1, 0);
+    let r = send(&mut c, &fbl, &arf_from("u1@example.test", &v1, "127.0.0.1")).await;
+    assert!(r.starts_with("250"), "{r}");
+    let complaints = env.events.wait_for(EventType::SpamComplaint, 2).await;
+    assert_eq!(
+        complaints[1].message_id.as_deref(),
+        Some(sent[1].0.as_str())
+    );
+    assert_eq!(complaints[1].metadata["source"], "s1");
+    let shaping = env.events.wait_for(EventType::Shaping, 2).await.remove(1);
+    let a = shaping.shaping.expect("shaping details");
+    assert_eq!(a["action"], "suspend", "{a:#}");
+    assert_eq!(a["cause"], "sweep:complaints", "{a:#}");
+    let until = a["until"].as_u64().expect("a suspension has an end");
+    assert_eq!(until, T0 + 4 * 3_600_000);
+
+    // A v1 token with a Source-IP that is not ours: an event, but no sweep to charge.
+    let v1 = key(&env).mint_v1(u64::from_str_radix(&sent[2].0, 16).unwrap(), 0);
+    let r = send(&mut c, &fbl, &arf("u2@example.test", &v1)).await;
+    assert!(r.starts_with("250"), "{r}");
+    let complaints = env.events.wait_for(EventType::SpamComplaint, 3).await;
+    assert_eq!(complaints[2].metadata["sweep"], "unknown_source");
+    assert!(complaints[2].metadata.get("source").is_none());
+
+    // New mail from s1 to example.test waits for the suspension's end, without an attempt.
+    let before = env.sink.messages().len();
+    let held = env.inject(&["u9@example.test"]).await;
+    let v = wait_scheduled_at(&env, &held.message_id, until).await;
+    assert_eq!(v.queued[0].attempts, 0, "{v:#?}");
+    assert_eq!(env.sink.messages().len(), before);
+    assert!(
+        env.mta
+            .shaping_view()
+            .suspensions
+            .iter()
+            .any(|s| s.scope == "source-domain:s1/example.test"),
+        "{:#?}",
+        env.mta.shaping_view()
+    );
+    assert_eq!(env.events.of(EventType::Shaping).len(), 2);
 }
 
 fn http() -> reqwest::Client {

@@ -99,6 +99,10 @@ pub trait Limits: Send + Sync {
     fn release(&self, key: &QueueKey, t: &Target, sent: Sent);
     /// An outcome on `key`: returns what to do with the recipient and the actions taken.
     fn observe(&self, key: &QueueKey, t: &Target, what: Observed) -> Verdict;
+    /// A spam complaint about a message `source` sent to a recipient at `domain` (from a
+    /// feedback loop, so possibly long after the queue that carried it went idle). Feeds the
+    /// complaint sweep of (source, domain); its actions apply to the queue that last sent there.
+    fn complaint(&self, source: &str, domain: &str) -> Verdict;
     /// Suspends a scope until a time (`None` = until resumed).
     fn suspend(&self, scope: Scope, until: Option<UnixMillis>, reason: &str) -> ShapingAction;
     /// Lifts a suspension; `None` when there was none.

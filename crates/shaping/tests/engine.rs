@@ -331,7 +331,6 @@ fn throttle_rule_lowers_the_rate_for_its_duration_and_the_view_names_it() {
 }
 
 #[test]
-
 fn throttle_rule_on_an_idle_meter_multiplies_the_live_rate() {
     let cfg = rule_config(r#"{ type = "throttle", factor = 0.5, for = "10m" }"#, "");
     let (l, _) = engine(&cfg);
@@ -640,7 +639,6 @@ fn sweep_suspends_a_source_domain_over_ten_percent_invalid() {
 }
 
 #[test]
-
 fn sweep_escalates_from_throttle_to_suspend() {
     let (l, _) = engine("[adaptive.sweep]\nmin_volume = 10\n");
     let (k, t) = (key("ip1"), to("a.test"));
@@ -657,6 +655,89 @@ fn sweep_escalates_from_throttle_to_suspend() {
     assert_eq!(v.actions.len(), 1, "{:?}", v.actions);
     assert_eq!(v.actions[0].action, ActionKind::Suspend);
     assert!(l.admit(&k, &t, false).is_err());
+}
+
+#[test]
+fn complaints_feed_the_sweep_of_the_queue_that_last_sent_to_the_domain() {
+    let (l, clock) = engine(
+        "[default]\nmax_message_rate = \"10/s\"\n[adaptive.sweep]\nmin_volume = 100\n\
+         complaint_throttle = 0.02\ncomplaint_suspend = 0.05\n",
+    );
+    // A complaint with no traffic in the window has no ratio to move: dropped.
+    let v = l.complaint("ip1", "gmail.com");
+    assert!(v.actions.is_empty() && v.hold.is_none(), "{v:?}");
+    let site = "gmail-smtp-in.l.google.com";
+    let (k, t) = (key_at("ip1", site), gmail("gmail.com"));
+    for _ in 0..100 {
+        assert!(l.observe(&k, &t, Observed::Delivered).actions.is_empty());
+    }
+    clock.advance(ms(1_000));
+    assert!(
+        l.complaint("ip1", "gmail.com").actions.is_empty(),
+        "1 of 100"
+    );
+    // 2 of 100 delivered: throttle the queue.
+    let v = l.complaint("ip1", "GMAIL.com");
+    assert_eq!(v.actions.len(), 1, "{:?}", v.actions);
+    let a = &v.actions[0];
+    assert_eq!(a.action, ActionKind::Throttle);
+    assert_eq!(a.cause, "sweep:complaints");
+    assert_eq!(a.provider.as_deref(), Some("gmail"));
+    assert_eq!(
+        (a.count, a.volume, a.ratio),
+        (Some(2), Some(100), Some(0.02))
+    );
+    assert_eq!(
+        a.scope,
+        Scope::SourceDomain {
+            source: "ip1".into(),
+            domain: "gmail.com".into()
+        }
+    );
+    assert_eq!(
+        (a.rate_before, a.rate_after),
+        (Some(36_000.0), Some(18_000.0))
+    );
+    assert_eq!(
+        rate(&l, &k, &t),
+        Some(18_000.0),
+        "the sending queue is slowed"
+    );
+    assert_eq!(rate(&l, &key_at("ip2", site), &t), Some(36_000.0));
+    // Complaints about another source or domain do not count here.
+    assert!(l.complaint("ip2", "gmail.com").actions.is_empty());
+    assert!(l.complaint("ip1", "googlemail.com").actions.is_empty());
+    // 4 of 100 is still a throttle, already in force: no new action.
+    for _ in 0..2 {
+        assert!(l.complaint("ip1", "gmail.com").actions.is_empty());
+    }
+    // 5 of 100: suspend the source for the domain.
+    let now = START + 1_000;
+    let v = l.complaint("ip1", "gmail.com");
+    assert_eq!(v.actions.len(), 1, "{:?}", v.actions);
+    assert_eq!(v.actions[0].action, ActionKind::Suspend);
+    assert_eq!(v.actions[0].until, Some(now + 4 * HOUR));
+    let h = l.admit(&k, &t, false).unwrap_err();
+    assert_eq!(h.until, Some(now + 4 * HOUR));
+    assert!(h.reason.contains("sweep:complaints"), "{}", h.reason);
+    assert_eq!(l.admit(&key_at("ip2", site), &t, false), Ok(()));
+    assert_eq!(l.admit(&k, &gmail("googlemail.com"), false), Ok(()));
+    // Once the window has passed, the complaints no longer count.
+    clock.advance(ms(5 * HOUR));
+    assert_eq!(l.admit(&k, &t, false), Ok(()));
+    assert!(l.complaint("ip1", "gmail.com").actions.is_empty());
+}
+
+#[test]
+fn complaints_change_nothing_when_adaptive_shaping_is_off() {
+    let (l, _) = engine("[adaptive]\nenabled = false\n[adaptive.sweep]\nmin_volume = 1\n");
+    let (k, t) = (key("ip1"), to("a.test"));
+    l.observe(&k, &t, Observed::Delivered);
+    for _ in 0..3 {
+        let v = l.complaint("ip1", "a.test");
+        assert!(v.actions.is_empty() && v.hold.is_none(), "{v:?}");
+    }
+    assert_eq!(l.admit(&k, &t, false), Ok(()));
 }
 
 // ---- 9. Persistence ---------------------------------------------------------------------------
@@ -733,6 +814,65 @@ fn snapshot_round_trips_learned_state_into_a_new_engine() {
     let scopes: Vec<String> = b.view().suspensions.into_iter().map(|s| s.scope).collect();
     assert_eq!(scopes, ["domain:held.test", "source:ip9"]);
     assert_eq!(b.snapshot(), a.snapshot());
+}
+
+#[test]
+fn rule_throttles_and_set_limits_survive_a_restart_until_they_end() {
+    // No throttle patterns: only the rules act, so the rate seen is the rule's alone.
+    let cfg = "[default]\nmax_message_rate = \"10/s\"\n[adaptive]\nthrottle_patterns = []\n\
+        [[adaptive.rules]]\nname = \"slow\"\npattern = '^421 4\\.7\\.0 slow'\n\
+        action = { type = \"throttle\", factor = 0.5, for = \"10m\" }\n\
+        [[adaptive.rules]]\nname = \"few\"\npattern = '^452 '\n\
+        action = { type = \"set\", max_connections = 1, for = \"20m\" }\n";
+    let (a, _) = engine(cfg);
+    let (k, t) = (key("ip1"), to("example.test"));
+    assert_eq!(
+        a.observe(&k, &t, throttled("421 4.7.0 slow down"))
+            .actions
+            .len(),
+        1
+    );
+    assert_eq!(
+        a.observe(&k, &t, throttled("452 4.5.3 too many"))
+            .actions
+            .len(),
+        1
+    );
+    assert_eq!(rate(&a, &k, &t), Some(18_000.0));
+    assert_eq!(a.params(&k, &t).max_connections, 1);
+    let state = a.snapshot();
+    let json = serde_json::to_string(&state).unwrap();
+    assert!(
+        json.contains("rule:slow") && json.contains("rule:few"),
+        "{json}"
+    );
+
+    let restart = |at: u64| {
+        let b = AdaptiveLimits::new(config(cfg), &[], Arc::new(ManualClock::new(at))).unwrap();
+        b.restore(serde_json::from_str(&json).unwrap());
+        b
+    };
+    let b = restart(START + 60_000);
+    assert_eq!(rate(&b, &k, &t), Some(18_000.0));
+    assert_eq!(b.params(&k, &t).max_connections, 1);
+    assert_eq!(
+        b.view().queues[0].throttled_by.as_deref(),
+        Some("rule:slow")
+    );
+    assert_eq!(b.snapshot(), state);
+    // Restarted after the throttle ended but before the set limit did.
+    let c = restart(START + 10 * 60_000);
+    assert_eq!(rate(&c, &k, &t), Some(36_000.0));
+    assert_eq!(c.params(&k, &t).max_connections, 1);
+    let q = &c.snapshot().queues[0];
+    assert_eq!(
+        (q.throttle.is_some(), q.set_connections.is_some()),
+        (false, true)
+    );
+    // After both ended nothing is restored, and nothing is left to persist.
+    let d = restart(START + 20 * 60_000);
+    assert_eq!(d.params(&k, &t).max_connections, 20);
+    assert!(d.snapshot().queues.is_empty());
 }
 
 #[test]

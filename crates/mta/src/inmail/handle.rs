@@ -245,7 +245,48 @@ impl InMail {
         let mut e = self.event(EventType::SpamComplaint, t, meta);
         e.rcpt_to = arf.original_rcpt_to.or_else(|| c.report.address.clone());
         e.reason = Some(c.rule.clone());
+        self.feed_sweep(
+            t,
+            arf.source_ip.as_deref(),
+            e.rcpt_to.as_deref(),
+            &mut e.metadata,
+        );
         e
+    }
+
+    /// Counts the complaint in the sweep of (source, recipient domain). The source comes from
+    /// the token (v2), else from the report's Source-IP when it is one of ours (v1 tokens). The
+    /// event says which source it was charged to, or why it was not (`sweep` in the metadata).
+    fn feed_sweep(
+        &self,
+        t: &TokenData,
+        source_ip: Option<&str>,
+        rcpt: Option<&str>,
+        meta: &mut Map<String, Value>,
+    ) {
+        let by_tag = t.source.and_then(|tag| self.sources.by_tag.get(&tag));
+        let by_ip = || {
+            let ip: std::net::IpAddr = source_ip?.trim().parse().ok()?;
+            self.sources.by_ip.get(&ip)
+        };
+        let source = by_tag.or_else(by_ip);
+        let domain = rcpt
+            .and_then(|r| r.trim().trim_matches(['<', '>']).rsplit_once('@'))
+            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty() && d.len() <= 255);
+        let (Some(source), Some(domain)) = (source, domain) else {
+            let why = if source.is_none() {
+                "unknown_source"
+            } else {
+                "no_recipient_domain"
+            };
+            meta.insert("sweep".into(), json!(why));
+            metrics::counter!("cartero_inmail_complaints_unswept_total").increment(1);
+            tracing::info!(why, "inMail: complaint not counted in a sweep");
+            return;
+        };
+        meta.insert("source".into(), json!(source.as_ref()));
+        self.complaints.complaint(source, &domain);
     }
 }
 

@@ -8,14 +8,16 @@
 mod handle;
 pub mod token;
 
-use crate::config::{InMailConfig, InboundRule, ListUnsubscribeConfig};
+use crate::config::{InMailConfig, InboundRule, ListUnsubscribeConfig, SourceConfig};
 use cartero_bounce::Classifier;
 use cartero_clock::SharedClock;
 use cartero_events::EventSink;
 use regex::Regex;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-pub use token::{TokenData, TokenKey};
+pub use token::{TokenData, TokenKey, source_tag};
 
 /// Local parts accepted at a bounce domain besides `b-<token>` and `unsub-<token>`: feedback loops
 /// are registered with a fixed address, and RFC 5321 requires `postmaster`.
@@ -35,6 +37,48 @@ pub enum InMailError {
     ShortSecret(PathBuf),
     #[error("inmail rule {name:?}: invalid pattern: {detail}")]
     Rule { name: String, detail: String },
+    #[error("delivery.sources {0:?} and {1:?} have the same inMail source tag: rename one of them")]
+    SourceTag(String, String),
+}
+
+/// Where a complaint goes besides the event stream: the shaping sweep of the source that sent
+/// the message and the recipient's domain (through the scheduler, which applies what it decides).
+pub(crate) trait ComplaintFeed: Send + Sync {
+    fn complaint(&self, source: &str, domain: &str);
+}
+
+/// What inMail needs from the rest of the MTA.
+pub(crate) struct InMailDeps {
+    pub classifier: Arc<dyn Classifier>,
+    pub qualifier: cartero_bounce::Qualifier,
+    pub events: Arc<dyn EventSink>,
+    pub clock: SharedClock,
+    pub complaints: Arc<dyn ComplaintFeed>,
+}
+
+/// The configured egress sources, found by the tag in a token or the IP in a feedback report.
+#[derive(Debug, Default)]
+struct Sources {
+    by_tag: HashMap<u32, Arc<str>>,
+    by_ip: HashMap<IpAddr, Arc<str>>,
+}
+
+impl Sources {
+    fn new(sources: &[SourceConfig]) -> Result<Self, InMailError> {
+        let mut s = Sources::default();
+        for c in sources {
+            let name: Arc<str> = c.name.as_str().into();
+            if let Some(other) = s.by_tag.insert(source_tag(&c.name), name.clone())
+                && *other != *name
+            {
+                return Err(InMailError::SourceTag(other.to_string(), c.name.clone()));
+            }
+            if let Some(ip) = c.ip {
+                s.by_ip.insert(ip, name);
+            }
+        }
+        Ok(s)
+    }
 }
 
 /// What a local part at a bounce domain is.
@@ -59,10 +103,12 @@ pub(crate) struct InMail {
     domains: Vec<String>,
     rules: Vec<(InboundRule, Regex)>,
     unsub: ListUnsubscribeConfig,
+    sources: Sources,
     classifier: Arc<dyn Classifier>,
     qualifier: cartero_bounce::Qualifier,
     events: Arc<dyn EventSink>,
     clock: SharedClock,
+    complaints: Arc<dyn ComplaintFeed>,
 }
 
 /// Reads the HMAC key, generating it into `data_dir/inmail-secret` at first start.
@@ -99,10 +145,8 @@ impl InMail {
     pub fn load(
         cfg: &InMailConfig,
         data_dir: &Path,
-        classifier: Arc<dyn Classifier>,
-        qualifier: cartero_bounce::Qualifier,
-        events: Arc<dyn EventSink>,
-        clock: SharedClock,
+        sources: &[SourceConfig],
+        deps: InMailDeps,
     ) -> Result<Option<Arc<InMail>>, InMailError> {
         if cfg.bounce_domains.is_empty() {
             return Ok(None);
@@ -125,10 +169,12 @@ impl InMail {
                 .collect(),
             rules,
             unsub: cfg.list_unsubscribe.clone(),
-            classifier,
-            qualifier,
-            events,
-            clock,
+            sources: Sources::new(sources)?,
+            classifier: deps.classifier,
+            qualifier: deps.qualifier,
+            events: deps.events,
+            clock: deps.clock,
+            complaints: deps.complaints,
         })))
     }
 
@@ -158,10 +204,18 @@ impl InMail {
             .then_some(Local::Mailbox)
     }
 
-    /// The return path and header fields for recipient `idx` of message `id`. `headers` is the
-    /// stored message's header section, so an injector's own List-Unsubscribe is kept, not doubled.
-    pub fn outgoing(&self, id: u64, idx: u32, bulk: bool, headers: &[u8]) -> Outgoing {
-        let token = self.key.mint(id, idx);
+    /// The return path and header fields for recipient `idx` of message `id`, sent from egress
+    /// source `source`. `headers` is the stored message's header section, so an injector's own
+    /// List-Unsubscribe is kept, not doubled.
+    pub fn outgoing(
+        &self,
+        id: u64,
+        idx: u32,
+        source: &str,
+        bulk: bool,
+        headers: &[u8],
+    ) -> Outgoing {
+        let token = self.key.mint(id, idx, source_tag(source));
         let domain = self.bounce_domain();
         let mut h = format!("X-Cartero-Token: {token}\r\n");
         if bulk && self.unsub.enabled && !crate::inject::has_header(headers, b"list-unsubscribe") {

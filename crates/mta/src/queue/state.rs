@@ -62,6 +62,9 @@ pub(crate) enum Cmd {
         reason: String,
         reply: oneshot::Sender<ShapingAction>,
     },
+    /// A spam complaint about mail `source` sent to `domain`: fed to the sweep, whose actions
+    /// apply here like those of a delivery outcome.
+    Complaint { source: String, domain: String },
     /// Lift a suspension and wake what waited for it; `None` when there was none.
     Resume {
         scope: Scope,
@@ -75,6 +78,15 @@ pub(crate) enum Cmd {
 #[derive(Debug, Clone)]
 pub(crate) struct SchedulerHandle {
     tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl crate::inmail::ComplaintFeed for SchedulerHandle {
+    fn complaint(&self, source: &str, domain: &str) {
+        self.send(Cmd::Complaint {
+            source: source.to_string(),
+            domain: domain.to_string(),
+        });
+    }
 }
 
 impl SchedulerHandle {
@@ -212,6 +224,13 @@ impl Scheduler {
             Cmd::Resume { scope, reply } => {
                 let _ = reply.send(self.resume(&scope));
             }
+            Cmd::Complaint { source, domain } => {
+                let v = self.ctx.limits.complaint(&source, &domain);
+                for a in &v.actions {
+                    self.settler.shaping_event(a, Some(&domain));
+                }
+                self.apply_actions(&v.actions);
+            }
             Cmd::Shutdown { reply } => {
                 self.stopping = true;
                 self.shutdown.push(reply);
@@ -255,13 +274,19 @@ impl Scheduler {
         let Some(v) = verdict else { return };
         // What concerns the whole queue: a suspension holds what waits in it, a bounce rule
         // fails it with the reply.
-        for a in &v.actions {
+        self.apply_actions(&v.actions);
+        if let (true, Some(lane), Some(f)) = (v.bounce, &at.lane, failure) {
+            self.bounce_queue(&lane.key, f);
+        }
+    }
+
+    /// What adaptive actions change in the queues: a suspension holds what waits for its scope.
+    /// (A throttle only changes the pace, which the engine applies by itself.)
+    fn apply_actions(&mut self, actions: &[cartero_shaping::ShapingAction]) {
+        for a in actions {
             if a.action == cartero_shaping::ActionKind::Suspend {
                 self.evict(&a.scope, a.until);
             }
-        }
-        if let (true, Some(lane), Some(f)) = (v.bounce, &at.lane, failure) {
-            self.bounce_queue(&lane.key, f);
         }
     }
 

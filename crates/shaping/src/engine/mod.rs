@@ -151,6 +151,9 @@ struct SweepState {
     /// after a throttle) may follow.
     acted_until: UnixMillis,
     acted_suspend: bool,
+    /// The queue and provider that last sent to the domain, so that a complaint (which names only
+    /// the source and the recipient domain) acts on the queue that carries the traffic.
+    last: Option<(QueueKey, Option<String>)>,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,8 @@ struct Inner {
     suspensions: HashMap<Scope, Suspension>,
     warmups: HashMap<(String, String), Warmup>,
     sweeps: HashMap<(Arc<str>, String), SweepState>,
+    /// Size of `sweeps` at which idle pairs are next dropped.
+    sweeps_prune_at: usize,
     /// Something worth persisting changed since the last snapshot.
     dirty: bool,
     /// Actions taken outside `observe` (warm-up promotions and caps), until collected.
@@ -188,6 +193,7 @@ impl AdaptiveLimits {
                 suspensions: HashMap::new(),
                 warmups: HashMap::new(),
                 sweeps: HashMap::new(),
+                sweeps_prune_at: observe::MIN_SWEEPS_PRUNE,
                 dirty: false,
                 outbox: Vec::new(),
             }),
@@ -351,6 +357,13 @@ impl Limits for AdaptiveLimits {
         let now = self.now();
         let mut inner = self.inner.lock();
         observe::observe(&mut inner, &c, key, t, what, now)
+    }
+
+    fn complaint(&self, source: &str, domain: &str) -> Verdict {
+        let c = self.compiled();
+        let now = self.now();
+        let mut inner = self.inner.lock();
+        observe::complaint(&mut inner, &c, source, domain, now)
     }
 
     fn suspend(&self, scope: Scope, until: Option<UnixMillis>, reason: &str) -> ShapingAction {

@@ -7,6 +7,10 @@ use crate::rules::{Action, Triggered};
 use crate::sweep::{Outcome, Sweep, SweepKind, SweepMetric};
 use crate::{Aimd, QueueKey};
 use cartero_clock::UnixMillis;
+use std::sync::Arc;
+
+/// Size of the sweep map below which idle pairs are not looked for.
+pub(super) const MIN_SWEEPS_PRUNE: usize = 1_024;
 
 pub(super) fn observe(
     inner: &mut Inner,
@@ -51,12 +55,60 @@ pub(super) fn observe(
                 avoid(inner, c, key, t, reply, now, &mut v);
             }
         }
-        Observed::Complaint => sweep(inner, c, key, t, Outcome::Complaint, now, &mut v),
     }
     if !v.actions.is_empty() {
         inner.dirty = true;
     }
     v
+}
+
+/// A complaint about mail `source` sent to `domain`. Without a sweep for the pair nothing was
+/// sent there in the window, so there is no ratio the complaint could move: it is dropped rather
+/// than starting a sweep (a report names any domain it likes, and must not grow the map).
+pub(super) fn complaint(
+    inner: &mut Inner,
+    c: &Compiled,
+    source: &str,
+    domain: &str,
+    now: UnixMillis,
+) -> Verdict {
+    let mut v = Verdict::default();
+    if !c.cfg.adaptive.enabled {
+        return v;
+    }
+    let pair = (Arc::<str>::from(source), domain.to_ascii_lowercase());
+    let Some((key, provider)) = inner.sweeps.get(&pair).and_then(|s| s.last.clone()) else {
+        return v;
+    };
+    let t = Target {
+        domain: &pair.1,
+        provider: provider.as_deref(),
+    };
+    sweep(inner, c, &key, &t, Outcome::Complaint, now, &mut v);
+    if !v.actions.is_empty() {
+        inner.dirty = true;
+    }
+    v
+}
+
+/// The sweep of a (source, domain) pair. Pairs whose window emptied are dropped whenever the map
+/// has doubled since the last pass, so it stays within twice the pairs with recent traffic.
+fn sweep_state<'a>(
+    inner: &'a mut Inner,
+    c: &Compiled,
+    pair: (Arc<str>, String),
+    now: UnixMillis,
+) -> &'a mut SweepState {
+    if inner.sweeps.len() >= inner.sweeps_prune_at && !inner.sweeps.contains_key(&pair) {
+        inner.sweeps.retain(|_, s| !s.sweep.is_idle(now));
+        inner.sweeps_prune_at = (inner.sweeps.len() * 2).max(MIN_SWEEPS_PRUNE);
+    }
+    inner.sweeps.entry(pair).or_insert_with(|| SweepState {
+        sweep: Sweep::new(c.cfg.adaptive.sweep.clone()),
+        acted_until: 0,
+        acted_suspend: false,
+        last: None,
+    })
 }
 
 fn aimd_of<'a>(q: &'a mut QueueState, c: &Compiled, key: &QueueKey, t: &Target) -> &'a mut Aimd {
@@ -288,14 +340,13 @@ fn sweep(
     v: &mut Verdict,
 ) {
     let cfg = &c.cfg.adaptive.sweep;
-    let s = inner
-        .sweeps
-        .entry((key.source.clone(), t.domain.to_string()))
-        .or_insert_with(|| SweepState {
-            sweep: Sweep::new(cfg.clone()),
-            acted_until: 0,
-            acted_suspend: false,
-        });
+    let s = sweep_state(inner, c, (key.source.clone(), t.domain.to_string()), now);
+    if s.last
+        .as_ref()
+        .is_none_or(|(k, p)| k != key || p.as_deref() != t.provider)
+    {
+        s.last = Some((key.clone(), t.provider.map(str::to_string)));
+    }
     s.sweep.record(outcome, now);
     let bad = matches!(
         outcome,
@@ -403,4 +454,60 @@ fn impose_throttle(
         cause,
     });
     (Some(base), Some(after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::AdaptiveLimits;
+    use crate::{Limits, Observed, QueueKey, ShapingConfig, Target};
+    use cartero_clock::ManualClock;
+    use std::sync::Arc;
+
+    #[test]
+    fn sweeps_of_pairs_without_recent_traffic_are_dropped_as_the_map_grows() {
+        let clock = ManualClock::new(1_700_000_000_000);
+        let l = AdaptiveLimits::new(ShapingConfig::default(), &[], Arc::new(clock.clone()))
+            .unwrap_or_else(|e| panic!("engine: {e}"));
+        let key = QueueKey {
+            source: "ip1".into(),
+            site: "mx.test".into(),
+        };
+        let deliver = |d: &str| {
+            let t = Target {
+                domain: d,
+                provider: None,
+            };
+            l.observe(&key, &t, Observed::Delivered);
+        };
+        for i in 0..3 * super::MIN_SWEEPS_PRUNE {
+            deliver(&format!("old{i}.test"));
+        }
+        let grown = l.inner.lock().sweeps.len();
+        assert_eq!(
+            grown,
+            3 * super::MIN_SWEEPS_PRUNE,
+            "all pairs have recent traffic"
+        );
+        // Two hours later the old windows are empty. The map was last pruned at 2,048 pairs, all
+        // busy, so the next pass comes at 4,096: after it only the new pairs are left.
+        clock.advance(std::time::Duration::from_secs(2 * 3_600));
+        let fresh = 4 * super::MIN_SWEEPS_PRUNE - grown + 10;
+        for i in 0..fresh {
+            deliver(&format!("new{i}.test"));
+        }
+        let now = l.inner.lock().sweeps.len();
+        assert_eq!(
+            now, fresh,
+            "only the pairs with traffic in the window are kept"
+        );
+        // Complaints about domains never sent to add nothing.
+        for i in 0..100 {
+            assert!(
+                l.complaint("ip1", &format!("never{i}.test"))
+                    .actions
+                    .is_empty()
+            );
+        }
+        assert_eq!(l.inner.lock().sweeps.len(), fresh);
+    }
 }

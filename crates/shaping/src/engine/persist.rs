@@ -1,7 +1,7 @@
-//! What survives a restart: learned live rates and connection limits, warm-up stages and
-//! counters, and suspensions. Written as one JSON document; the MTA decides where and when.
+//! What survives a restart: learned live rates and connection limits, throttles and limits
+//! imposed by rules and sweeps (until they end), warm-up stages and counters, and suspensions. Written as one JSON document; the MTA decides where and when.
 
-use super::{AdaptiveLimits, Scope, Suspension};
+use super::{AdaptiveLimits, Scope, Suspension, Timed};
 use crate::warmup::{Warmup, WarmupState};
 use crate::{Aimd, AimdSnapshot, QueueKey};
 use cartero_clock::UnixMillis;
@@ -18,6 +18,36 @@ pub struct QueueEntry {
     pub aimd: Option<AimdSnapshot>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_connections: Option<u32>,
+    /// Rate (messages/hour) imposed by a throttle rule or sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<TimedEntry<f64>>,
+    /// Connection limit imposed by a `set` rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_connections: Option<TimedEntry<u32>>,
+}
+
+/// A limit imposed until a time, with what imposed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimedEntry<T> {
+    pub value: T,
+    pub until: UnixMillis,
+    pub cause: String,
+}
+
+fn save<T: Copy>(t: &Option<Timed<T>>, now: UnixMillis) -> Option<TimedEntry<T>> {
+    t.as_ref().filter(|t| t.until > now).map(|t| TimedEntry {
+        value: t.value,
+        until: t.until,
+        cause: t.cause.clone(),
+    })
+}
+
+fn load<T>(e: Option<TimedEntry<T>>, now: UnixMillis) -> Option<Timed<T>> {
+    e.filter(|e| e.until > now).map(|e| Timed {
+        value: e.value,
+        until: e.until,
+        cause: e.cause,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,17 +85,20 @@ impl AdaptiveLimits {
             .queues
             .iter()
             .filter_map(|(k, q)| {
-                let aimd = q
-                    .aimd
-                    .as_ref()
-                    .filter(|a| a.is_reduced())
-                    .map(Aimd::snapshot);
-                (aimd.is_some() || q.live_connections.is_some()).then(|| QueueEntry {
+                let e = QueueEntry {
                     source: k.source.to_string(),
                     site: k.site.to_string(),
-                    aimd,
+                    aimd: q
+                        .aimd
+                        .as_ref()
+                        .filter(|a| a.is_reduced())
+                        .map(Aimd::snapshot),
                     live_connections: q.live_connections,
-                })
+                    throttle: save(&q.throttle, now),
+                    set_connections: save(&q.set_connections, now),
+                };
+                let learned = e.aimd.is_some() || e.live_connections.is_some();
+                (learned || e.throttle.is_some() || e.set_connections.is_some()).then_some(e)
             })
             .collect();
         queues.sort_by(|a, b| (&a.source, &a.site).cmp(&(&b.source, &b.site)));
@@ -123,6 +156,8 @@ impl AdaptiveLimits {
                 .aimd
                 .map(|s| Aimd::restore(c.cfg.adaptive.aimd.clone(), None, s));
             q.live_connections = e.live_connections;
+            q.throttle = load(e.throttle, now);
+            q.set_connections = load(e.set_connections, now);
         }
         for e in state.warmup {
             let w = Warmup::restore(c.cfg.warmup.clone(), e.state);

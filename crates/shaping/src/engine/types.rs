@@ -27,8 +27,6 @@ pub enum Observed<'a> {
     /// No connection could be made. `refused` when the peer answered and turned us away
     /// (e.g. `421` at the banner), as opposed to a network failure.
     ConnectFailed { reply: &'a str, refused: bool },
-    /// A spam complaint for a message sent on this queue.
-    Complaint,
 }
 
 /// What the sender must do with the recipient whose outcome was observed, and what happened.

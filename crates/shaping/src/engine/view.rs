@@ -79,6 +79,8 @@ pub(super) fn build(inner: &Inner, c: &Compiled, now: UnixMillis) -> ShapingView
                 || *q.connections.lock() > 0
                 || q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced)
                 || q.live_connections.is_some()
+                || q.throttle.as_ref().is_some_and(|t| t.until > now)
+                || q.set_connections.as_ref().is_some_and(|t| t.until > now)
         })
         .map(|(k, q)| {
             let t = Target {

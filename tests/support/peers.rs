@@ -1,6 +1,6 @@
 //! Real third-party peers: swaks (client), Postfix's smtp-sink/smtp-source, python aiosmtpd.
 
-use super::{DEADLINE, free_port, missing, wait_until};
+use super::{DEADLINE, missing, wait_until};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,31 +58,32 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
-    /// Starts smtp-sink on a free port; `dir` must be writable by the postfix user when root.
+    /// Starts smtp-sink on a loopback port the kernel picks; `dir` must be writable by the
+    /// postfix user when root.
+    ///
+    /// smtp-sink cannot report its port, and binding a port found free beforehand is a race it
+    /// can lose without noticing: it sets SO_REUSEPORT, so it shares a port with another
+    /// smtp-sink (of a concurrent test) instead of failing. So it binds port 0 and the port is
+    /// read from its own listening socket; the greeting on that port must be its own.
     pub fn start(dir: &Path) -> SmtpSink {
         std::fs::create_dir_all(dir).unwrap();
-        let port = free_port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut cmd = Command::new(SMTP_SINK);
         if is_root() {
-            // smtp-sink refuses to run as root without a user to drop privileges to.
-            cmd.args(["-u", "postfix"]);
             make_world_writable(dir);
         }
-        let template = format!("{}/%H%M%S.", dir.display());
-        cmd.args(["-d", &template, "-h", "smtp-sink.test"])
-            .arg(addr.to_string())
-            .arg("100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let proc = Proc(cmd.spawn().unwrap());
-        let up = wait_until(DEADLINE, || std::net::TcpStream::connect(addr).is_ok());
-        assert!(up, "smtp-sink did not listen on {addr}");
-        SmtpSink {
-            addr,
-            dir: dir.to_path_buf(),
-            _proc: proc,
+        let mut errors = Vec::new();
+        for _ in 0..SMTP_SINK_ATTEMPTS {
+            match spawn_smtp_sink(dir) {
+                Ok((addr, proc)) => {
+                    return SmtpSink {
+                        addr,
+                        dir: dir.to_path_buf(),
+                        _proc: proc,
+                    };
+                }
+                Err(e) => errors.push(e),
+            }
         }
+        panic!("smtp-sink did not start: {errors:#?}");
     }
 
     /// Contents of every dump file so far.
@@ -94,6 +95,84 @@ impl SmtpSink {
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .collect()
     }
+}
+
+const SMTP_SINK_ATTEMPTS: usize = 3;
+/// smtp-sink greets with the hostname given by `-h`.
+const SMTP_SINK_GREETING: &str = "220 smtp-sink.test ";
+
+/// One try at starting smtp-sink: its address once it greets as itself, or why not.
+fn spawn_smtp_sink(dir: &Path) -> Result<(SocketAddr, Proc), String> {
+    let mut cmd = Command::new(SMTP_SINK);
+    if is_root() {
+        // smtp-sink refuses to run as root without a user to drop privileges to.
+        cmd.args(["-u", "postfix"]);
+    }
+    let template = format!("{}/%H%M%S.", dir.display());
+    cmd.args([
+        "-d",
+        &template,
+        "-h",
+        "smtp-sink.test",
+        "127.0.0.1:0",
+        "100",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut proc = Proc(cmd.spawn().map_err(|e| format!("spawn: {e}"))?);
+    let pid = proc.0.id();
+    let mut exited = None;
+    let mut port = None;
+    wait_until(DEADLINE, || {
+        exited = proc.0.try_wait().ok().flatten();
+        port = listening_port(pid);
+        exited.is_some() || port.is_some()
+    });
+    if let Some(status) = exited {
+        let mut err = String::new();
+        if let Some(mut e) = proc.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        return Err(format!("exited with {status}: {err}"));
+    }
+    let addr: SocketAddr = ([127, 0, 0, 1], port.ok_or("no listening socket")?).into();
+    let greeting = first_line(addr).map_err(|e| format!("greeting on {addr}: {e}"))?;
+    if !greeting.starts_with(SMTP_SINK_GREETING) {
+        return Err(format!("{addr} greeted with {greeting:?}"));
+    }
+    Ok((addr, proc))
+}
+
+/// The TCP port process `pid` listens on, found through its socket descriptors' inodes in
+/// /proc/net/tcp.
+fn listening_port(pid: u32) -> Option<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (local, state, inode) = (f.get(1)?, f.get(3)?, f.get(9)?);
+        let listening = *state == "0A" && inodes.iter().any(|i| i == inode);
+        let port = local.rsplit_once(':')?.1;
+        listening.then(|| u16::from_str_radix(port, 16).ok())?
+    })
+}
+
+/// Connects to `addr` and reads the first line the server sends.
+fn first_line(addr: SocketAddr) -> std::io::Result<String> {
+    let conn = std::net::TcpStream::connect_timeout(&addr, DEADLINE)?;
+    conn.set_read_timeout(Some(DEADLINE))?;
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line)?;
+    Ok(line)
 }
 
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -1,6 +1,7 @@
 //! A small SMTP receiver for tests that need control a real peer does not give: a delay before
-//! the reply to the final dot (a slow receiver), a switch to answer RCPT with 451, and a signal
-//! when a message's data has arrived but is not yet acknowledged.
+//! the reply to the final dot (a slow receiver), a switch to answer RCPT with 451, a signal
+//! when a message's data has arrived but is not yet acknowledged, and a hold that stalls those
+//! replies with a way to wait until every arrived message is either acknowledged or stalled.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,9 +38,25 @@ struct State {
     data_seen: AtomicUsize,
     dot_delay_ms: AtomicUsize,
     temp_fail_rcpt: AtomicBool,
-    /// While true, replies to the final dot wait (a receiver that stalls).
-    hold: Mutex<bool>,
+    /// Sessions whose data arrived and that are neither recorded in `accepted` (or failed to
+    /// reply) nor stalled by the hold. Changed under the `accepted` lock or followed by taking
+    /// it, so waiters on `changed` see every decrease.
+    busy: AtomicUsize,
+    /// While on, replies to the final dot wait (a receiver that stalls).
+    hold: Mutex<Hold>,
     released: Condvar,
+}
+
+#[derive(Default)]
+struct Hold {
+    on: bool,
+    /// Also held: every message whose data arrives as the n-th (0-based) or later.
+    from: Option<usize>,
+    /// Sessions waiting for the hold to end (not counted in `busy`).
+    stalled: usize,
+    /// Bumped by every release; a stalled session waits for a change, so a release followed
+    /// quickly by a new hold still lets it go, and it is counted as busy again from the release.
+    generation: u64,
 }
 
 /// The running sink; its threads live until the test process ends.
@@ -73,10 +90,26 @@ impl Sink {
         self.state.dot_delay_ms.store(ms, Ordering::SeqCst);
     }
 
-    /// While held, every reply to a final dot waits until `set_hold(false)`.
+    /// While held, every reply to a final dot waits until `set_hold(false)`, which also ends
+    /// [`Sink::hold_from`].
     pub fn set_hold(&self, on: bool) {
-        *self.state.hold.lock().unwrap() = on;
+        let mut h = self.state.hold.lock().unwrap();
+        if !on {
+            self.state.busy.fetch_add(h.stalled, Ordering::SeqCst);
+            h.stalled = 0;
+            h.generation += 1;
+            h.from = None;
+        }
+        h.on = on;
+        drop(h);
         self.state.released.notify_all();
+    }
+
+    /// Holds the reply to the `n`-th message whose data arrives (counting from 0, over the sink's
+    /// lifetime) and to every later one, until `set_hold(false)`: a receiver that stops
+    /// acknowledging at a known point, however fast the sender is.
+    pub fn hold_from(&self, n: usize) {
+        self.state.hold.lock().unwrap().from = Some(n);
     }
 
     /// While on, every RCPT gets `451 4.3.0` (a transient failure for the client).
@@ -111,6 +144,14 @@ impl Sink {
             }
             guard = self.state.changed.wait_timeout(guard, left).unwrap().0;
         }
+    }
+
+    /// Waits until every message whose data arrived was either acknowledged (and is in
+    /// [`Sink::accepted`]) or is stalled by the hold. While held, `accepted` cannot grow after
+    /// this returns true.
+    pub fn wait_quiet(&self, limit: Duration) -> bool {
+        let busy = &self.state.busy;
+        self.wait_for(limit, |_| busy.load(Ordering::SeqCst) == 0)
     }
 
     /// Waits until at least `n` messages' data arrived (acknowledged or not).
@@ -165,18 +206,24 @@ fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
             "DATA" => {
                 out.write_all(b"354 go ahead\r\n")?;
                 let data = read_data(&mut input)?;
-                data_arrived(st);
-                wait_released(st);
+                let index = data_arrived(st);
+                wait_released(st, index);
                 let delay = st.dot_delay_ms.load(Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(delay as u64));
-                out.write_all(b"250 2.0.0 accepted\r\n")?;
+                let written = out.write_all(b"250 2.0.0 accepted\r\n");
                 let msg = SinkMsg {
                     mail_from: std::mem::take(&mut from),
                     rcpts: std::mem::take(&mut rcpts),
                     data,
                 };
-                st.accepted.lock().unwrap().push(msg);
+                let mut accepted = st.accepted.lock().unwrap();
+                if written.is_ok() {
+                    accepted.push(msg);
+                }
+                st.busy.fetch_sub(1, Ordering::SeqCst);
+                drop(accepted);
                 st.changed.notify_all();
+                written?;
                 continue;
             }
             "RSET" => {
@@ -194,22 +241,42 @@ fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
     }
 }
 
-fn data_arrived(st: &State) {
-    st.data_seen.fetch_add(1, Ordering::SeqCst);
+/// Counts a message whose data arrived; returns how many arrived before it.
+fn data_arrived(st: &State) -> usize {
+    st.busy.fetch_add(1, Ordering::SeqCst);
+    let index = st.data_seen.fetch_add(1, Ordering::SeqCst);
+    notify_changed(st);
+    index
+}
+
+fn notify_changed(st: &State) {
     // Take the lock so a waiter cannot miss the notification between its check and its wait.
     drop(st.accepted.lock().unwrap());
     st.changed.notify_all();
 }
 
-fn wait_released(st: &State) {
-    let mut held = st.hold.lock().unwrap();
+fn wait_released(st: &State, index: usize) {
+    let mut h = st.hold.lock().unwrap();
+    if !h.on && h.from.is_none_or(|n| index < n) {
+        return;
+    }
+    let generation = h.generation;
+    h.stalled += 1;
+    st.busy.fetch_sub(1, Ordering::SeqCst);
+    // Lock order is hold, then accepted; nothing takes them the other way round.
+    notify_changed(st);
     let end = Instant::now() + Duration::from_secs(120);
-    while *held && Instant::now() < end {
-        held = st
+    while h.generation == generation && Instant::now() < end {
+        h = st
             .released
-            .wait_timeout(held, Duration::from_secs(1))
+            .wait_timeout(h, Duration::from_secs(1))
             .unwrap()
             .0;
+    }
+    if h.generation == generation {
+        // Gave up waiting: the release did not count this session as busy again, so do it here.
+        h.stalled -= 1;
+        st.busy.fetch_add(1, Ordering::SeqCst);
     }
 }
 

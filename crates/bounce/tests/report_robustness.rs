@@ -5,44 +5,59 @@ use cartero_bounce::report::{MAX_BOUNDARY_LINES, MAX_INPUT_BYTES};
 use cartero_bounce::{CodeClassifier, ReportError, classify_report, parse_report};
 use proptest::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// Counts live heap bytes so a test can assert the peak a parse reaches.
+/// Counts live heap bytes per thread so a test can assert the peak its own parse reaches; other
+/// tests of this binary run on other threads at the same time and must not inflate it.
 struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-/// Memory measurements run one at a time (the counter is process-wide).
-static MEASURE: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    // Signed: a thread may free memory another thread allocated. `const` initialisers and
+    // `Cell<isize>` (no destructor) keep these accesses allocation-free inside the allocator.
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn track(delta: isize) {
+    // `try_with` so an access during thread teardown is skipped rather than panicking.
+    let _ = LIVE.try_with(|live| {
+        let now = live.get().wrapping_add(delta);
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-        PEAK.fetch_max(now, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            track(layout.size() as isize);
+        }
+        ptr
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { System.dealloc(ptr, layout) };
+        track(-(layout.size() as isize));
     }
 }
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// Parses and classifies `raw`; returns the parse result, the extra peak heap and the time taken.
+/// Parses and classifies `raw` on the calling thread; returns the parse result, the extra peak
+/// heap that thread reached and the time taken.
 fn measured(raw: &[u8]) -> (Result<usize, String>, usize, Duration) {
-    let _guard = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
-    let base = LIVE.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let base = LIVE.with(Cell::get);
+    PEAK.with(|p| p.set(base));
     let start = Instant::now();
     let out = parse_report(raw)
         .map(|r| classify_report(&r, &CodeClassifier::new()).len())
         .map_err(|e| e.to_string());
     let took = start.elapsed();
-    (out, PEAK.load(Ordering::Relaxed).saturating_sub(base), took)
+    let peak = PEAK.with(Cell::get).saturating_sub(base);
+    (out, usize::try_from(peak).unwrap_or(0), took)
 }
 
 fn corpus_files() -> Vec<Vec<u8>> {

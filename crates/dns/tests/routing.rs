@@ -278,9 +278,10 @@ async fn silent_nameserver_is_transient_within_timeout() {
     let err = resolver.route("example.test").await.unwrap_err();
     let elapsed = started.elapsed();
     assert!(matches!(err, DnsError::Transient { .. }), "{err}");
-    // The resolver's own bound is timeout × (attempts + 1); allow scheduling slack.
+    // The resolver's own bound is timeout × (attempts + 1). The slack is for a loaded machine: the
+    // test is about a bound existing, and without ours the library default (5 s per try) exceeds it.
     assert!(
-        elapsed < timeout * 2 + Duration::from_millis(700),
+        elapsed < timeout * 2 + Duration::from_secs(3),
         "took {elapsed:?}"
     );
     let mut buf = [0u8; 512];

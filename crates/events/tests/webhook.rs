@@ -86,12 +86,14 @@ async fn receiver(script: &[u16]) -> (Arc<Receiver>, String) {
     (state, format!("http://{addr}/hook"))
 }
 
-/// A loopback URL where nothing listens: connections are refused.
-fn closed_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}/hook")
+/// A loopback URL where nothing listens: connections are refused. The socket is bound but never
+/// listens, so the port stays reserved (a dropped listener's port could be taken by a concurrent
+/// test); keep it alive for as long as the URL must stay closed.
+fn closed_url() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, format!("http://127.0.0.1:{port}/hook"))
 }
 
 fn config(url: &str, dir: &Path, batch_size: usize) -> WebhookConfig {
@@ -242,7 +244,8 @@ async fn undelivered_batches_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let evs = events(7);
     {
-        let sink = WebhookSink::start(config(&closed_url(), dir.path(), 3), clock()).unwrap();
+        let (_reserved, closed) = closed_url();
+        let sink = WebhookSink::start(config(&closed, dir.path(), 3), clock()).unwrap();
         for e in &evs {
             sink.emit(e);
         }
@@ -266,7 +269,8 @@ async fn undelivered_batches_survive_a_restart() {
 #[tokio::test]
 async fn shutdown_keeps_the_partial_batch_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let sink = WebhookSink::start(config(&closed_url(), dir.path(), 100), clock()).unwrap();
+    let (_reserved, closed) = closed_url();
+    let sink = WebhookSink::start(config(&closed, dir.path(), 100), clock()).unwrap();
     for e in &events(4) {
         sink.emit(e);
     }

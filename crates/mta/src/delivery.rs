@@ -241,6 +241,7 @@ async fn connect_any(
                         sending_ip: cfg.local_ip.map(|ip| ip.to_string()),
                         tls: Some(conn.is_tls()),
                         lane: Some(lane),
+                        connection_failed: false,
                     };
                     return Ok((conn, at));
                 }

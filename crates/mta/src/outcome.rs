@@ -14,6 +14,9 @@ pub struct AttemptContext {
     /// The queue the recipient was admitted to; `None` when it never reached one (routing
     /// failures, expiry while scheduled). Outcomes with a lane are fed to shaping.
     pub lane: Option<Lane>,
+    /// The recipient waited for a connection that could not be made. Shaping already observed
+    /// the connection, so its reply is not fed to the response rules again per recipient.
+    pub connection_failed: bool,
 }
 
 /// A ready queue as shaping knows it: (source, site) and the site's provider.

@@ -210,7 +210,7 @@ async fn burst_after_outage(env: &mut Env, domain: &str, n: usize) {
         env.inject(&[&format!("user{i}@{domain}")]).await;
     }
     env.events.wait_for(EventType::Delay, n).await;
-    env.sink.restart().await;
+    env.sink.restart();
     env.advance(minutes(30));
     env.events.wait_for(EventType::Delivery, n).await;
 }

@@ -5,6 +5,7 @@ mod support;
 
 use cartero_dns::testing::Zone;
 use cartero_events::EventType;
+use cartero_shaping::Scope;
 use cartero_smtp::Reply;
 use std::time::Duration;
 use support::{Env, Rules};
@@ -201,4 +202,71 @@ async fn a_domain_layer_banner_timeout_overrides_the_delivery_default() {
         "{d:?}"
     );
     hold.abort();
+}
+
+/// Regression: a connection refused at the banner was fed to the response rules once for the
+/// connection and again for every recipient that waited for it, so a `count` rule fired on the
+/// first refusal of a busy queue. It must count connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn count_rule_counts_a_refused_connection_once_not_once_per_waiting_recipient() {
+    let mut env = Env::start(vec![], |c| {
+        c.shaping = toml::from_str(
+            r#"
+[default]
+max_connections = 1
+[adaptive]
+throttle_patterns = []
+[[adaptive.rules]]
+name = "busy-twice"
+pattern = '^421 4\.3\.2'
+trigger = { type = "count", n = 2, within = "1h" }
+action = { type = "suspend", for = "1h" }
+"#,
+        )
+        .expect("test shaping config");
+    })
+    .await;
+    env.sink.set_banner_421(true);
+    // Five recipients ready at once, so one connection is tried for all of them.
+    let backlog = Scope::Domain("example.test".into());
+    env.mta
+        .suspend(backlog.clone(), None, "backlog".into())
+        .await
+        .expect("suspend answered");
+    for i in 0..5 {
+        env.inject(&[&format!("w{i}@example.test")]).await;
+    }
+    assert!(env.mta.resume(backlog).await.is_some());
+    let delays = env.events.wait_for(EventType::Delay, 5).await;
+    assert!(
+        delays.iter().all(|d| d.num_retries == Some(1)),
+        "{delays:#?}"
+    );
+    let rule_fired = |env: &mut Env| {
+        env.events
+            .of(EventType::Shaping)
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("rule:busy-twice"))
+            .count()
+    };
+    assert_eq!(rule_fired(&mut env), 0, "one refusal is one count");
+
+    // The retry meets a second refusal: now the rule fires, and the recipients that waited for
+    // that connection wait for the suspension without using another attempt.
+    assert_eq!(env.mta.flush(None).await, 5);
+    let delays = env.events.wait_for(EventType::Delay, 10).await;
+    assert_eq!(rule_fired(&mut env), 1);
+    for d in &delays[5..] {
+        assert_eq!(d.num_retries, Some(1), "held, not charged: {d:#?}");
+    }
+    assert!(
+        env.mta
+            .shaping_view()
+            .suspensions
+            .iter()
+            .any(|s| s.scope.starts_with("queue:default/")),
+        "{:#?}",
+        env.mta.shaping_view()
+    );
+    assert!(env.sink.messages().is_empty());
 }

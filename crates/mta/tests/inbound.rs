@@ -196,8 +196,10 @@ async fn connections_over_the_per_ip_limit_get_421_4_7_0() {
 /// timeout, so a client that never started it held its connection slot forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_starttls_handshake_held_the_connection_forever() {
+    // Also bounds the pauses between this client's own commands, so it must outlast a stall of
+    // the test task on a loaded machine; the client still waits several times longer (10 s).
     let env = Env::start(vec![], |c| {
-        c.smtp.command_timeout = std::time::Duration::from_millis(300);
+        c.smtp.command_timeout = std::time::Duration::from_secs(2);
     })
     .await;
     let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
@@ -213,8 +215,9 @@ async fn stalled_starttls_handshake_held_the_connection_forever() {
 /// Slow clients: an idle session is closed with 421 4.4.2 after `command_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_client_gets_421_4_4_2_after_the_command_timeout() {
+    // Long enough that a stalled test task cannot hit it between connect and EHLO.
     let env = Env::start(vec![], |c| {
-        c.smtp.command_timeout = std::time::Duration::from_millis(300);
+        c.smtp.command_timeout = std::time::Duration::from_secs(2);
     })
     .await;
     let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
@@ -288,15 +291,23 @@ async fn unlimited_failed_auth_attempts_could_stall_the_server() {
 /// connection slot forever once the socket buffers filled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_held_its_slot_forever() {
+    // Long enough that the stuck client is not dropped as idle before its flood starts: the slot
+    // must come free through the reply write timing out, not through the idle timeout.
     let env = Env::start(vec![], |c| {
-        c.smtp.command_timeout = std::time::Duration::from_millis(500);
+        c.smtp.command_timeout = std::time::Duration::from_secs(2);
         c.smtp.max_connections_per_ip = 1;
         c.smtp.max_errors = 1_000_000;
     })
     .await;
-    let stuck = tokio::net::TcpStream::connect(env.smtp_addr())
+    let mut stuck = tokio::net::TcpStream::connect(env.smtp_addr())
         .await
         .unwrap();
+    // Its banner proves the stuck connection holds the only slot before anything else happens.
+    let banner = read_line(&mut stuck).await;
+    assert!(banner.starts_with("220"), "{banner}");
+    let (mut probe, refused) = RawClient::connect(env.smtp_addr()).await;
+    assert!(refused.to_string().starts_with("421 4.7.0"), "{refused}");
+    assert!(probe.is_closed().await);
     // ~3 MB of NOOPs: their replies overflow both socket buffers while we never read.
     let noops = "NOOP\r\n".repeat(500_000);
     let (_rd, mut wr) = stuck.into_split();
@@ -319,6 +330,22 @@ async fn a_client_that_never_reads_held_its_slot_forever() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     writer.abort();
+}
+
+/// Reads one CRLF-terminated line (the server sends nothing else before it is spoken to).
+async fn read_line(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("no banner in time")
+            .unwrap();
+        assert_eq!(n, 1, "closed before a full line: {line:?}");
+        line.push(byte[0]);
+    }
+    String::from_utf8_lossy(&line).into_owned()
 }
 
 /// Clients that may not relay can only send bounces: they get the report parser's 10 MiB limit

@@ -302,6 +302,49 @@ fn count_rule_matches_older_than_the_window_do_not_count() {
 }
 
 #[test]
+fn deferred_recipients_of_a_failed_connection_do_not_count_for_rules_again() {
+    let cfg = rule_config(
+        r#"{ type = "suspend", for = "1h" }"#,
+        r#"trigger = { type = "count", n = 2, within = "60s" }"#,
+    );
+    let (l, _) = engine(&cfg);
+    let (k, t) = (key("ip1"), gmail("gmail.com"));
+    let deferred = Observed::Deferred {
+        reply: BUSY,
+        class: 20,
+    };
+    assert!(
+        l.observe(&k, &t, connect_failed(BUSY, true))
+            .actions
+            .iter()
+            .all(|a| a.cause != "rule:busy")
+    );
+    for _ in 0..5 {
+        let v = l.observe(&k, &t, deferred);
+        assert!(
+            v.actions.iter().all(|a| a.cause != "rule:busy"),
+            "{:?}",
+            v.actions
+        );
+    }
+    assert_eq!(
+        l.admit(&k, &t, false),
+        Ok(()),
+        "one refused connection is one count"
+    );
+    // The second connection fires the rule; what waited for it is held until the suspension ends.
+    let v = l.observe(&k, &t, connect_failed(BUSY, true));
+    assert!(
+        v.actions
+            .iter()
+            .any(|a| a.cause == "rule:busy" && a.action == ActionKind::Suspend)
+    );
+    let v = l.observe(&k, &t, deferred);
+    assert_eq!(v.hold, Some(Some(START + HOUR)));
+    assert!(v.actions.is_empty(), "{:?}", v.actions);
+}
+
+#[test]
 fn throttle_rule_lowers_the_rate_for_its_duration_and_the_view_names_it() {
     let cfg = rule_config(r#"{ type = "throttle", factor = 0.5, for = "10m" }"#, "");
     let (l, clock) = engine(&cfg);

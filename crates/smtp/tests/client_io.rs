@@ -389,8 +389,16 @@ async fn silent_servers_time_out_in_the_right_phase() {
         assert!(silent.line().await.is_none());
         assert!(p.line().await.is_none());
     });
+    // Only the phase under test has a short limit: a stall of this task in another phase must
+    // not fire that phase's timeout instead. The long limit is still far below the elapsed bound
+    // below, so a client that ignored the banner limit would fail it.
+    let short = Duration::from_millis(300);
+    let long = Timeouts::uniform(Duration::from_secs(30));
     let mut config = cfg(TlsMode::Disabled);
-    config.timeouts = Timeouts::uniform(Duration::from_millis(300));
+    config.timeouts = Timeouts {
+        banner: short,
+        ..long
+    };
     let started = Instant::now();
     let err = Connection::connect(addr, "fake.test", &config)
         .await
@@ -405,8 +413,16 @@ async fn silent_servers_time_out_in_the_right_phase() {
         "{err:?}"
     );
     assert!(err.is_connection_level());
-    assert!(started.elapsed() < Duration::from_secs(3));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "banner timeout took {took:?}"
+    );
 
+    config.timeouts = Timeouts {
+        data_end: short,
+        ..long
+    };
     let mut c = Connection::connect(addr, "fake.test", &config)
         .await
         .unwrap();
@@ -490,11 +506,15 @@ async fn local_ip_is_the_source_address_the_server_sees() {
 
 #[tokio::test]
 async fn connect_refused_is_connection_level() {
-    let (l, addr) = listen().await;
-    drop(l);
+    // Bound but never listening: connections are refused, and unlike a dropped listener the port
+    // stays ours, so no concurrent test can start listening on it.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = reserved.local_addr().unwrap();
     let err = Connection::connect(addr, "fake.test", &cfg(TlsMode::Disabled))
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert!(err.is_connection_level());
+    drop(reserved);
 }

@@ -8,7 +8,7 @@ use super::state::Scheduler;
 use crate::delivery;
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use cartero_bounce::BounceClass;
-use cartero_shaping::{Observed, QueueKey, Target, Wait};
+use cartero_shaping::{Observed, QueueKey, Target, Verdict, Wait};
 use tokio::sync::oneshot;
 
 impl Scheduler {
@@ -130,8 +130,10 @@ impl Scheduler {
             }
         }
         if let (Some(f), Some(lane)) = (failure, lane) {
-            let avoided = self.connect_failed(&lane, &f, deferred.first().map(|r| &*r.domain));
-            let at = AttemptContext::on_lane(lane);
+            let v = self.connect_failed(&lane, &f, deferred.first().map(|r| &*r.domain));
+            let avoided = v.hold.is_some();
+            let mut at = AttemptContext::on_lane(lane);
+            at.connection_failed = true;
             let now = self.ctx.clock.now_ms();
             for mut r in deferred {
                 if avoided && self.ctx.pools.has_alternative(&key.source) {
@@ -139,17 +141,25 @@ impl Scheduler {
                     release_unsent(self.ctx.limits.as_ref(), &key, provider, &r);
                     r.next_attempt = now;
                     self.schedule(r);
+                } else if v.bounce {
+                    self.settle(r, Outcome::Permanent(f.clone()), &at);
                 } else {
                     self.settle(r, Outcome::Transient(f.clone()), &at);
                 }
+            }
+            // The connection's verdict concerns the whole queue, like a recipient's.
+            self.apply_actions(&v.actions);
+            if v.bounce {
+                self.bounce_queue(&key, f);
             }
         }
         self.maybe_finish_shutdown();
     }
 
-    /// Reports a failed connection to shaping; true when the source is being avoided, so what
-    /// waited for it may move to another source without using an attempt.
-    fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> bool {
+    /// Reports a failed connection to shaping and publishes the actions taken. A hold in the
+    /// verdict means the source is being avoided (or its queue was suspended), so what waited for
+    /// it may move to another source without using an attempt.
+    fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> Verdict {
         let reply = f.reply_line();
         let t = Target {
             domain: domain.unwrap_or(""),
@@ -163,7 +173,7 @@ impl Scheduler {
         for a in &v.actions {
             self.settler.shaping_event(a, domain);
         }
-        v.hold.is_some()
+        v
     }
 
     pub(super) fn maybe_finish_shutdown(&mut self) {

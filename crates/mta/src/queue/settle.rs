@@ -42,7 +42,10 @@ impl Settler {
             Outcome::Transient(f) if now >= r.msg.env.expires_at => Outcome::Expired(f),
             o => o,
         };
-        let verdict = at.lane.as_ref().map(|lane| self.shape(lane, &r, &outcome));
+        let verdict = at
+            .lane
+            .as_ref()
+            .map(|lane| self.shape(lane, &r, &outcome, at));
         // A `bounce` rule fails what is queued for the site with the reply, this recipient too.
         let outcome = match outcome {
             Outcome::Transient(f) if verdict.as_ref().is_some_and(|v| v.bounce) => {
@@ -126,7 +129,7 @@ impl Settler {
 
     /// Tells shaping the outcome, gives back the warm-up slot of what was not sent, and
     /// publishes the adaptive actions taken.
-    fn shape(&self, lane: &Lane, r: &QRcpt, outcome: &Outcome) -> Verdict {
+    fn shape(&self, lane: &Lane, r: &QRcpt, outcome: &Outcome, at: &AttemptContext) -> Verdict {
         let t = Target {
             domain: &r.domain,
             provider: lane.provider.as_deref(),
@@ -135,10 +138,16 @@ impl Settler {
             Outcome::Transient(f) | Outcome::Expired(f) | Outcome::Permanent(f) => f.reply_line(),
             Outcome::Delivered { .. } => "".into(),
         };
-        let failed = |f: &Failure, permanent| Observed::Failed {
-            reply: &reply,
-            class: f.class.0,
-            permanent,
+        let failed = |f: &Failure, permanent| match at.connection_failed {
+            true => Observed::Deferred {
+                reply: &reply,
+                class: f.class.0,
+            },
+            false => Observed::Failed {
+                reply: &reply,
+                class: f.class.0,
+                permanent,
+            },
         };
         let (observed, sent) = match outcome {
             Outcome::Delivered { .. } => (Observed::Delivered, Sent::Delivered),

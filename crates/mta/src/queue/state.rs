@@ -282,7 +282,7 @@ impl Scheduler {
 
     /// What adaptive actions change in the queues: a suspension holds what waits for its scope.
     /// (A throttle only changes the pace, which the engine applies by itself.)
-    fn apply_actions(&mut self, actions: &[cartero_shaping::ShapingAction]) {
+    pub(super) fn apply_actions(&mut self, actions: &[cartero_shaping::ShapingAction]) {
         for a in actions {
             if a.action == cartero_shaping::ActionKind::Suspend {
                 self.evict(&a.scope, a.until);

@@ -8,6 +8,7 @@ use cartero_dns::testing::TestDnsServer;
 use cartero_events::{Event, EventType};
 use cartero_mta::config::SourceConfig;
 use cartero_mta::{Injected, Injection, Mta, MtaConfig, StartOptions};
+use cartero_shaping::Scope;
 use cartero_simulator::{Scenario, Simulator};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -114,6 +115,35 @@ impl RealEnv {
             ..Injection::default()
         };
         self.mta.inject(inj).await.expect("injection accepted")
+    }
+
+    /// One message per recipient of `domain`, all released at once: the domain is suspended while
+    /// they are injected (each injection is an fsync'd spool insert, slow on a loaded disk) and
+    /// resumed after, so the whole backlog reaches the ready queues together and the provider's
+    /// limits are met however slowly the messages trickled in.
+    pub async fn inject_backlog(
+        &self,
+        domain: &str,
+        recipients: impl IntoIterator<Item = String>,
+    ) -> Vec<Injected> {
+        let scope = Scope::Domain(domain.into());
+        self.mta
+            .suspend(scope.clone(), None, "build backlog".into())
+            .await
+            .expect("suspend answered");
+        let mut injected = Vec::new();
+        for to in recipients {
+            assert!(
+                to.ends_with(&format!("@{domain}")),
+                "{to} is not held by the suspension of {domain}"
+            );
+            injected.push(self.inject(&to).await);
+        }
+        assert!(
+            self.mta.resume(scope).await.is_some(),
+            "the backlog's suspension of {domain} was in place until now"
+        );
+        injected
     }
 }
 

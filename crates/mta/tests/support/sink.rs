@@ -91,12 +91,24 @@ struct State {
 pub struct Sink {
     addr: SocketAddr,
     state: Arc<State>,
-    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+    conns: Arc<Mutex<Conns>>,
+}
+
+/// The connections being served, and whether the sink is in an outage. One lock for both, so a
+/// connection is either registered before an outage starts (and cut by it) or refused by it.
+#[derive(Default)]
+struct Conns {
+    down: bool,
+    tasks: Vec<AbortHandle>,
 }
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.stop();
+        self.accept.abort();
+        for t in self.conns.lock().tasks.drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -136,13 +148,14 @@ impl Sink {
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let sink = Sink {
+        let conns = Arc::new(Mutex::new(Conns::default()));
+        let accept = serve(listener, state.clone(), conns.clone());
+        Sink {
             addr,
             state,
-            tasks: Arc::new(Mutex::new(Vec::new())),
-        };
-        sink.serve(listener);
-        sink
+            accept,
+            conns,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -176,31 +189,21 @@ impl Sink {
         self.state.max_concurrent.load(Ordering::SeqCst)
     }
 
-    /// Closes the listener and every open connection: the port refuses connections.
+    /// Starts an outage: every open connection is cut and new ones are closed as soon as they are
+    /// accepted, before any banner (a failure of the connection, as a refused one would be). The
+    /// listener stays open, so the port stays the sink's: no other test can take it meanwhile.
+    /// Connections refused this way are not counted.
     pub fn stop(&self) {
-        for t in self.tasks.lock().drain(..) {
+        let mut conns = self.conns.lock();
+        conns.down = true;
+        for t in conns.tasks.drain(..) {
             t.abort();
         }
     }
 
-    /// Listens again on the same port, keeping rules, records and counters.
-    pub async fn restart(&self) {
-        self.stop();
-        // The aborted accept task drops its listener asynchronously; retry until the port is free.
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if tries < 100 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::task::yield_now().await;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err(e) => panic!("cannot rebind the sink on {}: {e}", self.addr),
-            }
-        };
-        self.serve(listener);
+    /// Ends the outage, keeping rules, records and counters.
+    pub fn restart(&self) {
+        self.conns.lock().down = false;
     }
 
     /// Waits until the sink holds at least `n` messages; panics after `limit`.
@@ -222,27 +225,30 @@ impl Sink {
         }
         self.messages()
     }
+}
 
-    fn serve(&self, listener: TcpListener) {
-        let state = self.state.clone();
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    continue;
-                };
-                let id = state.total.fetch_add(1, Ordering::SeqCst) + 1;
-                let now = state.current.fetch_add(1, Ordering::SeqCst) + 1;
-                state.max_concurrent.fetch_max(now, Ordering::SeqCst);
-                let st = state.clone();
-                let h = tokio::spawn(async move { handle(&st, stream, id, peer).await });
-                let mut t = tasks.lock();
-                t.retain(|h| !h.is_finished());
-                t.push(h.abort_handle());
+/// Accepts connections until aborted, serving them unless the sink is in an outage.
+fn serve(listener: TcpListener, state: Arc<State>, conns: Arc<Mutex<Conns>>) -> AbortHandle {
+    let accept = tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
+            let mut c = conns.lock();
+            if c.down {
+                drop(stream);
+                continue;
             }
-        });
-        self.tasks.lock().push(accept.abort_handle());
-    }
+            let id = state.total.fetch_add(1, Ordering::SeqCst) + 1;
+            let now = state.current.fetch_add(1, Ordering::SeqCst) + 1;
+            state.max_concurrent.fetch_max(now, Ordering::SeqCst);
+            let st = state.clone();
+            let h = tokio::spawn(async move { handle(&st, stream, id, peer).await });
+            c.tasks.retain(|h| !h.is_finished());
+            c.tasks.push(h.abort_handle());
+        }
+    });
+    accept.abort_handle()
 }
 
 async fn handle(state: &State, mut stream: TcpStream, id: usize, peer: std::net::SocketAddr) {

@@ -35,20 +35,24 @@ pub(super) fn observe(
             class,
             permanent,
         } => {
-            let fired = inner.rules.observe(key, t.provider, reply, now);
-            for f in fired {
-                apply_rule(inner, c, key, t, f, now, &mut v);
+            apply_rules(inner, c, key, t, reply, now, &mut v);
+            on_failed(inner, c, key, t, (reply, class, permanent), now, &mut v);
+        }
+        Observed::Deferred { reply, class } => {
+            on_failed(inner, c, key, t, (reply, class, false), now, &mut v);
+            // A rule fired by the connection's reply may have suspended the queue: the recipients
+            // that waited for the connection wait for the suspension, without an attempt.
+            if let Err(h) = inner.check_suspended(key, t.domain, now) {
+                // The later end wins; "until resumed" (`None`) is the latest of all.
+                v.hold = Some(match (v.hold, h.until) {
+                    (None, until) => until,
+                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                    (Some(_), _) => None,
+                });
             }
-            if !permanent && c.throttle.is_match(reply) {
-                on_throttle(inner, c, key, t, reply, now, &mut v);
-            }
-            sweep(inner, c, key, t, Outcome::Failed { class }, now, &mut v);
         }
         Observed::ConnectFailed { reply, refused } => {
-            let fired = inner.rules.observe(key, t.provider, reply, now);
-            for f in fired {
-                apply_rule(inner, c, key, t, f, now, &mut v);
-            }
+            apply_rules(inner, c, key, t, reply, now, &mut v);
             if refused || c.throttle.is_match(reply) {
                 on_refused(inner, c, key, t, reply, now, &mut v);
             } else {
@@ -109,6 +113,37 @@ fn sweep_state<'a>(
         acted_suspend: false,
         last: None,
     })
+}
+
+/// Feeds a reply to the response rules and applies those that fire.
+fn apply_rules(
+    inner: &mut Inner,
+    c: &Compiled,
+    key: &QueueKey,
+    t: &Target,
+    reply: &str,
+    now: UnixMillis,
+    v: &mut Verdict,
+) {
+    for f in inner.rules.observe(key, t.provider, reply, now) {
+        apply_rule(inner, c, key, t, f, now, v);
+    }
+}
+
+/// A recipient failed: a throttling reply slows the queue, and the sweep counts it.
+fn on_failed(
+    inner: &mut Inner,
+    c: &Compiled,
+    key: &QueueKey,
+    t: &Target,
+    (reply, class, permanent): (&str, u16, bool),
+    now: UnixMillis,
+    v: &mut Verdict,
+) {
+    if !permanent && c.throttle.is_match(reply) {
+        on_throttle(inner, c, key, t, reply, now, v);
+    }
+    sweep(inner, c, key, t, Outcome::Failed { class }, now, v);
 }
 
 fn aimd_of<'a>(q: &'a mut QueueState, c: &Compiled, key: &QueueKey, t: &Target) -> &'a mut Aimd {

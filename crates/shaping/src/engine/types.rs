@@ -24,6 +24,11 @@ pub enum Observed<'a> {
         class: u16,
         permanent: bool,
     },
+    /// A recipient deferred because no connection could be made for it. The connection itself
+    /// was observed (as [`Observed::ConnectFailed`]), so response rules do not count its reply
+    /// again for every recipient that waited; the throttle check and the sweep still see it, and
+    /// the recipient is held (no attempt used) when its queue is suspended.
+    Deferred { reply: &'a str, class: u16 },
     /// No connection could be made. `refused` when the peer answered and turned us away
     /// (e.g. `421` at the banner), as opposed to a network failure.
     ConnectFailed { reply: &'a str, refused: bool },

@@ -270,9 +270,9 @@ impl InMail {
             self.sources.by_ip.get(&ip)
         };
         let source = by_tag.or_else(by_ip);
+        // The same domain the queue keys the recipient by, so the complaint meets its sweep.
         let domain = rcpt
-            .and_then(|r| r.trim().trim_matches(['<', '>']).rsplit_once('@'))
-            .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+            .map(|r| crate::queue::domain_of(r.trim()))
             .filter(|d| !d.is_empty() && d.len() <= 255);
         let (Some(source), Some(domain)) = (source, domain) else {
             let why = if source.is_none() {

@@ -127,6 +127,15 @@ struct QueueState {
 }
 
 impl QueueState {
+    /// Whether the queue holds something learned or imposed that outlives its traffic: what a
+    /// restart must restore and the view shows even before the queue is used again.
+    fn carries_state(&self, now: UnixMillis) -> bool {
+        self.aimd.as_ref().is_some_and(crate::Aimd::is_reduced)
+            || self.live_connections.is_some()
+            || self.throttle.as_ref().is_some_and(|t| t.until > now)
+            || self.set_connections.as_ref().is_some_and(|s| s.until > now)
+    }
+
     /// Remembers the last target for the view; allocates only when it changes (this runs for
     /// every outcome and connection).
     fn note_target(&mut self, t: &Target) {

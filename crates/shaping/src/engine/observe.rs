@@ -43,12 +43,7 @@ pub(super) fn observe(
             // A rule fired by the connection's reply may have suspended the queue: the recipients
             // that waited for the connection wait for the suspension, without an attempt.
             if let Err(h) = inner.check_suspended(key, t.domain, now) {
-                // The later end wins; "until resumed" (`None`) is the latest of all.
-                v.hold = Some(match (v.hold, h.until) {
-                    (None, until) => until,
-                    (Some(Some(a)), Some(b)) => Some(a.max(b)),
-                    (Some(_), _) => None,
-                });
+                v.hold_until(h.until);
             }
         }
         Observed::ConnectFailed { reply, refused } => {
@@ -230,7 +225,7 @@ fn on_throttle(
     let before = a.current();
     // The recipient waits for the lower rate without using up an attempt: the site refused the
     // pace, not the recipient.
-    v.hold = Some(v.hold.flatten().max(Some(now)));
+    v.hold_until(Some(now));
     if a.on_throttle(now, measured) {
         let after = a.current();
         // Sites count over a sliding second (or more): sending on at once, even at the lower
@@ -294,7 +289,7 @@ fn avoid(
     let q = inner.queues.entry(key.clone()).or_default();
     // While the source is avoided, what waited for it may move to another source at once, with
     // no attempt used — on every failed connection of the period, not only the first.
-    v.hold = Some(Some(now));
+    v.hold_until(Some(now));
     if q.avoid_until.is_some_and(|u| u > now) {
         return;
     }
@@ -339,7 +334,7 @@ fn apply_rule(
                 since: now,
             };
             inner.suspensions.insert(scope, s);
-            v.hold = Some(v.hold.flatten().max(Some(until)));
+            v.hold_until(Some(until));
         }
         Action::Throttle { factor, .. } => {
             let live = live_rate(c, key, t, q, now);
@@ -436,7 +431,7 @@ fn sweep(
                     since: now,
                 },
             );
-            v.hold = Some(v.hold.flatten().max(Some(act.until)));
+            v.hold_until(Some(act.until));
         }
         SweepKind::Throttle { factor } => {
             let q = inner.queues.entry(key.clone()).or_default();

@@ -84,21 +84,18 @@ impl AdaptiveLimits {
         let mut queues: Vec<QueueEntry> = inner
             .queues
             .iter()
-            .filter_map(|(k, q)| {
-                let e = QueueEntry {
-                    source: k.source.to_string(),
-                    site: k.site.to_string(),
-                    aimd: q
-                        .aimd
-                        .as_ref()
-                        .filter(|a| a.is_reduced())
-                        .map(Aimd::snapshot),
-                    live_connections: q.live_connections,
-                    throttle: save(&q.throttle, now),
-                    set_connections: save(&q.set_connections, now),
-                };
-                let learned = e.aimd.is_some() || e.live_connections.is_some();
-                (learned || e.throttle.is_some() || e.set_connections.is_some()).then_some(e)
+            .filter(|(_, q)| q.carries_state(now))
+            .map(|(k, q)| QueueEntry {
+                source: k.source.to_string(),
+                site: k.site.to_string(),
+                aimd: q
+                    .aimd
+                    .as_ref()
+                    .filter(|a| a.is_reduced())
+                    .map(Aimd::snapshot),
+                live_connections: q.live_connections,
+                throttle: save(&q.throttle, now),
+                set_connections: save(&q.set_connections, now),
             })
             .collect();
         queues.sort_by(|a, b| (&a.source, &a.site).cmp(&(&b.source, &b.site)));

@@ -45,6 +45,18 @@ pub struct Verdict {
     pub actions: Vec<ShapingAction>,
 }
 
+impl Verdict {
+    /// Holds the recipient until `until` (`None` = until resumed). Several reasons may hold it
+    /// at once: the later end wins, and "until resumed" is the latest of all.
+    pub(crate) fn hold_until(&mut self, until: Option<UnixMillis>) {
+        self.hold = Some(match (self.hold, until) {
+            (None, u) => u,
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+            (Some(_), _) => None,
+        });
+    }
+}
+
 /// Why a queue may not take a recipient now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hold {

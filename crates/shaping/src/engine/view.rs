@@ -75,12 +75,7 @@ pub(super) fn build(inner: &Inner, c: &Compiled, now: UnixMillis) -> ShapingView
         .iter()
         .filter(|(_, q)| {
             // Queues restored from the state file show what was learned before any traffic.
-            !q.domain.is_empty()
-                || *q.connections.lock() > 0
-                || q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced)
-                || q.live_connections.is_some()
-                || q.throttle.as_ref().is_some_and(|t| t.until > now)
-                || q.set_connections.as_ref().is_some_and(|t| t.until > now)
+            !q.domain.is_empty() || *q.connections.lock() > 0 || q.carries_state(now)
         })
         .map(|(k, q)| {
             let t = Target {

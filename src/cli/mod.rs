@@ -32,6 +32,6 @@ pub fn passwd() -> anyhow::Result<()> {
         .context("reading the password from stdin")?;
     let password = input.trim_end_matches(['\r', '\n']);
     anyhow::ensure!(!password.is_empty(), "empty password");
-    println!("{}", cartero_mta::hash_password(password));
+    println!("{}", cartero_mta::hash_password(password)?);
     Ok(())
 }

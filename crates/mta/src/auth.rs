@@ -8,11 +8,18 @@ use std::num::NonZeroU32;
 
 const ITERATIONS: u32 = 100_000;
 
-/// Hashes a password for the config file (`cartero passwd`).
-pub fn hash_password(password: &str) -> String {
+/// The system random number generator could not produce a salt.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot salt the password hash: the system random number generator failed")]
+pub struct SaltError;
+
+/// Hashes a password for the config file (`cartero passwd`). Fails rather than hash with a
+/// predictable salt, which would let one precomputed table attack every account.
+pub fn hash_password(password: &str) -> Result<String, SaltError> {
     let mut salt = [0u8; 16];
-    // The system RNG failing is not recoverable in any useful way; an all-zero salt still hashes.
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut salt);
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| SaltError)?;
     let mut out = [0u8; 32];
     let iters = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(
@@ -22,11 +29,11 @@ pub fn hash_password(password: &str) -> String {
         password.as_bytes(),
         &mut out,
     );
-    format!(
+    Ok(format!(
         "pbkdf2-sha256${ITERATIONS}${}${}",
         B64.encode(salt),
         B64.encode(out)
-    )
+    ))
 }
 
 /// Checks a password against a stored hash. A malformed hash never matches.
@@ -86,11 +93,11 @@ mod tests {
 
     #[test]
     fn hashed_passwords_verify_and_wrong_ones_do_not() {
-        let h = hash_password("s3cret");
+        let h = hash_password("s3cret").unwrap();
         assert!(h.starts_with("pbkdf2-sha256$100000$"));
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "s3cret "));
-        assert_ne!(h, hash_password("s3cret"), "salts must differ");
+        assert_ne!(h, hash_password("s3cret").unwrap(), "salts must differ");
     }
 
     #[test]
@@ -110,7 +117,7 @@ mod tests {
     fn authenticate_checks_user_and_password() {
         let users = vec![SmtpUser {
             username: "app".into(),
-            password_hash: hash_password("pw"),
+            password_hash: hash_password("pw").unwrap(),
         }];
         assert!(authenticate(&users, "app", "pw"));
         assert!(!authenticate(&users, "app", "nope"));

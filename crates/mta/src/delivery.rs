@@ -5,7 +5,7 @@
 use crate::config::ClientTimeouts;
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::pools::{Pools, SourceInfo};
-use crate::queue::{Batch, Cmd, QRcpt, SchedulerHandle};
+use crate::queue::{Batch, Cmd, Launcher, QRcpt, SchedulerHandle};
 use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What workers and the scheduler share.
+/// What connection workers and route lookups need.
 pub(crate) struct DeliveryCtx {
     pub clock: SharedClock,
     pub spool: Spool,
@@ -26,11 +26,8 @@ pub(crate) struct DeliveryCtx {
     pub classifier: Arc<dyn Classifier>,
     pub sched: SchedulerHandle,
     /// Egress sources and pools.
-    pub pools: Pools,
+    pub pools: Arc<Pools>,
     pub timeouts: ClientTimeouts,
-    pub route_cache_ms: u64,
-    /// Outbound connections across all destinations.
-    pub max_workers: u32,
     /// Hosts whose STARTTLS handshake failed, until when (clock ms): opportunistic TLS skips them.
     pub tls_broken: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Per-recipient headers and DKIM signing at send time.
@@ -60,48 +57,60 @@ impl DeliveryCtx {
     }
 }
 
-/// Resolves a domain in its own task. A panic there still reports a (transient) result, so the
-/// domain's recipients are never left waiting for a route forever.
-pub(crate) fn spawn_resolve(ctx: Arc<DeliveryCtx>, domain: Arc<str>) {
-    tokio::spawn(async move {
-        let inner = {
-            let (ctx, domain) = (ctx.clone(), domain.clone());
-            tokio::spawn(async move { ctx.router.route(&domain).await.map(Arc::new) })
-        };
-        let result = inner.await.unwrap_or_else(|e| {
-            tracing::error!(%domain, error = %e, "route lookup task failed");
-            let f = Failure::local(
-                "internal error while routing",
-                BounceClass::TRANSIENT,
-                "local:panic",
-            );
-            Err((false, f))
+/// Starts route lookups and connection workers for the scheduler.
+pub(crate) struct Workers(pub Arc<DeliveryCtx>);
+
+impl Launcher for Workers {
+    /// Resolves a domain in its own task. A panic there still reports a (transient) result, so
+    /// the domain's recipients are never left waiting for a route forever.
+    fn resolve(&self, domain: Arc<str>) {
+        let ctx = self.0.clone();
+        tokio::spawn(async move {
+            let inner = {
+                let (ctx, domain) = (ctx.clone(), domain.clone());
+                tokio::spawn(async move { route(&ctx, &domain).await })
+            };
+            let result = inner.await.unwrap_or_else(|e| {
+                tracing::error!(%domain, error = %e, "route lookup task failed");
+                Err(Outcome::Transient(Failure::local(
+                    "internal error while routing",
+                    BounceClass::TRANSIENT,
+                    "local:panic",
+                )))
+            });
+            ctx.sched.send(Cmd::Routed { domain, result }).await;
         });
-        ctx.sched.send(Cmd::Routed { domain, result });
-    });
+    }
+
+    fn connect(
+        &self,
+        key: QueueKey,
+        dest: Arc<Destination>,
+        domain: Arc<str>,
+        permit: ConnectionPermit,
+    ) {
+        let ctx = self.0.clone();
+        // The worker runs in an inner task so that even a panic ends in a WorkerExit: the
+        // scheduler's connection counts stay right and shutdown does not wait for a worker
+        // that is gone.
+        tokio::spawn(async move {
+            let inner = {
+                let (ctx, key) = (ctx.clone(), key.clone());
+                tokio::spawn(async move { run_connection(&ctx, &key, &dest, &domain).await.err() })
+            };
+            let failure = inner.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "delivery worker failed");
+                None
+            });
+            drop(permit);
+            ctx.sched.send(Cmd::WorkerExit { key, failure }).await;
+        });
+    }
 }
 
-pub(crate) fn spawn_connection(
-    ctx: Arc<DeliveryCtx>,
-    key: QueueKey,
-    dest: Arc<Destination>,
-    domain: Arc<str>,
-    permit: ConnectionPermit,
-) {
-    // The worker runs in an inner task so that even a panic ends in a WorkerExit: the scheduler's
-    // connection counts stay right and shutdown does not wait for a worker that is gone.
-    tokio::spawn(async move {
-        let inner = {
-            let (ctx, key) = (ctx.clone(), key.clone());
-            tokio::spawn(async move { run_connection(&ctx, &key, &dest, &domain).await.err() })
-        };
-        let failure = inner.await.unwrap_or_else(|e| {
-            tracing::error!(error = %e, "delivery worker failed");
-            None
-        });
-        drop(permit);
-        ctx.sched.send(Cmd::WorkerExit { key, failure });
-    });
+/// The destination of a domain, or the outcome of the lookup for everything waiting for it.
+async fn route(ctx: &DeliveryCtx, domain: &str) -> Result<Arc<Destination>, Outcome> {
+    ctx.router.route(domain).await.map(Arc::new)
 }
 
 fn client_config(ctx: &DeliveryCtx, source: &SourceInfo, params: &Params) -> ClientConfig {
@@ -175,7 +184,7 @@ async fn run_connection(
             Batch::Send(rcpts) => {
                 sent += 1;
                 let (results, reusable) = send_batch(ctx, &mut conn, rcpts, key, &at).await;
-                ctx.sched.send(Cmd::Settled(results, at.clone()));
+                ctx.sched.send(Cmd::Settled(results, at.clone())).await;
                 if !reusable {
                     return Ok(());
                 }
@@ -189,11 +198,13 @@ async fn run_connection(
 /// Asks for work; parks while the queue is empty, up to the idle timeout.
 async fn next_batch(ctx: &DeliveryCtx, key: &QueueKey) -> Batch {
     let (reply, mut rx) = tokio::sync::oneshot::channel();
-    ctx.sched.send(Cmd::NextBatch {
-        key: key.clone(),
-        wait: true,
-        reply,
-    });
+    ctx.sched
+        .send(Cmd::NextBatch {
+            key: key.clone(),
+            wait: true,
+            reply,
+        })
+        .await;
     match tokio::time::timeout(ctx.timeouts.idle, &mut rx).await {
         Ok(Ok(batch)) => batch,
         Ok(Err(_)) => Batch::Done,

@@ -127,7 +127,7 @@ impl Injector {
             ));
         }
         let recipient_ids = rcpts.iter().map(|r| format!("{}.{}", id, r.idx)).collect();
-        self.sched.send(Cmd::Enqueue(rcpts));
+        self.sched.send(Cmd::Enqueue(rcpts)).await;
         Ok(Injected {
             message_id: id.to_string(),
             recipient_ids,

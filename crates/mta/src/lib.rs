@@ -12,6 +12,7 @@ mod http_server;
 mod inbound;
 mod inject;
 pub mod inmail;
+mod ops;
 pub mod outcome;
 pub mod pools;
 mod prepare;
@@ -22,7 +23,7 @@ pub mod shaping;
 mod start;
 pub mod tls;
 
-pub use auth::hash_password;
+pub use auth::{SaltError, hash_password};
 pub use config::MtaConfig;
 pub use inject::{InjectError, Injected, Injection};
 pub use queue::view::{DomainRow, MessageView, QueueSummary, RcptView, SiteRow};

@@ -1,7 +1,7 @@
 //! From a recipient domain to where to connect: static routes first, then MX through the real
 //! resolver. The site (shared limits) is the canonical MX host set.
 
-use crate::outcome::Failure;
+use crate::outcome::{Failure, Outcome};
 use cartero_bounce::BounceClass;
 use cartero_dns::{MxResolver, Route};
 use std::collections::BTreeMap;
@@ -93,8 +93,9 @@ impl Router {
         &self.resolver
     }
 
-    /// The destination of `domain`, or the failure that stops delivery to it.
-    pub async fn route(&self, domain: &str) -> Result<Destination, (bool, Failure)> {
+    /// The destination of `domain`, or the outcome (transient or permanent failure) of every
+    /// recipient waiting for it.
+    pub async fn route(&self, domain: &str) -> Result<Destination, Outcome> {
         let static_route = self.routes.get(domain).or_else(|| self.routes.get("*"));
         let mut dest = match static_route {
             Some(t) => Destination {
@@ -113,7 +114,7 @@ impl Router {
         Ok(dest)
     }
 
-    async fn mx_destination(&self, domain: &str) -> Result<Destination, (bool, Failure)> {
+    async fn mx_destination(&self, domain: &str) -> Result<Destination, Outcome> {
         match self.resolver.route(domain).await {
             Ok(route) => {
                 let site = cartero_dns::site_name(&route).into();
@@ -136,20 +137,16 @@ impl Router {
                     provider: None,
                 })
             }
-            Err(e) => {
-                let permanent = e.is_permanent();
-                let rule = if permanent {
-                    "dns:permanent"
-                } else {
-                    "dns:transient"
-                };
-                let class = if permanent {
-                    BounceClass::DNS_FAILURE
-                } else {
-                    BounceClass::TRANSIENT
-                };
-                Err((permanent, Failure::local(e.to_string(), class, rule)))
-            }
+            Err(e) if e.is_permanent() => Err(Outcome::Permanent(Failure::local(
+                e.to_string(),
+                BounceClass::DNS_FAILURE,
+                "dns:permanent",
+            ))),
+            Err(e) => Err(Outcome::Transient(Failure::local(
+                e.to_string(),
+                BounceClass::TRANSIENT,
+                "dns:transient",
+            ))),
         }
     }
 }

@@ -2,20 +2,22 @@
 
 use crate::api::{self, ApiState, MetricsRender};
 use crate::config::MtaConfig;
-use crate::delivery::DeliveryCtx;
+use crate::delivery::{DeliveryCtx, Workers};
 use crate::inbound::{self, Inbound};
-use crate::inject::{InjectError, Injected, Injection, Injector};
+use crate::inject::Injector;
 use crate::inmail::{InMail, InMailDeps};
 use crate::pools::Pools;
 use crate::prepare::Preparer;
-use crate::queue::view::{MessageView, QueueSummary};
-use crate::queue::{Cmd, LastFailure, Msg, QRcpt, Scheduler, SchedulerHandle, Settler, domain_of};
+use crate::queue::{
+    Cmd, LastFailure, Msg, QRcpt, QueueCtx, Scheduler, SchedulerHandle, Settler, domain_of,
+};
 use crate::routing::Router;
 use crate::tls;
 use cartero_bounce::{Classifier, FailureInput, RuleClassifier};
 use cartero_clock::SharedClock;
 use cartero_dkim::{Signer, SigningKey};
 use cartero_events::{EventSink, Fanout, JsonlFileSink, WebhookSink};
+use cartero_shaping::Limits;
 use cartero_smtp::Reply;
 use cartero_spool::{RcptStatus, Recovered, Spool, SpoolOptions};
 use parking_lot::Mutex;
@@ -24,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Why the MTA could not start. Each variant names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -37,14 +40,22 @@ pub enum StartError {
     Spool(#[from] cartero_spool::SpoolError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
-    #[error("DKIM key {path}: {detail}")]
-    Dkim { path: PathBuf, detail: String },
+    #[error("DKIM key {path}: {source}")]
+    DkimFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("DKIM key {path}: {source}")]
+    Dkim {
+        path: PathBuf,
+        source: cartero_dkim::DkimError,
+    },
     #[error("DNS resolver: {0}")]
-    Dns(String),
+    Dns(#[from] cartero_dns::ConfigError),
     #[error("delivery.routes: {0}")]
     Route(String),
     #[error("events: {0}")]
-    Events(String),
+    Events(#[from] cartero_events::EventsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -64,7 +75,7 @@ pub enum StartError {
     #[error("{0}")]
     InMail(#[from] crate::inmail::InMailError),
     #[error("bounce rules: {0}")]
-    Bounce(String),
+    Bounce(#[from] cartero_bounce::RuleError),
 }
 
 /// What the embedding program provides besides the config.
@@ -94,22 +105,22 @@ impl Default for StartOptions {
 /// A running MTA.
 pub struct Mta {
     pub(crate) sched: SchedulerHandle,
-    injector: Arc<Injector>,
-    spool: Spool,
-    stop: watch::Sender<bool>,
-    smtp_addrs: Vec<SocketAddr>,
-    http_addr: Option<SocketAddr>,
-    tokens: Arc<Vec<String>>,
-    file_sink: Option<Arc<JsonlFileSink>>,
-    webhooks: Vec<Arc<WebhookSink>>,
-    grace: std::time::Duration,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    pub(crate) injector: Arc<Injector>,
+    pub(crate) spool: Spool,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) smtp_addrs: Vec<SocketAddr>,
+    pub(crate) http_addr: Option<SocketAddr>,
+    pub(crate) tokens: Arc<Vec<String>>,
+    pub(crate) file_sink: Option<Arc<JsonlFileSink>>,
+    pub(crate) webhooks: Vec<Arc<WebhookSink>>,
+    pub(crate) grace: std::time::Duration,
+    pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Bounce handling and unsubscribe tokens; `None` when `inmail.bounce_domains` is empty.
     pub(crate) inmail: Option<Arc<InMail>>,
-    pub(crate) shaping: Arc<cartero_shaping::AdaptiveLimits>,
+    pub(crate) shaping: Arc<dyn Limits>,
     pub(crate) reloader: Option<crate::shaping::Reloader>,
     pub(crate) data_dir: std::path::PathBuf,
-    clock: SharedClock,
+    pub(crate) clock: SharedClock,
 }
 
 fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
@@ -118,14 +129,18 @@ fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
     }
     let mut keys = Vec::new();
     for k in &cfg.dkim.keys {
-        let err = |detail: String| StartError::Dkim {
-            path: k.key_file.clone(),
-            detail,
-        };
-        let pem = std::fs::read_to_string(&k.key_file).map_err(|e| err(e.to_string()))?;
-        keys.push(
-            SigningKey::from_pem(&k.domain, &k.selector, &pem).map_err(|e| err(e.to_string()))?,
-        );
+        let path = || k.key_file.clone();
+        let pem = std::fs::read_to_string(&k.key_file).map_err(|source| StartError::DkimFile {
+            path: path(),
+            source,
+        })?;
+        let key = SigningKey::from_pem(&k.domain, &k.selector, &pem).map_err(|source| {
+            StartError::Dkim {
+                path: path(),
+                source,
+            }
+        })?;
+        keys.push(key);
     }
     Ok(Some(Arc::new(Signer::new(keys))))
 }
@@ -164,8 +179,7 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<Sinks, StartError
     if cfg.events.log_file {
         let mut fc = cfg.events.file.clone();
         fc.dir = cfg.data_dir.join(&fc.dir);
-        let sink =
-            Arc::new(JsonlFileSink::open(fc).map_err(|e| StartError::Events(e.to_string()))?);
+        let sink = Arc::new(JsonlFileSink::open(fc)?);
         fanout.push(sink.clone());
         file_sink = Some(sink);
     }
@@ -173,10 +187,7 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<Sinks, StartError
     for (i, w) in cfg.events.webhooks.iter().enumerate() {
         let mut w = w.clone();
         w.spool_dir = cfg.data_dir.join(&w.spool_dir).join(i.to_string());
-        let sink = Arc::new(
-            WebhookSink::start(w, opts.clock.clone())
-                .map_err(|e| StartError::Events(e.to_string()))?,
-        );
+        let sink = Arc::new(WebhookSink::start(w, opts.clock.clone())?);
         fanout.push(sink.clone());
         hooks.push(sink);
     }
@@ -228,86 +239,166 @@ fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Ve
     out
 }
 
-impl Mta {
-    /// Opens the spool (resuming what it holds), binds the listeners and starts delivering.
-    pub async fn start(cfg: MtaConfig, opts: StartOptions) -> Result<Arc<Mta>, StartError> {
-        let dir_err = |source| StartError::DataDir {
-            path: cfg.data_dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&cfg.data_dir).map_err(dir_err)?;
-        let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), SpoolOptions::default())?;
-        let classifier = match opts.classifier.clone() {
-            Some(c) => c,
-            None => Arc::new(
-                RuleClassifier::from_paths(&cfg.bounce.rules_files)
-                    .map_err(|e| StartError::Bounce(e.to_string()))?,
-            ),
-        };
-        let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
-        let events: Arc<dyn EventSink> = Arc::new(fanout);
-        let (sched, rx) = Scheduler::channel();
-        let inmail = InMail::load(
-            &cfg.inmail,
-            &cfg.data_dir,
-            &cfg.delivery.sources,
-            InMailDeps {
-                classifier: classifier.clone(),
-                qualifier: cfg.bounce.qualification.clone(),
-                events: events.clone(),
-                clock: opts.clock.clone(),
-                complaints: Arc::new(sched.clone()),
-            },
-        )?;
-        let prepare = Arc::new(Preparer {
-            signer: load_signer(&cfg)?,
-            inmail: inmail.clone(),
-            clock: opts.clock.clone(),
-        });
-        let pools = Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?;
-        let shaping =
-            crate::shaping::build(&cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
-        let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)
-            .map_err(|e| StartError::Dns(e.to_string()))?;
-        let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
-        let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
-            .map_err(StartError::Route)?;
-        let limits: Arc<dyn cartero_shaping::Limits> = shaping.clone();
-        let ctx = Arc::new(DeliveryCtx {
-            clock: opts.clock.clone(),
-            spool: spool.clone(),
-            limits: limits.clone(),
-            router: Arc::new(router),
+/// The listeners, bound before anything starts so that a port in use fails the start cleanly.
+struct Listeners {
+    smtp: Vec<TcpListener>,
+    http: TcpListener,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}
+
+async fn bind_all(cfg: &MtaConfig) -> Result<Listeners, StartError> {
+    let mut smtp = Vec::new();
+    for addr in &cfg.smtp.listen {
+        smtp.push(bind(*addr).await?);
+    }
+    Ok(Listeners {
+        smtp,
+        http: bind(cfg.http.listen).await?,
+    })
+}
+
+/// The delivery side, assembled but not running: nothing is sent until [`Delivery::start`].
+struct Delivery {
+    scheduler: Scheduler,
+    sched: SchedulerHandle,
+    shaping: Arc<dyn Limits>,
+    inmail: Option<Arc<InMail>>,
+}
+
+fn assemble_delivery(
+    cfg: &MtaConfig,
+    opts: &StartOptions,
+    spool: &Spool,
+    classifier: Arc<dyn Classifier>,
+    events: Arc<dyn EventSink>,
+) -> Result<Delivery, StartError> {
+    let (sched, rx) = crate::queue::channel();
+    let inmail = InMail::load(
+        &cfg.inmail,
+        &cfg.data_dir,
+        &cfg.delivery.sources,
+        InMailDeps {
             classifier: classifier.clone(),
-            sched: sched.clone(),
-            pools,
-            timeouts: cfg.delivery.timeouts.clone(),
-            route_cache_ms: cfg.delivery.route_cache.as_millis() as u64,
-            max_workers: cfg.delivery.max_connections,
-            tls_broken: Default::default(),
-            prepare,
-        });
-        let settler = Settler {
-            spool: spool.clone(),
+            qualifier: cfg.bounce.qualification.clone(),
             events: events.clone(),
             clock: opts.clock.clone(),
-            retry: cfg.delivery.retry.clone(),
-            limits,
-        };
-        let mut tasks = vec![
-            tokio::spawn(Scheduler::new(ctx, rx, settler).run()),
+            complaints: Arc::new(Complaints(sched.clone())),
+        },
+    )?;
+    let prepare = Arc::new(Preparer {
+        signer: load_signer(cfg)?,
+        inmail: inmail.clone(),
+        clock: opts.clock.clone(),
+    });
+    let pools = Arc::new(Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?);
+    let shaping = crate::shaping::build(cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
+    let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)?;
+    let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
+    let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
+        .map_err(StartError::Route)?;
+    let one_recipient_per_transaction = prepare.one_recipient_per_transaction();
+    let workers = Arc::new(DeliveryCtx {
+        clock: opts.clock.clone(),
+        spool: spool.clone(),
+        limits: shaping.clone(),
+        router: Arc::new(router),
+        classifier,
+        sched: sched.clone(),
+        pools: pools.clone(),
+        timeouts: cfg.delivery.timeouts.clone(),
+        tls_broken: Default::default(),
+        prepare,
+    });
+    let ctx = QueueCtx {
+        clock: opts.clock.clone(),
+        limits: shaping.clone(),
+        pools,
+        launcher: Arc::new(Workers(workers)),
+        one_recipient_per_transaction,
+        route_cache_ms: u64::try_from(cfg.delivery.route_cache.as_millis()).unwrap_or(u64::MAX),
+        max_workers: cfg.delivery.max_connections,
+    };
+    let settler = Settler {
+        spool: spool.clone(),
+        events,
+        clock: opts.clock.clone(),
+        retry: cfg.delivery.retry.clone(),
+        limits: shaping.clone(),
+    };
+    Ok(Delivery {
+        scheduler: Scheduler::new(ctx, rx, settler),
+        sched,
+        shaping,
+        inmail,
+    })
+}
+
+impl Delivery {
+    /// Starts the scheduler (and with it delivery) and hands it what the spool recovered.
+    async fn start(self, cfg: &MtaConfig, recovered: Vec<QRcpt>) -> Vec<JoinHandle<()>> {
+        let tasks = vec![
+            tokio::spawn(self.scheduler.run()),
             tokio::spawn(crate::shaping::persist_loop(
-                shaping.clone(),
+                self.shaping.clone(),
                 cfg.data_dir.clone(),
             )),
         ];
-        sched.send(Cmd::Enqueue(recovered_rcpts(
-            recovered,
-            classifier.as_ref(),
-        )));
+        self.sched.send(Cmd::Enqueue(recovered)).await;
+        tasks
+    }
+}
+
+/// Spam complaints from inMail reach the complaint sweeps through the scheduler.
+struct Complaints(SchedulerHandle);
+
+impl crate::inmail::ComplaintFeed for Complaints {
+    fn complaint(&self, source: &str, domain: &str) {
+        let cmd = Cmd::Complaint {
+            source: source.to_string(),
+            domain: domain.to_string(),
+        };
+        // The complaint event is emitted whatever happens here; only the sweep misses it.
+        if !self.0.try_send(cmd) {
+            tracing::warn!(
+                source,
+                domain,
+                "scheduler busy: complaint not charged to its sweep"
+            );
+            metrics::counter!("cartero_inmail_complaints_unswept_total").increment(1);
+        }
+    }
+}
+
+impl Mta {
+    /// Opens the spool (resuming what it holds), binds the listeners and starts delivering, in
+    /// that order: everything that can fail is done before any task starts, and delivery starts
+    /// last, once the MTA is whole.
+    pub async fn start(cfg: MtaConfig, opts: StartOptions) -> Result<Arc<Mta>, StartError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
+        let listeners = bind_all(&cfg).await?;
+        let tokens = Arc::new(api_tokens(&cfg)?);
+        let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), SpoolOptions::default())?;
+        let classifier = match opts.classifier.clone() {
+            Some(c) => c,
+            None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
+        };
+        let recovered = recovered_rcpts(recovered, classifier.as_ref());
+        let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
+        let events: Arc<dyn EventSink> = Arc::new(fanout);
+        let delivery = assemble_delivery(&cfg, &opts, &spool, classifier, events.clone())?;
         let injector = Arc::new(Injector {
             spool: spool.clone(),
-            sched: sched.clone(),
+            sched: delivery.sched.clone(),
             clock: opts.clock.clone(),
             events,
             hostname: cfg.hostname.clone(),
@@ -315,152 +406,79 @@ impl Mta {
             max_validity: cfg.delivery.max_validity,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
-        let inbound = Arc::new(Inbound::new(
-            cfg.smtp.clone(),
-            cfg.hostname.clone(),
-            acceptor,
-            injector.clone(),
-            inmail.clone(),
-        ));
-        let mut smtp_addrs = Vec::new();
-        for addr in &cfg.smtp.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: *addr,
-                    source,
-                })?;
-            smtp_addrs.push(l.local_addr().unwrap_or(*addr));
-            tasks.push(tokio::spawn(inbound::serve(
-                l,
-                inbound.clone(),
-                stop_rx.clone(),
-            )));
-        }
-        let http =
-            TcpListener::bind(cfg.http.listen)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: cfg.http.listen,
-                    source,
-                })?;
+        let smtp_addrs = listeners
+            .smtp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
         let mta = Arc::new(Mta {
-            sched,
-            injector,
+            sched: delivery.sched.clone(),
+            injector: injector.clone(),
             spool,
             stop,
             smtp_addrs,
-            http_addr: http.local_addr().ok(),
-            tokens: Arc::new(api_tokens(&cfg)?),
+            http_addr: listeners.http.local_addr().ok(),
+            tokens,
             file_sink,
             webhooks,
             grace: cfg.delivery.shutdown_grace,
             tasks: Mutex::new(Vec::new()),
-            inmail,
-            shaping,
+            inmail: delivery.inmail.clone(),
+            shaping: delivery.shaping.clone(),
             reloader: opts.reloader.clone(),
             data_dir: cfg.data_dir.clone(),
             clock: opts.clock.clone(),
         });
-        let state = ApiState {
-            mta: mta.clone(),
-            tokens: mta.tokens.clone(),
-            metrics: opts.metrics,
-        };
-        let app = api::router(state, cfg.http.max_body);
-        let limits = crate::http_server::HttpLimits {
-            header_timeout: cfg.http.header_timeout,
-            max_connections: cfg.http.max_connections,
-        };
-        tasks.push(tokio::spawn(crate::http_server::serve(
-            http,
-            app,
-            limits,
-            stop_rx.clone(),
-        )));
+        let inbound = Arc::new(Inbound::new(
+            cfg.smtp.clone(),
+            cfg.hostname.clone(),
+            acceptor,
+            injector,
+            mta.inmail.clone(),
+        ));
+        let mut tasks = delivery.start(&cfg, recovered).await;
+        tasks.extend(serve_all(
+            &cfg,
+            &mta,
+            listeners,
+            inbound,
+            stop_rx,
+            opts.metrics,
+        ));
         *mta.tasks.lock() = tasks;
         Ok(mta)
     }
+}
 
-    pub async fn inject(&self, injection: Injection) -> Result<Injected, InjectError> {
-        self.injector.inject(injection).await
-    }
-
-    pub fn smtp_addrs(&self) -> &[SocketAddr] {
-        &self.smtp_addrs
-    }
-
-    pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_addr
-    }
-
-    /// The clock the MTA runs on (operator actions compute their end time from it).
-    pub fn clock(&self) -> &SharedClock {
-        &self.clock
-    }
-
-    /// The first API token (for the CLI and tests running in-process).
-    pub fn api_token(&self) -> &str {
-        self.tokens.first().map_or("", String::as_str)
-    }
-
-    pub async fn queue_summary(&self) -> Option<QueueSummary> {
-        self.sched.ask(|reply| Cmd::Summary { reply }).await
-    }
-
-    pub async fn inspect(&self, id: cartero_spool::MessageId) -> Option<MessageView> {
-        self.sched
-            .ask(|reply| Cmd::Inspect { id, reply })
-            .await
-            .flatten()
-    }
-
-    pub async fn flush(&self, domain: Option<String>) -> usize {
-        self.sched
-            .ask(|reply| Cmd::Flush { domain, reply })
-            .await
-            .unwrap_or(0)
-    }
-
-    pub async fn drain(&self, domain: String) -> usize {
-        self.sched
-            .ask(|reply| Cmd::Drain { domain, reply })
-            .await
-            .unwrap_or(0)
-    }
-
-    /// Re-examines due recipients now; with a manual clock, call after advancing it.
-    pub fn tick(&self) {
-        self.sched.send(Cmd::Tick);
-    }
-
-    pub fn spool_stats(&self) -> cartero_spool::SpoolStats {
-        self.spool.stats()
-    }
-
-    /// Stops accepting, lets in-flight transactions finish (up to `delivery.shutdown_grace`),
-    /// then flushes events. Queued recipients stay in the spool for the next start.
-    pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        let done = self.sched.ask(|reply| Cmd::Shutdown { reply });
-        if tokio::time::timeout(self.grace, done).await.is_err() {
-            tracing::warn!("shutdown grace period over with transactions still in flight");
-        }
-        self.save_shaping();
-        // Journal updates written without waiting (final states) reach the disk before exit.
-        if let Err(e) = self.spool.flush().await {
-            tracing::error!(error = %e, "flushing the spool at shutdown");
-        }
-        if let Some(f) = &self.file_sink {
-            let _ = f.flush().await;
-        }
-        for w in &self.webhooks {
-            let _ = w.persist().await;
-        }
-        for t in self.tasks.lock().drain(..) {
-            t.abort();
-        }
-    }
+/// Starts serving SMTP and HTTP on the bound listeners.
+fn serve_all(
+    cfg: &MtaConfig,
+    mta: &Arc<Mta>,
+    listeners: Listeners,
+    inbound: Arc<Inbound>,
+    stop_rx: watch::Receiver<bool>,
+    metrics: Option<MetricsRender>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks: Vec<JoinHandle<()>> = listeners
+        .smtp
+        .into_iter()
+        .map(|l| tokio::spawn(inbound::serve(l, inbound.clone(), stop_rx.clone())))
+        .collect();
+    let state = ApiState {
+        mta: mta.clone(),
+        tokens: mta.tokens.clone(),
+        metrics,
+    };
+    let app = api::router(state, cfg.http.max_body);
+    let limits = crate::http_server::HttpLimits {
+        header_timeout: cfg.http.header_timeout,
+        max_connections: cfg.http.max_connections,
+    };
+    tasks.push(tokio::spawn(crate::http_server::serve(
+        listeners.http,
+        app,
+        limits,
+        stop_rx,
+    )));
+    tasks
 }

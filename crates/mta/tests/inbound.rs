@@ -58,7 +58,7 @@ async fn auth_is_offered_only_after_starttls_and_then_allows_relaying() {
         c.smtp.relay_networks = vec![];
         c.smtp.users = vec![SmtpUser {
             username: "app".into(),
-            password_hash: hash_password("s3cret"),
+            password_hash: hash_password("s3cret").unwrap(),
         }];
     })
     .await;
@@ -262,7 +262,7 @@ async fn unlimited_failed_auth_attempts_could_stall_the_server() {
     let env = Env::start(vec![], |c| {
         c.smtp.users = vec![SmtpUser {
             username: "app".into(),
-            password_hash: hash_password("s3cret"),
+            password_hash: hash_password("s3cret").unwrap(),
         }];
     })
     .await;

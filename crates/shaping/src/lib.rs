@@ -112,6 +112,17 @@ pub trait Limits: Send + Sync {
     /// Actions taken outside [`Limits::observe`] (warm-up promotions, caps reached) since the
     /// last call, for the caller to publish.
     fn take_actions(&self) -> Vec<ShapingAction>;
+    /// Whether `domain` has limits of its own in the configuration in force, so the MTA queues
+    /// it apart from the rest of its site.
+    fn has_own_limits(&self, domain: &str) -> bool;
+    /// The provider a destination belongs to (matched by domain or MX host suffix), if any.
+    fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String>;
+    /// Applies a new configuration (`warming` = the sources in warm-up); on error the running
+    /// configuration stays.
+    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String>;
+    /// The learned state for the caller to persist, when it changed since the last call.
+    /// `None` when nothing changed, or for an implementation that keeps its state elsewhere.
+    fn changed_state(&self) -> Option<ShapingState>;
 }
 
 #[cfg(test)]

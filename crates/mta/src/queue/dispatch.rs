@@ -2,14 +2,16 @@
 //! operator actions that move recipients around (flush, drain).
 
 use super::QRcpt;
-use super::hold::release_unsent;
 use super::ready::Batch;
 use super::state::Scheduler;
-use crate::delivery;
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use cartero_bounce::BounceClass;
-use cartero_shaping::{Observed, QueueKey, Target, Verdict, Wait};
+use cartero_shaping::{QueueKey, Target, Wait};
 use tokio::sync::oneshot;
+
+/// When the limits refuse a connection without saying until when (connection slots, which
+/// another node of a cluster may free), the queue asks again after this long.
+const RETRY_CONNECTIONS_MS: u64 = 1_000;
 
 impl Scheduler {
     /// Feeds parked workers, then opens connections while the queue has more work than its busy
@@ -31,7 +33,7 @@ impl Scheduler {
                 self.requeue_front(key, rcpts);
             }
         }
-        while self.workers < self.ctx.max_workers {
+        loop {
             let Some(q) = self.ready.get_mut(key) else {
                 return;
             };
@@ -39,17 +41,32 @@ impl Scheduler {
             if q.items.is_empty() || !wanted {
                 return;
             }
+            if self.workers >= self.ctx.max_workers {
+                self.starved.insert(key.clone());
+                return;
+            }
             let t = Target {
                 domain: &q.domain,
                 provider: q.dest.provider.as_deref(),
             };
-            let Ok(permit) = self.ctx.limits.open_connection(key, &t) else {
-                return;
+            let permit = match self.ctx.limits.open_connection(key, &t) {
+                Ok(p) => p,
+                Err(w) => {
+                    let now = self.ctx.clock.now_ms();
+                    let at = match w {
+                        Wait::Until(t) => t.max(now + 1),
+                        // Live limits grow back by themselves (AIMD): ask again in a while.
+                        Wait::Connections => now + RETRY_CONNECTIONS_MS,
+                    };
+                    let e = self.blocked.entry(key.clone()).or_insert(at);
+                    *e = (*e).min(at);
+                    return;
+                }
             };
             q.active += 1;
             self.workers += 1;
             let (dest, domain) = (q.dest.clone(), q.domain.clone());
-            delivery::spawn_connection(self.ctx.clone(), key.clone(), dest, domain, permit);
+            self.ctx.launcher.connect(key.clone(), dest, domain, permit);
         }
     }
 
@@ -58,6 +75,7 @@ impl Scheduler {
             for r in rcpts.into_iter().rev() {
                 q.items.push_front(r);
             }
+            self.dirty.insert(key.clone());
         }
     }
 
@@ -76,7 +94,7 @@ impl Scheduler {
             Err(Wait::Until(t)) => return Batch::WaitUntil(t),
             Err(Wait::Connections) | Ok(()) => {}
         }
-        let max = if self.ctx.prepare.one_recipient_per_transaction() {
+        let max = if self.ctx.one_recipient_per_transaction {
             1
         } else {
             self.ctx.limits.params(key, &t).max_recipients_per_message
@@ -108,72 +126,36 @@ impl Scheduler {
         }
     }
 
-    /// A worker ended. When it could not connect at all, shaping hears of it (a refusal lowers
-    /// the live connection limit; a network failure makes the source avoided) and, if no other
-    /// connection is working the queue, its recipients are deferred — or, when the pool has
-    /// another source to try, re-routed without using an attempt.
+    /// A worker ended. When it could not connect at all and no other connection is working
+    /// the queue, what waits in it settles with the connection's failure (see
+    /// `Settler::connection_failed`) rather than being retried in a hot loop.
     pub(super) fn worker_exit(&mut self, key: QueueKey, failure: Option<Failure>) {
         self.workers = self.workers.saturating_sub(1);
-        let mut deferred = Vec::new();
-        let mut lane = None;
+        // A global connection slot is free: queues that were refused one may try again.
+        self.dirty.extend(self.starved.drain());
         if let Some(q) = self.ready.get_mut(&key) {
             q.active = q.active.saturating_sub(1);
             q.waiters.retain(|w| !w.is_closed());
-            lane = Some(Lane {
-                key: key.clone(),
-                provider: q.dest.provider.clone(),
-            });
-            // No host answered and no other connection is working this queue: the destination is
-            // down, so everything waiting for it is deferred rather than retried in a hot loop.
-            if failure.is_some() && q.active == 0 {
-                deferred = q.items.drain(..).collect();
-            }
-        }
-        if let (Some(f), Some(lane)) = (failure, lane) {
-            let v = self.connect_failed(&lane, &f, deferred.first().map(|r| &*r.domain));
-            let avoided = v.hold.is_some();
-            let mut at = AttemptContext::on_lane(lane);
-            at.connection_failed = true;
-            let now = self.ctx.clock.now_ms();
-            for mut r in deferred {
-                if avoided && self.ctx.pools.has_alternative(&key.source) {
-                    let provider = at.lane.as_ref().and_then(|l| l.provider.as_deref());
-                    release_unsent(self.ctx.limits.as_ref(), &key, provider, &r);
-                    r.next_attempt = now;
-                    self.schedule(r);
-                } else if v.bounce {
-                    self.settle(r, Outcome::Permanent(f.clone()), &at);
-                } else {
-                    self.settle(r, Outcome::Transient(f.clone()), &at);
+            self.dirty.insert(key.clone());
+            if let Some(f) = failure {
+                let lane = Lane {
+                    key: key.clone(),
+                    provider: q.dest.provider.clone(),
+                };
+                let waiting = match q.active {
+                    0 => q.items.drain(..).collect(),
+                    _ => Vec::new(),
+                };
+                let may_move = self.ctx.pools.has_alternative(&key.source);
+                let (dispositions, effects) =
+                    self.settler.connection_failed(&lane, f, waiting, may_move);
+                for d in dispositions {
+                    self.dispose(d);
                 }
-            }
-            // The connection's verdict concerns the whole queue, like a recipient's.
-            self.apply_actions(&v.actions);
-            if v.bounce {
-                self.bounce_queue(&key, f);
+                self.apply(effects);
             }
         }
         self.maybe_finish_shutdown();
-    }
-
-    /// Reports a failed connection to shaping and publishes the actions taken. A hold in the
-    /// verdict means the source is being avoided (or its queue was suspended), so what waited for
-    /// it may move to another source without using an attempt.
-    fn connect_failed(&mut self, lane: &Lane, f: &Failure, domain: Option<&str>) -> Verdict {
-        let reply = f.reply_line();
-        let t = Target {
-            domain: domain.unwrap_or(""),
-            provider: lane.provider.as_deref(),
-        };
-        let observed = Observed::ConnectFailed {
-            reply: &reply,
-            refused: f.reply.is_some(),
-        };
-        let v = self.ctx.limits.observe(&lane.key, &t, observed);
-        for a in &v.actions {
-            self.settler.shaping_event(a, domain);
-        }
-        v
     }
 
     pub(super) fn maybe_finish_shutdown(&mut self) {

@@ -3,10 +3,11 @@
 //! `resume` wakes them; a `bounce` rule fails a queue with the reply.
 
 use super::QRcpt;
+use super::settle::release_unsent;
 use super::state::Scheduler;
 use crate::outcome::{AttemptContext, Failure, Outcome};
 use cartero_clock::UnixMillis;
-use cartero_shaping::{Limits, QueueKey, Scope, Sent, ShapingAction, Target};
+use cartero_shaping::{QueueKey, Scope, ShapingAction};
 
 impl Scheduler {
     pub(super) fn suspend(
@@ -101,18 +102,4 @@ impl Scheduler {
             self.settle(r, Outcome::Permanent(failure.clone()), &at);
         }
     }
-}
-
-/// Gives back the warm-up slot of a recipient admitted on `key` that leaves without being sent.
-pub(super) fn release_unsent(
-    limits: &dyn Limits,
-    key: &QueueKey,
-    provider: Option<&str>,
-    r: &QRcpt,
-) {
-    let t = Target {
-        domain: &r.domain,
-        provider,
-    };
-    limits.release(key, &t, Sent::NotSent);
 }

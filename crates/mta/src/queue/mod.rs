@@ -8,6 +8,7 @@
 //!
 //! One owner task means no locks on the hot path and a single order of events per recipient.
 
+mod cmd;
 mod dispatch;
 mod hold;
 mod ready;
@@ -15,13 +16,46 @@ mod settle;
 mod state;
 pub mod view;
 
+pub(crate) use cmd::{Cmd, SchedulerHandle, channel};
 pub(crate) use ready::Batch;
 pub(crate) use settle::Settler;
-pub(crate) use state::{Cmd, Scheduler, SchedulerHandle};
+pub(crate) use state::Scheduler;
 
-use cartero_clock::UnixMillis;
+use crate::pools::Pools;
+use crate::routing::Destination;
+use cartero_clock::{SharedClock, UnixMillis};
+use cartero_shaping::{ConnectionPermit, Limits, QueueKey};
 use cartero_spool::{Envelope, MessageId};
 use std::sync::Arc;
+
+/// What the scheduler starts but does not run itself: route lookups and connection workers.
+/// The delivery module implements it, so the queues never depend on how mail is sent.
+pub(crate) trait Launcher: Send + Sync {
+    /// Looks `domain` up; the answer comes back as [`Cmd::Routed`].
+    fn resolve(&self, domain: Arc<str>);
+    /// Opens a connection for the queue `key`; [`Cmd::WorkerExit`] reports its end, whatever
+    /// happens to it.
+    fn connect(
+        &self,
+        key: QueueKey,
+        dest: Arc<Destination>,
+        domain: Arc<str>,
+        permit: ConnectionPermit,
+    );
+}
+
+/// What the scheduler needs from the rest of the MTA.
+pub(crate) struct QueueCtx {
+    pub clock: SharedClock,
+    pub limits: Arc<dyn Limits>,
+    pub pools: Arc<Pools>,
+    pub launcher: Arc<dyn Launcher>,
+    /// Per-recipient return paths (inMail) need one recipient per transaction.
+    pub one_recipient_per_transaction: bool,
+    pub route_cache_ms: u64,
+    /// Outbound connections across all destinations.
+    pub max_workers: u32,
+}
 
 /// A message as the queues hold it: the envelope in memory, the body on disk.
 #[derive(Debug)]

@@ -1,13 +1,14 @@
 //! The one place that decides what an outcome means: requeue or finish, hold without using an
-//! attempt, the spool record, the delivery and shaping events and the metrics. Nothing else in
-//! the MTA emits delivery events or changes recipient state.
+//! attempt, move to another source, the spool record, the delivery and shaping events and the
+//! metrics, and what the outcome means for the whole queue. Nothing else in the MTA tells
+//! shaping an outcome, emits delivery events or changes recipient state.
 
 use super::{LastFailure, QRcpt};
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::retry::RetryConfig;
 use cartero_clock::{SharedClock, UnixMillis};
 use cartero_events::{Event, EventSink, EventType};
-use cartero_shaping::{Limits, Observed, Sent, ShapingAction, Target, Verdict};
+use cartero_shaping::{Limits, Observed, QueueKey, Sent, ShapingAction, Target, Verdict};
 use cartero_spool::{RcptState, RcptStatus, Spool};
 use std::sync::Arc;
 
@@ -20,6 +21,33 @@ pub(crate) enum Disposition {
     Final,
 }
 
+/// What settled outcomes mean for whole queues, for the scheduler to apply once however many
+/// recipients carried the news.
+#[derive(Debug, Default)]
+pub(crate) struct QueueEffects {
+    /// Adaptive actions taken (already published as `shaping` events); a suspension holds
+    /// what waits for its scope.
+    pub actions: Vec<ShapingAction>,
+    /// A `bounce` rule fired on this queue: what waits in it fails with the reply.
+    pub bounce: Option<(QueueKey, Failure)>,
+}
+
+impl QueueEffects {
+    fn add(&mut self, v: Verdict, lane: Option<&Lane>, failure: Option<&Failure>) {
+        self.actions.extend(v.actions);
+        if let (true, None, Some(lane), Some(f)) = (v.bounce, &self.bounce, lane, failure) {
+            self.bounce = Some((lane.key.clone(), f.clone()));
+        }
+    }
+
+    pub fn merge(&mut self, other: QueueEffects) {
+        self.actions.extend(other.actions);
+        if self.bounce.is_none() {
+            self.bounce = other.bounce;
+        }
+    }
+}
+
 pub(crate) struct Settler {
     pub spool: Spool,
     pub events: Arc<dyn EventSink>,
@@ -29,14 +57,13 @@ pub(crate) struct Settler {
 }
 
 impl Settler {
-    /// Settles one outcome. The verdict of shaping (when the recipient came from a queue) is
-    /// returned so the scheduler can apply what concerns the whole queue (suspend, bounce).
+    /// Settles one outcome.
     pub fn settle(
         &self,
         mut r: QRcpt,
         outcome: Outcome,
         at: &AttemptContext,
-    ) -> (Disposition, Option<Verdict>) {
+    ) -> (Disposition, QueueEffects) {
         let now = self.clock.now_ms();
         let outcome = match outcome {
             Outcome::Transient(f) if now >= r.msg.env.expires_at => Outcome::Expired(f),
@@ -54,6 +81,10 @@ impl Settler {
             o => o,
         };
         let hold = verdict.as_ref().and_then(|v| v.hold);
+        let mut effects = QueueEffects::default();
+        if let Some(v) = verdict {
+            effects.add(v, at.lane.as_ref(), failure_of(&outcome));
+        }
         if let (Some(until), Outcome::Transient(f)) = (hold, &outcome) {
             // The site refused the pace or is suspended: the recipient waits without using up an
             // attempt (SPEC §2.6), but the reply is still reported.
@@ -62,9 +93,75 @@ impl Settler {
             self.events
                 .emit(&self.event(EventType::Delay, &r, &outcome, Some(f), at, now));
             count(EventType::Delay);
-            return (Disposition::Requeue(r), verdict);
+            return (Disposition::Requeue(r), effects);
         }
-        (self.finish(r, outcome, at, now), verdict)
+        (self.finish(r, outcome, at, now), effects)
+    }
+
+    /// Settles a connection that reached no host, for the recipients that waited for it
+    /// (empty when other connections still work the queue). Shaping hears of the connection
+    /// once — a refusal lowers the live connection limit, a network failure makes the source
+    /// avoided — and each recipient once as deferred. When the source is avoided and its pool
+    /// has another (`may_move`), they move on without using an attempt.
+    pub fn connection_failed(
+        &self,
+        lane: &Lane,
+        failure: Failure,
+        waiting: Vec<QRcpt>,
+        may_move: bool,
+    ) -> (Vec<Disposition>, QueueEffects) {
+        let reply = failure.reply_line();
+        let t = Target {
+            domain: waiting.first().map_or("", |r| &*r.domain),
+            provider: lane.provider.as_deref(),
+        };
+        let observed = Observed::ConnectFailed {
+            reply: &reply,
+            refused: failure.reply.is_some(),
+        };
+        let v = self.limits.observe(&lane.key, &t, observed);
+        for a in &v.actions {
+            self.shaping_event(a, waiting.first().map(|r| &*r.domain));
+        }
+        let (avoided, bounce) = (v.hold.is_some(), v.bounce);
+        let mut effects = QueueEffects::default();
+        effects.add(v, Some(lane), Some(&failure));
+        let mut at = AttemptContext::on_lane(lane.clone());
+        at.connection_failed = true;
+        let now = self.clock.now_ms();
+        let mut out = Vec::with_capacity(waiting.len());
+        for mut r in waiting {
+            if avoided && may_move {
+                release_unsent(
+                    self.limits.as_ref(),
+                    &lane.key,
+                    lane.provider.as_deref(),
+                    &r,
+                );
+                r.next_attempt = now;
+                out.push(Disposition::Requeue(r));
+                continue;
+            }
+            let outcome = match bounce {
+                true => Outcome::Permanent(failure.clone()),
+                false => Outcome::Transient(failure.clone()),
+            };
+            let (d, e) = self.settle(r, outcome, &at);
+            out.push(d);
+            effects.merge(e);
+        }
+        (out, effects)
+    }
+
+    /// A spam complaint about mail `source` sent to `domain`, charged to its sweep.
+    pub fn complaint(&self, source: &str, domain: &str) -> QueueEffects {
+        let v = self.limits.complaint(source, domain);
+        for a in &v.actions {
+            self.shaping_event(a, Some(domain));
+        }
+        let mut effects = QueueEffects::default();
+        effects.add(v, None, None);
+        effects
     }
 
     fn finish(
@@ -212,6 +309,27 @@ impl Settler {
         }
         e
     }
+}
+
+fn failure_of(o: &Outcome) -> Option<&Failure> {
+    match o {
+        Outcome::Transient(f) | Outcome::Permanent(f) | Outcome::Expired(f) => Some(f),
+        Outcome::Delivered { .. } => None,
+    }
+}
+
+/// Gives back the warm-up slot of a recipient admitted on `key` that leaves without being sent.
+pub(super) fn release_unsent(
+    limits: &dyn Limits,
+    key: &QueueKey,
+    provider: Option<&str>,
+    r: &QRcpt,
+) {
+    let t = Target {
+        domain: &r.domain,
+        provider,
+    };
+    limits.release(key, &t, Sent::NotSent);
 }
 
 fn count(kind: EventType) {

@@ -1,107 +1,17 @@
 //! The scheduler task and its commands.
 
+use super::cmd::Cmd;
 use super::ready::{Batch, ReadyQueue};
-use super::settle::{Disposition, Settler};
-use super::{QRcpt, view};
-use crate::delivery::{self, DeliveryCtx};
+use super::settle::{Disposition, QueueEffects, Settler};
+use super::{QRcpt, QueueCtx};
 use crate::outcome::{AttemptContext, Failure, Outcome};
 use crate::routing::Destination;
 use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
-use cartero_shaping::{Hold, QueueKey, Scope, ShapingAction, Target};
-use cartero_spool::MessageId;
-use std::collections::{BTreeMap, HashMap};
+use cartero_shaping::{Hold, QueueKey, Target};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
-
-/// Everything the scheduler can be asked.
-#[derive(Debug)]
-pub(crate) enum Cmd {
-    /// New (or recovered) recipients, each with its `next_attempt`.
-    Enqueue(Vec<QRcpt>),
-    /// A connection worker wants work; `wait` parks it while the queue is empty.
-    NextBatch {
-        key: QueueKey,
-        wait: bool,
-        reply: oneshot::Sender<Batch>,
-    },
-    /// Outcomes of one transaction.
-    Settled(Vec<(QRcpt, Outcome)>, AttemptContext),
-    /// A worker ended; `failure` when it could not connect to any host.
-    WorkerExit {
-        key: QueueKey,
-        failure: Option<Failure>,
-    },
-    Routed {
-        domain: Arc<str>,
-        result: Result<Arc<Destination>, (bool, Failure)>,
-    },
-    /// Re-examine due recipients now (tests with a manual clock, and the timer).
-    Tick,
-    /// Make the recipients of a domain (all when `None`) due now; replies with the count.
-    Flush {
-        domain: Option<String>,
-        reply: oneshot::Sender<usize>,
-    },
-    /// Fail every queued recipient of a domain; replies with the count.
-    Drain {
-        domain: String,
-        reply: oneshot::Sender<usize>,
-    },
-    Summary {
-        reply: oneshot::Sender<view::QueueSummary>,
-    },
-    Inspect {
-        id: MessageId,
-        reply: oneshot::Sender<Option<view::MessageView>>,
-    },
-    /// Suspend a scope (`until` `None` = until resumed); what is queued for it waits.
-    Suspend {
-        scope: Scope,
-        until: Option<UnixMillis>,
-        reason: String,
-        reply: oneshot::Sender<ShapingAction>,
-    },
-    /// A spam complaint about mail `source` sent to `domain`: fed to the sweep, whose actions
-    /// apply here like those of a delivery outcome.
-    Complaint { source: String, domain: String },
-    /// Lift a suspension and wake what waited for it; `None` when there was none.
-    Resume {
-        scope: Scope,
-        reply: oneshot::Sender<Option<ShapingAction>>,
-    },
-    /// Stop starting transactions; reply once every worker has finished.
-    Shutdown { reply: oneshot::Sender<()> },
-}
-
-/// Cheap handle to send commands to the scheduler.
-#[derive(Debug, Clone)]
-pub(crate) struct SchedulerHandle {
-    tx: mpsc::UnboundedSender<Cmd>,
-}
-
-impl crate::inmail::ComplaintFeed for SchedulerHandle {
-    fn complaint(&self, source: &str, domain: &str) {
-        self.send(Cmd::Complaint {
-            source: source.to_string(),
-            domain: domain.to_string(),
-        });
-    }
-}
-
-impl SchedulerHandle {
-    pub fn send(&self, cmd: Cmd) {
-        // The scheduler only stops at process end; a send after that has nobody to tell.
-        let _ = self.tx.send(cmd);
-    }
-
-    /// Sends a command that carries a reply channel and waits for the answer.
-    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.send(make(tx));
-        rx.await.ok()
-    }
-}
+use tokio::sync::mpsc;
 
 #[derive(Debug, Default)]
 pub(super) struct DomainState {
@@ -112,27 +22,29 @@ pub(super) struct DomainState {
 
 /// Owns the queues. Runs as one task: see the module docs of `queue`.
 pub(crate) struct Scheduler {
-    pub(super) ctx: Arc<DeliveryCtx>,
-    rx: mpsc::UnboundedReceiver<Cmd>,
+    pub(super) ctx: QueueCtx,
+    rx: mpsc::Receiver<Cmd>,
     pub(super) scheduled: BTreeMap<(UnixMillis, u64), QRcpt>,
     seq: u64,
     pub(super) domains: HashMap<Arc<str>, DomainState>,
     pub(super) ready: HashMap<QueueKey, ReadyQueue>,
     pub(super) settler: Settler,
     pub(super) workers: u32,
-    pub(super) shutdown: Vec<oneshot::Sender<()>>,
+    /// Ready queues whose work or capacity changed since the last pump: only these are
+    /// dispatched, so a pump costs what changed, not the number of queues.
+    pub(super) dirty: HashSet<QueueKey>,
+    /// Queues the limits refused a connection, with when to try again.
+    pub(super) blocked: HashMap<QueueKey, UnixMillis>,
+    /// Queues that wanted a connection when `max_workers` were busy: a worker's exit wakes them.
+    pub(super) starved: HashSet<QueueKey>,
+    pub(super) shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
     pub(super) stopping: bool,
 }
 
 impl Scheduler {
-    /// Creates the scheduler and the handle to reach it. The context needs the handle too, so the
-    /// caller builds the context from the returned handle and passes it to [`Scheduler::run`].
-    pub fn channel() -> (SchedulerHandle, mpsc::UnboundedReceiver<Cmd>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (SchedulerHandle { tx }, rx)
-    }
-
-    pub fn new(ctx: Arc<DeliveryCtx>, rx: mpsc::UnboundedReceiver<Cmd>, settler: Settler) -> Self {
+    /// The receiver comes from `queue::cmd::channel`, whose handle the workers (built before
+    /// the scheduler) already hold.
+    pub fn new(ctx: QueueCtx, rx: mpsc::Receiver<Cmd>, settler: Settler) -> Self {
         Self {
             ctx,
             rx,
@@ -142,6 +54,9 @@ impl Scheduler {
             ready: HashMap::new(),
             settler,
             workers: 0,
+            dirty: HashSet::new(),
+            blocked: HashMap::new(),
+            starved: HashSet::new(),
             shutdown: Vec::new(),
             stopping: false,
         }
@@ -184,6 +99,10 @@ impl Scheduler {
     fn next_wakeup(&self) -> std::time::Duration {
         let now = self.ctx.clock.now_ms();
         let due = self.scheduled.keys().next().map(|k| k.0);
+        let due = match self.blocked.values().min().copied() {
+            Some(b) => Some(due.map_or(b, |d| d.min(b))),
+            None => due,
+        };
         // At least once a second, so gauges never lag the queue by more than that.
         let ms = due.map_or(1_000, |d| d.saturating_sub(now).min(1_000));
         std::time::Duration::from_millis(ms.max(1))
@@ -194,9 +113,13 @@ impl Scheduler {
             Cmd::Enqueue(rcpts) => rcpts.into_iter().for_each(|r| self.schedule(r)),
             Cmd::NextBatch { key, wait, reply } => self.next_batch(key, wait, reply),
             Cmd::Settled(results, at) => {
+                let mut effects = QueueEffects::default();
                 for (r, outcome) in results {
-                    self.settle(r, outcome, &at);
+                    let (d, e) = self.settler.settle(r, outcome, &at);
+                    self.dispose(d);
+                    effects.merge(e);
                 }
+                self.apply(effects);
             }
             Cmd::WorkerExit { key, failure } => self.worker_exit(key, failure),
             Cmd::Routed { domain, result } => self.routed(domain, result),
@@ -208,10 +131,10 @@ impl Scheduler {
                 let _ = reply.send(self.drain(&domain));
             }
             Cmd::Summary { reply } => {
-                let _ = reply.send(view::summary(self));
+                let _ = reply.send(self.summary());
             }
             Cmd::Inspect { id, reply } => {
-                let _ = reply.send(view::inspect(self, id));
+                let _ = reply.send(self.inspect(id));
             }
             Cmd::Suspend {
                 scope,
@@ -225,11 +148,8 @@ impl Scheduler {
                 let _ = reply.send(self.resume(&scope));
             }
             Cmd::Complaint { source, domain } => {
-                let v = self.ctx.limits.complaint(&source, &domain);
-                for a in &v.actions {
-                    self.settler.shaping_event(a, Some(&domain));
-                }
-                self.apply_actions(&v.actions);
+                let effects = self.settler.complaint(&source, &domain);
+                self.apply(effects);
             }
             Cmd::Shutdown { reply } => {
                 self.stopping = true;
@@ -257,40 +177,34 @@ impl Scheduler {
         self.scheduled.insert((r.next_attempt, self.seq), r);
     }
 
+    /// Settles one outcome and applies what it means for its queue.
     pub(super) fn settle(&mut self, r: QRcpt, outcome: Outcome, at: &AttemptContext) {
-        // Only a queue's outcome can fire a bounce rule, which needs the reply afterwards.
-        let failure = match &outcome {
-            Outcome::Transient(f) | Outcome::Permanent(f) | Outcome::Expired(f)
-                if at.lane.is_some() =>
-            {
-                Some(f.clone())
-            }
-            _ => None,
-        };
-        let (disposition, verdict) = self.settler.settle(r, outcome, at);
-        if let Disposition::Requeue(r) = disposition {
+        let (d, effects) = self.settler.settle(r, outcome, at);
+        self.dispose(d);
+        self.apply(effects);
+    }
+
+    pub(super) fn dispose(&mut self, d: Disposition) {
+        if let Disposition::Requeue(r) = d {
             self.schedule(r);
-        }
-        let Some(v) = verdict else { return };
-        // What concerns the whole queue: a suspension holds what waits in it, a bounce rule
-        // fails it with the reply.
-        self.apply_actions(&v.actions);
-        if let (true, Some(lane), Some(f)) = (v.bounce, &at.lane, failure) {
-            self.bounce_queue(&lane.key, f);
         }
     }
 
-    /// What adaptive actions change in the queues: a suspension holds what waits for its scope.
-    /// (A throttle only changes the pace, which the engine applies by itself.)
-    pub(super) fn apply_actions(&mut self, actions: &[cartero_shaping::ShapingAction]) {
-        for a in actions {
+    /// What settled outcomes mean for whole queues: a suspension holds what waits for its
+    /// scope, a bounce rule fails the queue with the reply. (A throttle only changes the pace,
+    /// which the limits apply by themselves.)
+    pub(super) fn apply(&mut self, effects: QueueEffects) {
+        for a in &effects.actions {
             if a.action == cartero_shaping::ActionKind::Suspend {
                 self.evict(&a.scope, a.until);
             }
         }
+        if let Some((key, f)) = effects.bounce {
+            self.bounce_queue(&key, f);
+        }
     }
 
-    /// Moves due recipients on and gives work to connections.
+    /// Moves due recipients on and gives work to the queues that changed.
     fn pump(&mut self) {
         if self.stopping {
             return;
@@ -299,13 +213,16 @@ impl Scheduler {
         for a in self.ctx.limits.take_actions() {
             self.settler.shaping_event(&a, None);
         }
-        let keys: Vec<QueueKey> = self
-            .ready
-            .iter()
-            .filter(|(_, q)| !q.items.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in keys {
+        let now = self.ctx.clock.now_ms();
+        let dirty = &mut self.dirty;
+        self.blocked.retain(|key, at| {
+            let due = *at <= now;
+            if due {
+                dirty.insert(key.clone());
+            }
+            !due
+        });
+        for key in std::mem::take(&mut self.dirty) {
             self.dispatch(&key);
         }
     }
@@ -349,7 +266,7 @@ impl Scheduler {
                 if !ds.resolving {
                     ds.resolving = true;
                     let domain = ds.awaiting[0].domain.clone();
-                    delivery::spawn_resolve(self.ctx.clone(), domain);
+                    self.ctx.launcher.resolve(domain);
                 }
             }
         }
@@ -394,13 +311,14 @@ impl Scheduler {
         let domain = r.domain.clone();
         let q = self
             .ready
-            .entry(key)
+            .entry(key.clone())
             .or_insert_with(|| ReadyQueue::new(dest.clone(), domain));
         q.dest = dest;
         q.items.push_back(r);
+        self.dirty.insert(key);
     }
 
-    fn routed(&mut self, domain: Arc<str>, result: Result<Arc<Destination>, (bool, Failure)>) {
+    fn routed(&mut self, domain: Arc<str>, result: Result<Arc<Destination>, Outcome>) {
         let now = self.ctx.clock.now_ms();
         let Some(ds) = self.domains.get_mut(&domain) else {
             return;
@@ -414,16 +332,11 @@ impl Scheduler {
                     self.push_ready(dest.clone(), r);
                 }
             }
-            Err((permanent, failure)) => {
+            Err(outcome) => {
                 ds.dest = None;
                 let at = AttemptContext::default();
                 for r in waiting {
-                    let o = if permanent {
-                        Outcome::Permanent(failure.clone())
-                    } else {
-                        Outcome::Transient(failure.clone())
-                    };
-                    self.settle(r, o, &at);
+                    self.settle(r, outcome.clone(), &at);
                 }
             }
         }

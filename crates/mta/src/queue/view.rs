@@ -70,7 +70,17 @@ fn all(s: &Scheduler) -> impl Iterator<Item = (&'static str, &QRcpt)> {
     scheduled.chain(routing).chain(ready)
 }
 
-pub(super) fn summary(s: &Scheduler) -> QueueSummary {
+impl Scheduler {
+    pub(super) fn summary(&self) -> QueueSummary {
+        summary(self)
+    }
+
+    pub(super) fn inspect(&self, id: MessageId) -> Option<MessageView> {
+        inspect(self, id)
+    }
+}
+
+fn summary(s: &Scheduler) -> QueueSummary {
     let mut domains: BTreeMap<&str, DomainRow> = BTreeMap::new();
     let mut total = 0;
     for (state, r) in all(s) {
@@ -118,7 +128,7 @@ pub(super) fn summary(s: &Scheduler) -> QueueSummary {
     }
 }
 
-pub(super) fn inspect(s: &Scheduler, id: MessageId) -> Option<MessageView> {
+fn inspect(s: &Scheduler, id: MessageId) -> Option<MessageView> {
     let mut view: Option<MessageView> = None;
     for (state, r) in all(s).filter(|(_, r)| r.msg.id == id) {
         let v = view.get_or_insert_with(|| MessageView {

@@ -411,6 +411,22 @@ impl Limits for AdaptiveLimits {
     fn take_actions(&self) -> Vec<ShapingAction> {
         std::mem::take(&mut self.inner.lock().outbox)
     }
+
+    fn has_own_limits(&self, domain: &str) -> bool {
+        AdaptiveLimits::has_own_limits(self, domain)
+    }
+
+    fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String> {
+        AdaptiveLimits::provider_of(self, domain, mx_hosts)
+    }
+
+    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String> {
+        AdaptiveLimits::reload(self, cfg, warming)
+    }
+
+    fn changed_state(&self) -> Option<ShapingState> {
+        self.is_dirty().then(|| self.snapshot())
+    }
 }
 
 /// Warm-up counts per (source, provider); destinations without a provider count per site.

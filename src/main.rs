@@ -1,6 +1,9 @@
 //! `cartero`: a thin binary over the library crates. It parses the command line, loads the config
 //! and wires things together; every rule lives in a library.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod cli;
 
 use clap::{Parser, Subcommand};

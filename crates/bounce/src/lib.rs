@@ -5,6 +5,9 @@
 //! trait; [`CodeClassifier`] is the built-in first classifier that reads the reply code, the enhanced
 //! status code (RFC 3463) and a few unambiguous text cues. Rule-file classifiers plug in behind the same trait.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod class;
 mod code;
 pub mod qualify;

@@ -1,6 +1,9 @@
 //! Time as a seam. Every rule in cartero that depends on time (retries, expiry, rate spreading,
 //! warm-up days, quarantine windows) reads a [`Clock`], so tests drive time by hand instead of sleeping.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

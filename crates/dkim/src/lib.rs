@@ -50,6 +50,9 @@
 //!
 //! Signatures are checked against dkimpy in `tests/dkimpy_verify.rs`.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod canon;
 mod error;
 mod key;

@@ -18,6 +18,9 @@
 //!
 //! With the `testing` feature, [`testing`] offers an in-process DNS server for tests.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod config;
 mod domain;
 mod error;

@@ -9,6 +9,9 @@
 //! or restart is sent again, so every consumer must deduplicate by [`Event::event_id`], and must
 //! never let an older event undo a newer final state (a late `delay` never reverts a `delivery`).
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod config;
 mod error;
 mod event;

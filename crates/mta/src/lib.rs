@@ -4,6 +4,9 @@
 //! It knows messages, recipients, domains, sources and replies — never campaigns. Everything that
 //! happens to a recipient is reported as a [`cartero_events::Event`] to the configured sinks.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 pub mod api;
 mod auth;
 pub mod config;

@@ -11,6 +11,9 @@
 //! The adaptive pieces are pure state machines over an explicit `now`: [`rules`] (response
 //! rules), [`aimd`] (live rate), [`warmup`] (IP warm-up) and [`sweep`] (sweep rules).
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod adaptive_config;
 pub mod aimd;
 mod config;

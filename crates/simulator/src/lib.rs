@@ -39,6 +39,9 @@
 //! block_for = "10m"
 //! ```
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod policy;
 mod replies;
 pub mod scenario;

@@ -6,6 +6,9 @@
 //! counts without parsing the human-readable report. Each write replaces the file atomically
 //! (written beside it, then renamed), so a reader never sees half a document.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,9 @@
 //! Memory: bodies and envelopes never stay in memory; see the `index` module note (about 24 bytes per
 //! message plus one bit per recipient).
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 mod crc;
 mod index;
 mod record;

@@ -34,7 +34,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 /// Re-reads the file `serve` started with, through the same loader (errors name file and line).
 fn reloader(path: &Path) -> Reloader {
     let path = path.to_path_buf();
-    Arc::new(move || super::config::load(Some(&path)).map_err(|e| format!("{e:#}")))
+    Arc::new(move || super::config::load(Some(&path)).map_err(|e| format!("{e:#}").into()))
 }
 
 fn reload(mta: &Mta) {

@@ -3,8 +3,8 @@
 //! returned, i.e. after the fsync barrier.
 
 use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
-use cartero_clock::{Clock, SharedClock};
-use cartero_events::{Event, EventSink, EventType};
+use cartero_clock::SharedClock;
+use cartero_events::{EventSink, EventType};
 use cartero_spool::{Envelope, Spool, SpoolError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,7 +119,7 @@ impl Injector {
             })
             .collect();
         for r in &rcpts {
-            self.events.emit(&base_event(
+            self.events.emit(&crate::queue::event::recipient(
                 EventType::Reception,
                 &msg,
                 r.idx,
@@ -213,22 +213,6 @@ pub(crate) fn take_pool_header(msg: Vec<u8>) -> (Option<String>, Vec<u8>) {
         start = end;
     }
     (None, msg)
-}
-
-/// The fields every event about one recipient of a message carries.
-pub(crate) fn base_event(kind: EventType, msg: &Msg, idx: u32, clock: &dyn Clock) -> Event {
-    let mut e = Event::new(kind, clock);
-    let meta = &msg.env.metadata;
-    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    e.message_id = Some(msg.id.to_string());
-    e.rcpt_to = msg.env.recipients.get(idx as usize).cloned();
-    e.mail_from = Some(msg.env.sender.clone());
-    e.delivery_id = text("delivery_id");
-    e.campaign_id = text("campaign_id");
-    e.metadata = meta.clone();
-    e.msg_size = Some(msg.size);
-    e.ip_pool = msg.env.pool.clone();
-    e
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use crate::inject::{InjectError, Injected, Injection};
 use crate::pools::Pools;
 use crate::queue::Cmd;
+use crate::shaping::ReloadError;
 use crate::queue::view::{MessageView, QueueSummary};
 use crate::start::Mta;
 use cartero_clock::{SharedClock, UnixMillis};
@@ -100,14 +101,12 @@ impl Mta {
 
     /// Re-reads the configuration and applies its `[shaping]` section (and warm-up flags of the
     /// sources). On any error the running configuration stays and the error is returned.
-    pub fn reload_shaping(&self) -> Result<(), String> {
-        let reload = self
-            .reloader
-            .as_ref()
-            .ok_or("no configuration file to reload (started without --config)")?;
-        let cfg = reload()?;
+    pub fn reload_shaping(&self) -> Result<(), ReloadError> {
+        let reload = self.reloader.as_ref().ok_or(ReloadError::NoConfigFile)?;
+        let cfg = reload().map_err(ReloadError::Config)?;
         self.shaping
-            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))?;
+            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))
+            .map_err(ReloadError::Shaping)?;
         tracing::info!("shaping configuration reloaded");
         Ok(())
     }

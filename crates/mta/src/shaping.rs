@@ -19,7 +19,21 @@ const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// Re-reads the configuration for a reload (the binary knows the file); returns the error to
 /// show (file, line and reason) when it cannot be used.
-pub type Reloader = Arc<dyn Fn() -> Result<MtaConfig, String> + Send + Sync>;
+pub type Reloader = Arc<dyn Fn() -> Result<MtaConfig, BoxError> + Send + Sync>;
+
+/// Whatever the embedder's configuration loader reports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a reload left the running configuration in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("no configuration file to reload (started without --config)")]
+    NoConfigFile,
+    #[error("{0}")]
+    Config(BoxError),
+    #[error("shaping: {0}")]
+    Shaping(String),
+}
 
 /// Lets the router ask the configuration in force (it changes on reload).
 pub(crate) struct Sites(pub Arc<dyn Limits>);

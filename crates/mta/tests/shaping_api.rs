@@ -83,7 +83,7 @@ fn file_reloader(path: &Path) -> Option<Reloader> {
     let path = path.to_path_buf();
     Some(Arc::new(move || {
         let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
-        toml::from_str::<MtaConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))
+        toml::from_str::<MtaConfig>(&text).map_err(|e| format!("{}: {e}", path.display()).into())
     }))
 }
 

@@ -10,6 +10,7 @@
 
 mod cmd;
 mod dispatch;
+pub(crate) mod event;
 mod hold;
 mod ready;
 mod settle;

@@ -3,11 +3,11 @@
 //! metrics, and what the outcome means for the whole queue. Nothing else in the MTA tells
 //! shaping an outcome, emits delivery events or changes recipient state.
 
-use super::{LastFailure, QRcpt};
+use super::{LastFailure, QRcpt, event};
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::retry::RetryConfig;
 use cartero_clock::{SharedClock, UnixMillis};
-use cartero_events::{Event, EventSink, EventType};
+use cartero_events::{EventSink, EventType};
 use cartero_shaping::{Limits, Observed, QueueKey, Sent, ShapingAction, Target, Verdict};
 use cartero_spool::{RcptState, RcptStatus, Spool};
 use std::sync::Arc;
@@ -90,8 +90,14 @@ impl Settler {
             // attempt (SPEC §2.6), but the reply is still reported.
             r.hold(until, now);
             self.record(&r, RcptStatus::Queued, Some(f.text.clone()));
-            self.events
-                .emit(&self.event(EventType::Delay, &r, &outcome, Some(f), at, now));
+            self.events.emit(&event::outcome(
+                EventType::Delay,
+                &r,
+                &outcome,
+                at,
+                self.clock.as_ref(),
+                now,
+            ));
             count(EventType::Delay);
             return (Disposition::Requeue(r), effects);
         }
@@ -198,8 +204,14 @@ impl Settler {
             _ => failure.map(|f| f.text.clone()),
         };
         self.record(&r, status, last_reply);
-        self.events
-            .emit(&self.event(kind, &r, &outcome, failure, at, now));
+        self.events.emit(&event::outcome(
+            kind,
+            &r,
+            &outcome,
+            at,
+            self.clock.as_ref(),
+            now,
+        ));
         count(kind);
         if kind == EventType::Delivery {
             let secs = now.saturating_sub(r.msg.env.received_at) as f64 / 1000.0;
@@ -268,46 +280,10 @@ impl Settler {
 
     /// Publishes one adaptive action as a `shaping` event.
     pub fn shaping_event(&self, a: &ShapingAction, domain: Option<&str>) {
-        let mut e = Event::new(EventType::Shaping, self.clock.as_ref());
-        e.reason = Some(a.cause.clone());
-        e.raw_reason = a.reply.clone();
-        e.routing_domain = domain.map(str::to_string);
-        e.shaping = serde_json::to_value(a).ok();
         tracing::info!(action = ?a.action, cause = %a.cause, scope = %a.scope, "shaping action");
-        self.events.emit(&e);
+        self.events
+            .emit(&event::shaping(a, domain, self.clock.as_ref()));
         metrics::counter!("cartero_shaping_actions_total").increment(1);
-    }
-
-    fn event(
-        &self,
-        kind: EventType,
-        r: &QRcpt,
-        outcome: &Outcome,
-        failure: Option<&Failure>,
-        at: &AttemptContext,
-        now: u64,
-    ) -> Event {
-        let mut e = crate::inject::base_event(kind, &r.msg, r.idx, self.clock.as_ref());
-        e.num_retries = Some(r.attempts as u32);
-        e.queue_time = Some(now.saturating_sub(r.msg.env.received_at));
-        e.mx_host = at.mx_host.clone();
-        e.sending_ip = at.sending_ip.clone();
-        e.tls = at.tls;
-        e.routing_domain = Some(r.domain.to_string());
-        if let Outcome::Delivered { reply } = outcome {
-            e.raw_reason = Some(reply.to_string());
-            e.error_code = Some(reply.code);
-        }
-        if let Some(f) = failure {
-            e.bounce_class = Some(f.class.0);
-            e.raw_reason = Some(f.text.clone());
-            e.reason = Some(f.rule.clone());
-            if let Some(reply) = &f.reply {
-                e.error_code = Some(reply.code);
-                e.enhanced_code = reply.enhanced.map(|c| c.to_string());
-            }
-        }
-        e
     }
 }
 

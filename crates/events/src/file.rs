@@ -1,6 +1,6 @@
 //! JSON-lines log files: `DIR/events.jsonl`, rotated by size to `events.jsonl.1` ... `.N`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -167,7 +167,7 @@ struct Writer {
 
 impl Writer {
     fn open(config: JsonlFileConfig) -> Result<Self> {
-        fs::create_dir_all(&config.dir)
+        crate::private_dir(&config.dir)
             .map_err(|e| EventsError::io("creating directory", &config.dir, e))?;
         let path = config.dir.join(FILE_NAME);
         let (file, size) = open_append(&path)?;
@@ -251,7 +251,7 @@ impl Writer {
 }
 
 fn open_append(path: &Path) -> Result<(BufWriter<File>, u64)> {
-    let file = OpenOptions::new()
+    let file = crate::private_file()
         .create(true)
         .append(true)
         .open(path)

@@ -25,3 +25,21 @@ pub use event::{Event, EventType, format_timestamp};
 pub use file::{FILE_NAME, JsonlFileSink};
 pub use sink::{BroadcastSink, ChannelSink, EventSink, Fanout};
 pub use webhook::{WebhookSink, WebhookStats, backoff_delay};
+
+/// Options for every file the sinks create: events carry addresses and metadata, so they are
+/// readable by the MTA's user only.
+pub(crate) fn private_file() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// Creates a directory (and its parents) readable by the MTA's user only.
+pub(crate) fn private_dir(path: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
+}

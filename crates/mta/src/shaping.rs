@@ -89,12 +89,7 @@ pub(crate) fn save_state(limits: &dyn Limits, data_dir: &Path) -> std::io::Resul
     let json = serde_json::to_vec_pretty(&state).map_err(std::io::Error::other)?;
     let path = data_dir.join(STATE_FILE);
     let tmp: PathBuf = data_dir.join(format!("{STATE_FILE}.tmp"));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-    }
+    crate::tls::write_secret_file(&tmp, &json)?;
     std::fs::rename(&tmp, &path)
 }
 

@@ -379,7 +379,7 @@ impl Mta {
     /// that order: everything that can fail is done before any task starts, and delivery starts
     /// last, once the MTA is whole.
     pub async fn start(cfg: MtaConfig, opts: StartOptions) -> Result<Arc<Mta>, StartError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir {
+        tls::private_dir(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.clone(),
             source,
         })?;

@@ -50,13 +50,23 @@ pub fn ensure_certificate(
         let path = path.to_path_buf();
         move |source| TlsError::Write { path, source }
     };
-    std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
+    private_dir(&dir).map_err(write_err(&dir))?;
     let ck = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     write_secret_file(&key, ck.signing_key.serialize_pem().as_bytes()).map_err(write_err(&key))?;
     std::fs::write(&cert, ck.cert.pem()).map_err(write_err(&cert))?;
     tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     Ok((cert, key))
+}
+
+/// Creates a directory (and its parents) readable by the MTA's user only: `data_dir` holds the
+/// spool, keys and events.
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
 }
 
 pub(crate) fn write_secret_file(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -4,7 +4,7 @@
 //! `segment_size`), scanned, repaired, and dropped before the next one is read.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub(crate) struct Recovery {
 
 pub(crate) fn recover(dir: &Path, _opts: &SpoolOptions) -> Result<Recovery, SpoolError> {
     let seg_dir = dir.join("segments");
-    std::fs::create_dir_all(&seg_dir).map_err(SpoolError::io("create", &seg_dir))?;
+    crate::writer::private_dir(&seg_dir).map_err(SpoolError::io("create", &seg_dir))?;
     sync_dir(dir)?;
     let (segs, jnls) = list(&seg_dir)?;
     let newest = segs.iter().chain(jnls.iter()).max().copied();
@@ -138,7 +138,7 @@ fn open_and_scan(
     path: &Path,
     report: &mut RecoveryReport,
 ) -> Result<(File, Vec<u8>, record::Scan), SpoolError> {
-    let mut file = OpenOptions::new()
+    let mut file = crate::writer::private_file()
         .read(true)
         .write(true)
         .create(true)

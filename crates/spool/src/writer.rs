@@ -55,13 +55,31 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
         .map_err(SpoolError::io("sync directory", dir))
 }
 
+/// Options for every file the spool creates: readable by the MTA's user only, since segments
+/// hold queued mail.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o
+}
+
+/// Creates a directory (and its parents) readable by the MTA's user only.
+pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(path)
+}
+
 /// Creates the journal, then the segment file of segment `no` (the caller syncs the directory).
 /// The journal comes first: an orphan journal is harmless and removed on open, while a segment
 /// whose journal vanished would resurrect finished recipients.
 pub(crate) fn create_segment_files(dir: &Path, no: u32) -> Result<(File, File), SpoolError> {
     let open = |ext: &str| {
         let p = seg_path(dir, no, ext);
-        OpenOptions::new()
+        private_file()
             .read(true)
             .write(true)
             .create_new(true)

@@ -2,7 +2,7 @@
 //! directory fsynced) before its first POST and removed after a 2xx, so a crash at any point leaves
 //! either no file or a complete one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +24,7 @@ impl BatchSpool {
     /// Creates the directory, removes leftovers of interrupted writes, and continues the sequence
     /// after the highest existing batch so new names sort after old ones even with a frozen clock.
     pub(crate) fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|e| EventsError::io("creating directory", dir, e))?;
+        crate::private_dir(dir).map_err(|e| EventsError::io("creating directory", dir, e))?;
         let mut max_seq = None;
         let entries = fs::read_dir(dir).map_err(|e| EventsError::io("listing", dir, e))?;
         for entry in entries.flatten() {
@@ -52,7 +52,7 @@ impl BatchSpool {
         let stem = format!("{now_ms:013}-{seq:010}-{:08x}", fastrand::u32(..));
         let tmp = self.dir.join(format!("{stem}{TMP_SUFFIX}"));
         let path = self.dir.join(format!("{stem}{SUFFIX}"));
-        let mut file = OpenOptions::new()
+        let mut file = crate::private_file()
             .write(true)
             .create_new(true)
             .open(&tmp)

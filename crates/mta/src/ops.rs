@@ -4,8 +4,8 @@
 use crate::inject::{InjectError, Injected, Injection};
 use crate::pools::Pools;
 use crate::queue::Cmd;
-use crate::shaping::ReloadError;
 use crate::queue::view::{MessageView, QueueSummary};
+use crate::shaping::ReloadError;
 use crate::start::Mta;
 use cartero_clock::{SharedClock, UnixMillis};
 use cartero_shaping::{Scope, ShapingAction, ShapingView};

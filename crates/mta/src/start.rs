@@ -194,6 +194,31 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<Sinks, StartError
     Ok((fanout, file_sink, hooks))
 }
 
+/// A `bounce` event for every recipient of a message the spool could not restore (one without
+/// a recipient when even their number is gone), so no loss goes unreported.
+fn report_lost(
+    lost: &[cartero_spool::LostMessage],
+    events: &dyn EventSink,
+    clock: &dyn cartero_clock::Clock,
+) {
+    for m in lost {
+        let count = m.recipients.unwrap_or(1);
+        for idx in 0..count {
+            let mut e = cartero_events::Event::new(cartero_events::EventType::Bounce, clock);
+            e.message_id = Some(m.id.to_string());
+            e.bounce_class = Some(cartero_bounce::BounceClass::UNDETERMINED.0);
+            e.reason = Some("spool:lost".into());
+            e.raw_reason = Some("message lost in a damaged spool record; not restored".into());
+            if m.recipients.is_some() {
+                e.metadata
+                    .insert("recipient_index".into(), serde_json::Value::from(idx));
+            }
+            events.emit(&e);
+        }
+        metrics::counter!("cartero_spool_lost_messages_total").increment(1);
+    }
+}
+
 /// Turns what the spool recovered into queue entries.
 fn recovered_rcpts(recovered: Vec<Recovered>, classifier: &dyn Classifier) -> Vec<QRcpt> {
     let mut out = Vec::new();
@@ -395,6 +420,11 @@ impl Mta {
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
+        report_lost(
+            &spool.recovery_report().lost,
+            events.as_ref(),
+            opts.clock.as_ref(),
+        );
         let delivery = assemble_delivery(&cfg, &opts, &spool, classifier, events.clone())?;
         let injector = Arc::new(Injector {
             spool: spool.clone(),

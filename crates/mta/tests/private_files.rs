@@ -26,7 +26,8 @@ fn modes(dir: &Path, out: &mut Vec<(String, u32)>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spool_journal_and_event_log_are_not_readable_by_other_users() {
     let mut env = Env::start(vec![], |c| c.events.log_file = true).await;
-    env.inject(&["alice@example.test", "bob@example.test"]).await;
+    env.inject(&["alice@example.test", "bob@example.test"])
+        .await;
     env.events.wait_for(EventType::Delivery, 2).await;
     env.mta.shutdown().await;
 

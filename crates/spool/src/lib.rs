@@ -204,6 +204,17 @@ pub struct RecoveryReport {
     pub corrupt: Vec<CorruptRegion>,
     /// Records that passed the checksum but made no sense (e.g. an update for an unknown message).
     pub invalid_records: u64,
+    /// Messages that cannot be restored: their record was in a damaged region, or passed the
+    /// checksum with an unreadable envelope. Named so that none disappears silently.
+    pub lost: Vec<LostMessage>,
+}
+
+/// A message recovery had to give up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostMessage {
+    pub id: MessageId,
+    /// How many recipients it had, when the record said so (`None`: the record itself is gone).
+    pub recipients: Option<u32>,
 }
 
 /// Spool errors.

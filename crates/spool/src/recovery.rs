@@ -13,8 +13,8 @@ use crate::index::{Index, SegState};
 use crate::record::{self, HEADER_LEN, MESSAGE_FIXED, TYPE_MESSAGE, TYPE_UPDATE};
 use crate::writer::{create_segment_files, seg_path, sync_dir};
 use crate::{
-    CorruptRegion, Envelope, MessageId, RcptState, RcptStatus, Recovered, RecoveryReport,
-    SpoolError, SpoolOptions,
+    CorruptRegion, Envelope, LostMessage, MessageId, RcptState, RcptStatus, Recovered,
+    RecoveryReport, SpoolError, SpoolOptions,
 };
 
 /// Everything [`crate::Spool::open`] needs from recovery.
@@ -196,6 +196,12 @@ fn load_segment(
         let Some(envelope) = envelope else {
             // Checksummed but unreadable: nothing can be delivered, so retire it.
             report.invalid_records += 1;
+            let id = MessageId::new(no, index);
+            tracing::error!(message = %id, "spool message with an unreadable envelope: not restored");
+            report.lost.push(LostMessage {
+                id,
+                recipients: Some(m.rcpt_count),
+            });
             for r in 0..m.rcpt_count {
                 st.mark_final(index, r);
             }
@@ -255,7 +261,14 @@ fn load_messages(
             report.invalid_records += 1;
             continue;
         };
+        // Indexes are given in order, so a gap is messages whose records were damaged.
         while st.msgs.len() < index {
+            let id = MessageId::new(no, st.msgs.len() as u32);
+            tracing::error!(message = %id, "spool message lost in a damaged region: not restored");
+            report.lost.push(LostMessage {
+                id,
+                recipients: None,
+            });
             st.push_message(0, 0, 0);
         }
         let body_off = (range.start + m.body.start) as u64;

@@ -304,6 +304,14 @@ async fn damage_in_the_middle_is_reported_and_skipped() {
     let report = spool.recovery_report();
     assert_eq!(report.corrupt.len(), 1, "{report:?}");
     assert_eq!(report.truncated_bytes, 0);
+    assert_eq!(
+        report.lost,
+        vec![cartero_spool::LostMessage {
+            id: sent[2],
+            recipients: None
+        }],
+        "the message in the damaged region is named"
+    );
     assert_eq!(spool.read_body(sent[4]).await.unwrap(), body(4, 300));
     spool.close().await.unwrap();
 }

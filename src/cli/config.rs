@@ -29,7 +29,13 @@ pub fn parse(text: &str) -> anyhow::Result<MtaConfig> {
 pub fn run(cmd: ConfigCmd, _global: Option<&Path>) -> anyhow::Result<()> {
     match cmd {
         ConfigCmd::Check { file } => {
-            load(Some(&file))?;
+            let cfg = load(Some(&file))?;
+            // The same checks `serve` makes before it starts, files included.
+            let warnings = cartero_mta::validate::validate(&cfg)
+                .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
             println!("ok");
         }
         ConfigCmd::Defaults => {

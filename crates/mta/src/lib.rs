@@ -25,6 +25,7 @@ mod routing;
 pub mod shaping;
 mod start;
 pub mod tls;
+pub mod validate;
 
 pub use auth::{SaltError, hash_password};
 pub use config::MtaConfig;

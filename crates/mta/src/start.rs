@@ -74,6 +74,8 @@ pub enum StartError {
     NoSource,
     #[error("{0}")]
     InMail(#[from] crate::inmail::InMailError),
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] crate::validate::ConfigProblems),
     #[error("bounce rules: {0}")]
     Bounce(#[from] cartero_bounce::RuleError),
 }
@@ -404,6 +406,9 @@ impl Mta {
     /// that order: everything that can fail is done before any task starts, and delivery starts
     /// last, once the MTA is whole.
     pub async fn start(cfg: MtaConfig, opts: StartOptions) -> Result<Arc<Mta>, StartError> {
+        for w in crate::validate::validate(&cfg)? {
+            tracing::warn!("{w}");
+        }
         tls::private_dir(&cfg.data_dir).map_err(|source| StartError::DataDir {
             path: cfg.data_dir.clone(),
             source,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {}", pem_text(.source))]
     Read {
         path: PathBuf,
         source: rustls_pki_types::pem::Error,
@@ -28,6 +28,24 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("tls.cert and tls.key must be set together")]
     Incomplete,
+}
+
+/// A PEM error an operator can read: the library prints the offending lines as byte arrays.
+fn pem_text(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    match e {
+        Error::MissingSectionEnd { end_marker } => {
+            format!("no \"{}\" line closes the section", text(end_marker))
+        }
+        Error::IllegalSectionStart { line } => {
+            format!("malformed section start line \"{}\"", text(line))
+        }
+        Error::Base64Decode(d) => format!("bad base64 inside a PEM section ({d})"),
+        Error::Io(io) => io.to_string(),
+        Error::NoItemsFound => "no PEM section found".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Certificate and key paths to use: configured ones, or generated under `data_dir/tls/`.

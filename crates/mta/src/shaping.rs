@@ -40,7 +40,8 @@ impl SiteClassifier for Sites {
 /// Builds the engine and restores the persisted state. A state file that cannot be read is
 /// moved aside (`.bad`) with a warning: learned rates are an optimisation, not data to die for.
 pub(crate) fn build(cfg: &MtaConfig, clock: SharedClock) -> Result<Arc<AdaptiveLimits>, String> {
-    let limits = AdaptiveLimits::new(cfg.shaping.clone(), &Pools::warming(&cfg.delivery), clock)?;
+    let limits = AdaptiveLimits::new(cfg.shaping.clone(), &Pools::warming(&cfg.delivery), clock)
+        .map_err(|e| e.to_string())?;
     let path = cfg.data_dir.join(STATE_FILE);
     match load_state(&path) {
         Ok(Some(state)) => limits.restore(state),
@@ -140,7 +141,8 @@ impl Mta {
             .ok_or("no configuration file to reload (started without --config)")?;
         let cfg = reload()?;
         self.shaping
-            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))?;
+            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))
+            .map_err(|e| e.to_string())?;
         tracing::info!("shaping configuration reloaded");
         Ok(())
     }

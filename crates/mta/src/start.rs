@@ -264,14 +264,15 @@ impl Mta {
             inmail: inmail.clone(),
             clock: opts.clock.clone(),
         });
-        let pools = Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?;
+        let pools = Pools::build(&cfg.delivery, &cfg.hostname)
+            .map_err(|e| StartError::Pools(e.to_string()))?;
         let shaping =
             crate::shaping::build(&cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
         let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)
             .map_err(|e| StartError::Dns(e.to_string()))?;
         let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
         let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
-            .map_err(StartError::Route)?;
+            .map_err(|e| StartError::Route(e.to_string()))?;
         let limits: Arc<dyn cartero_shaping::Limits> = shaping.clone();
         let ctx = Arc::new(DeliveryCtx {
             clock: opts.clock.clone(),
@@ -281,7 +282,7 @@ impl Mta {
             classifier: classifier.clone(),
             sched: sched.clone(),
             pools,
-            timeouts: cfg.delivery.timeouts.clone(),
+            timeouts: cfg.delivery.timeouts,
             route_cache_ms: cfg.delivery.route_cache.as_millis() as u64,
             max_workers: cfg.delivery.max_connections,
             tls_broken: Default::default(),

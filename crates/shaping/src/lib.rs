@@ -21,9 +21,9 @@ pub mod rules;
 pub mod sweep;
 pub mod warmup;
 
-pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS};
+pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS, ShapingConfigError};
 pub use aimd::{Aimd, AimdConfig, AimdSnapshot};
-pub use config::{LimitsSpec, PhaseTimeouts, Rate, RateParseError, ShapingConfig, TlsPolicy};
+pub use config::{LimitsSpec, Rate, RateParseError, ShapingConfig};
 pub use engine::*;
 pub use provider::{ProviderSpec, builtin_providers};
 pub use rate::Pacer;
@@ -32,6 +32,7 @@ pub use sweep::{Outcome, Sweep, SweepAction, SweepConfig, SweepKind, SweepMetric
 pub use warmup::{DEFAULT_STAGES, OverCap, Warmup, WarmupConfig, WarmupState};
 
 use cartero_clock::UnixMillis;
+use cartero_smtp::io::{PhaseTimeouts, TlsMode};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -54,7 +55,7 @@ pub struct Params {
     pub max_message_rate: Option<Rate>,
     /// New connections per time unit; `None` = unlimited.
     pub max_connection_rate: Option<Rate>,
-    pub tls: TlsPolicy,
+    pub tls: TlsMode,
     /// Phase timeouts set by a layer; unset ones come from the MTA's defaults.
     pub timeouts: PhaseTimeouts,
 }

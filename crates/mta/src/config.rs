@@ -3,6 +3,7 @@
 
 use crate::retry::RetryConfig;
 use cartero_shaping::ShapingConfig;
+use cartero_smtp::io::Timeouts;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -166,46 +167,38 @@ pub struct SourceConfig {
     pub warmup: bool,
 }
 
-/// Per-phase client timeouts (RFC 5321 §4.5.3.2 values by default).
+/// `[[delivery.pools]]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ClientTimeouts {
-    #[serde(with = "humantime_serde")]
-    pub connect: Duration,
-    #[serde(with = "humantime_serde")]
-    pub banner: Duration,
-    #[serde(with = "humantime_serde")]
-    pub ehlo: Duration,
-    #[serde(with = "humantime_serde")]
-    pub starttls: Duration,
-    #[serde(with = "humantime_serde")]
-    pub mail: Duration,
-    #[serde(with = "humantime_serde")]
-    pub rcpt: Duration,
-    #[serde(with = "humantime_serde")]
-    pub data: Duration,
-    #[serde(with = "humantime_serde")]
-    pub data_end: Duration,
-    /// How long an idle outbound connection is kept for more messages.
-    #[serde(with = "humantime_serde")]
-    pub idle: Duration,
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    pub name: String,
+    pub sources: Vec<PoolMember>,
 }
 
-impl Default for ClientTimeouts {
-    fn default() -> Self {
-        let s = Duration::from_secs;
-        Self {
-            connect: s(30),
-            banner: s(300),
-            ehlo: s(300),
-            starttls: s(120),
-            mail: s(300),
-            rcpt: s(300),
-            data: s(120),
-            data_end: s(600),
-            idle: s(5),
-        }
-    }
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolMember {
+    pub source: String,
+    /// Relative share of the pool's traffic (default 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// `[[delivery.pool_rules]]`: the first rule whose conditions all match picks the pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolRule {
+    /// Envelope sender domain (exact, case-insensitive).
+    #[serde(default)]
+    pub sender_domain: Option<String>,
+    /// Recipient domain (exact, case-insensitive).
+    #[serde(default)]
+    pub recipient_domain: Option<String>,
+    pub pool: String,
 }
 
 /// `[delivery]`: outbound behaviour.
@@ -219,17 +212,20 @@ pub struct DeliveryConfig {
     #[serde(with = "humantime_serde")]
     pub max_validity: Duration,
     pub retry: RetryConfig,
-    pub timeouts: ClientTimeouts,
+    /// Per SMTP phase (RFC 5321 §4.5.3.2 values by default), and the idle time of a kept
+    /// connection. The type (and so its defaults) is the SMTP client's own, which shaping layers
+    /// override phase by phase.
+    pub timeouts: Timeouts,
     /// TCP port of remote MX hosts.
     pub port: u16,
     /// Egress sources (local IP + HELO name).
     pub sources: Vec<SourceConfig>,
     /// Weighted pools of sources. Without any, every source is in the pool `default`, equally.
-    pub pools: Vec<crate::pools::PoolConfig>,
+    pub pools: Vec<PoolConfig>,
     /// Pool of messages that name none and match no rule (default: `default`).
     pub default_pool: Option<String>,
     /// Rules choosing a pool by sender or recipient domain.
-    pub pool_rules: Vec<crate::pools::PoolRule>,
+    pub pool_rules: Vec<PoolRule>,
     /// Static routes: domain → `host:port` (or `[ip]:port`), bypassing MX lookup. The key `"*"`
     /// is a smart host for every domain without a route of its own.
     pub routes: BTreeMap<String, String>,
@@ -251,7 +247,7 @@ impl Default for DeliveryConfig {
             default_validity: validity,
             max_validity: validity,
             retry: RetryConfig::default(),
-            timeouts: ClientTimeouts::default(),
+            timeouts: Timeouts::default(),
             port: 25,
             sources: vec![SourceConfig {
                 name: "default".into(),

@@ -2,14 +2,13 @@
 //! batches the scheduler hands out until the per-connection limit, idleness or an error ends it.
 //! Workers report outcomes; they never decide what an outcome means (that is `queue::settle`).
 
-use crate::config::ClientTimeouts;
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::pools::{Pools, SourceInfo};
 use crate::queue::{Batch, Cmd, Launcher, QRcpt, SchedulerHandle};
 use crate::routing::{Destination, HostTarget, Router};
 use cartero_bounce::{BounceClass, Classifier};
 use cartero_clock::SharedClock;
-use cartero_shaping::{ConnectionPermit, Limits, Params, QueueKey, Target, TlsPolicy};
+use cartero_shaping::{ConnectionPermit, Limits, Params, QueueKey, Target};
 use cartero_smtp::client::Phase;
 use cartero_smtp::io::{ClientConfig, ClientError, Connection, Timeouts, TlsMode};
 use cartero_spool::Spool;
@@ -27,7 +26,7 @@ pub(crate) struct DeliveryCtx {
     pub sched: SchedulerHandle,
     /// Egress sources and pools.
     pub pools: Arc<Pools>,
-    pub timeouts: ClientTimeouts,
+    pub timeouts: Timeouts,
     /// Hosts whose STARTTLS handshake failed, until when (clock ms): opportunistic TLS skips them.
     pub tls_broken: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
     /// Per-recipient headers and DKIM signing at send time.
@@ -114,38 +113,12 @@ async fn route(ctx: &DeliveryCtx, domain: &str) -> Result<Arc<Destination>, Outc
 }
 
 fn client_config(ctx: &DeliveryCtx, source: &SourceInfo, params: &Params) -> ClientConfig {
-    // A shaping layer's phase timeout wins over `[delivery.timeouts]`.
-    let t = ClientTimeouts {
-        connect: params.timeouts.connect.unwrap_or(ctx.timeouts.connect),
-        banner: params.timeouts.banner.unwrap_or(ctx.timeouts.banner),
-        ehlo: params.timeouts.ehlo.unwrap_or(ctx.timeouts.ehlo),
-        starttls: params.timeouts.starttls.unwrap_or(ctx.timeouts.starttls),
-        mail: params.timeouts.mail.unwrap_or(ctx.timeouts.mail),
-        rcpt: params.timeouts.rcpt.unwrap_or(ctx.timeouts.rcpt),
-        data: params.timeouts.data.unwrap_or(ctx.timeouts.data),
-        data_end: params.timeouts.data_end.unwrap_or(ctx.timeouts.data_end),
-        idle: ctx.timeouts.idle,
-    };
     ClientConfig {
         helo_name: source.helo.clone(),
         local_ip: source.ip,
-        tls: match params.tls {
-            TlsPolicy::Opportunistic => TlsMode::Opportunistic,
-            TlsPolicy::Required => TlsMode::Required,
-            TlsPolicy::Disabled => TlsMode::Disabled,
-        },
-        timeouts: Timeouts {
-            connect: t.connect,
-            banner: t.banner,
-            ehlo: t.ehlo,
-            starttls: t.starttls,
-            mail: t.mail,
-            rcpt: t.rcpt,
-            data: t.data,
-            data_end: t.data_end,
-            rset: t.mail,
-            quit: t.connect,
-        },
+        tls: params.tls,
+        // A shaping layer's phase timeout wins over `[delivery.timeouts]`.
+        timeouts: params.timeouts.over(&ctx.timeouts),
         tls_roots: None,
     }
 }
@@ -216,15 +189,14 @@ async fn next_batch(ctx: &DeliveryCtx, key: &QueueKey) -> Batch {
     }
 }
 
-async fn host_addresses(router: &Router, host: &HostTarget) -> Result<Vec<IpAddr>, String> {
+async fn host_addresses(
+    router: &Router,
+    host: &HostTarget,
+) -> Result<Vec<IpAddr>, cartero_dns::DnsError> {
     if let Ok(ip) = host.name.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    router
-        .resolver()
-        .addresses(&host.name)
-        .await
-        .map_err(|e| e.to_string())
+    router.resolver().addresses(&host.name).await
 }
 
 /// Tries every host in preference order and every address of each, as RFC 5321 §5.1 asks.
@@ -239,7 +211,8 @@ async fn connect_any(
         let addrs = match host_addresses(&ctx.router, host).await {
             Ok(a) => a,
             Err(e) => {
-                last = Some(Failure::local(e, BounceClass::DNS_FAILURE, "dns:mx-host"));
+                let f = Failure::local(e.to_string(), BounceClass::DNS_FAILURE, "dns:mx-host");
+                last = Some(f);
                 continue;
             }
         };

@@ -66,13 +66,7 @@ pub(crate) struct Injector {
 /// A mailbox must have a local part and a domain, and no characters that would break the
 /// envelope on the wire.
 pub(crate) fn valid_address(a: &str) -> bool {
-    let bad = |c: char| c.is_control() || c == ' ' || c == '<' || c == '>';
-    match a.rsplit_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && !domain.is_empty() && a.len() <= 320 && !a.contains(bad)
-        }
-        None => false,
-    }
+    cartero_address::is_mailbox(a)
 }
 
 impl Injector {

@@ -105,8 +105,7 @@ impl Mta {
         let reload = self.reloader.as_ref().ok_or(ReloadError::NoConfigFile)?;
         let cfg = reload().map_err(ReloadError::Config)?;
         self.shaping
-            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))
-            .map_err(ReloadError::Shaping)?;
+            .reload(cfg.shaping, &Pools::warming(&cfg.delivery))?;
         tracing::info!("shaping configuration reloaded");
         Ok(())
     }

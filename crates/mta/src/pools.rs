@@ -3,46 +3,11 @@
 //! goes to one of the pool's sources, chosen at random by weight among those the shaping engine
 //! admits (not suspended, not avoided, within warm-up caps).
 
-use crate::config::DeliveryConfig;
-use serde::{Deserialize, Serialize};
+use crate::config::{DeliveryConfig, PoolRule};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-
-/// `[[delivery.pools]]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    pub name: String,
-    pub sources: Vec<PoolMember>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolMember {
-    pub source: String,
-    /// Relative share of the pool's traffic (default 1).
-    #[serde(default = "one")]
-    pub weight: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-
-/// `[[delivery.pool_rules]]`: the first rule whose conditions all match picks the pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolRule {
-    /// Envelope sender domain (exact, case-insensitive).
-    #[serde(default)]
-    pub sender_domain: Option<String>,
-    /// Recipient domain (exact, case-insensitive).
-    #[serde(default)]
-    pub recipient_domain: Option<String>,
-    pub pool: String,
-}
 
 /// An egress source as the delivery workers use it.
 #[derive(Debug, Clone)]
@@ -50,6 +15,27 @@ pub(crate) struct SourceInfo {
     pub name: Arc<str>,
     pub ip: Option<IpAddr>,
     pub helo: String,
+}
+
+/// Why `[delivery]` sources, pools or pool rules cannot be used; each names the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolsError {
+    #[error("delivery.sources is empty: at least one egress source is needed")]
+    NoSources,
+    #[error("delivery.sources: source {0:?} is defined twice")]
+    DuplicateSource(String),
+    #[error("delivery.pools {pool:?}: unknown source {member:?}")]
+    UnknownSource { pool: String, member: String },
+    #[error("delivery.pools {pool:?}: weight of {member:?} must be at least 1")]
+    ZeroWeight { pool: String, member: String },
+    #[error("delivery.pools {0:?} has no sources")]
+    EmptyPool(String),
+    #[error("delivery.pools: pool {0:?} is defined twice")]
+    DuplicatePool(String),
+    #[error("delivery.default_pool: unknown pool {0:?}")]
+    UnknownDefaultPool(String),
+    #[error("delivery.pool_rules: unknown pool {0:?}")]
+    UnknownRulePool(String),
 }
 
 /// Sources, pools and rules, checked.
@@ -65,9 +51,9 @@ pub(crate) struct Pools {
 pub const IMPLICIT_POOL: &str = "default";
 
 impl Pools {
-    pub fn build(cfg: &DeliveryConfig, hostname: &str) -> Result<Self, String> {
+    pub fn build(cfg: &DeliveryConfig, hostname: &str) -> Result<Self, PoolsError> {
         if cfg.sources.is_empty() {
-            return Err("delivery.sources is empty: at least one egress source is needed".into());
+            return Err(PoolsError::NoSources);
         }
         let mut sources = HashMap::new();
         for s in &cfg.sources {
@@ -77,10 +63,7 @@ impl Pools {
                 helo: s.helo.clone().unwrap_or_else(|| hostname.to_string()),
             };
             if sources.insert(info.name.clone(), info).is_some() {
-                return Err(format!(
-                    "delivery.sources: source {:?} is defined twice",
-                    s.name
-                ));
+                return Err(PoolsError::DuplicateSource(s.name.clone()));
             }
         }
         let mut pools = HashMap::new();
@@ -88,24 +71,24 @@ impl Pools {
             let mut members = Vec::new();
             for m in &p.sources {
                 let (name, _) = sources.get_key_value(m.source.as_str()).ok_or_else(|| {
-                    format!("delivery.pools {:?}: unknown source {:?}", p.name, m.source)
+                    PoolsError::UnknownSource {
+                        pool: p.name.clone(),
+                        member: m.source.clone(),
+                    }
                 })?;
                 if m.weight == 0 {
-                    return Err(format!(
-                        "delivery.pools {:?}: weight of {:?} must be at least 1",
-                        p.name, m.source
-                    ));
+                    return Err(PoolsError::ZeroWeight {
+                        pool: p.name.clone(),
+                        member: m.source.clone(),
+                    });
                 }
                 members.push((name.clone(), m.weight));
             }
             if members.is_empty() {
-                return Err(format!("delivery.pools {:?} has no sources", p.name));
+                return Err(PoolsError::EmptyPool(p.name.clone()));
             }
             if pools.insert(p.name.clone(), members).is_some() {
-                return Err(format!(
-                    "delivery.pools: pool {:?} is defined twice",
-                    p.name
-                ));
+                return Err(PoolsError::DuplicatePool(p.name.clone()));
             }
         }
         if cfg.pools.is_empty() {
@@ -121,11 +104,11 @@ impl Pools {
             .clone()
             .unwrap_or_else(|| IMPLICIT_POOL.to_string());
         if !pools.contains_key(&default) {
-            return Err(format!("delivery.default_pool: unknown pool {default:?}"));
+            return Err(PoolsError::UnknownDefaultPool(default));
         }
         for r in &cfg.pool_rules {
             if !pools.contains_key(&r.pool) {
-                return Err(format!("delivery.pool_rules: unknown pool {:?}", r.pool));
+                return Err(PoolsError::UnknownRulePool(r.pool.clone()));
             }
         }
         Ok(Self {
@@ -255,13 +238,24 @@ mod tests {
         assert!(
             Pools::build(&c, "h")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown source \"zz\"")
         );
         let mut c = cfg("default_pool = \"q\"\n");
         c.sources = vec![source("a")];
-        assert!(Pools::build(&c, "h").unwrap_err().contains("default_pool"));
+        assert!(
+            Pools::build(&c, "h")
+                .unwrap_err()
+                .to_string()
+                .contains("default_pool")
+        );
         let mut c = cfg("");
         c.sources = vec![source("a"), source("a")];
-        assert!(Pools::build(&c, "h").unwrap_err().contains("twice"));
+        assert!(
+            Pools::build(&c, "h")
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 }

@@ -30,33 +30,53 @@ pub(crate) trait SiteClassifier: Send + Sync {
     fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String>;
 }
 
+/// A static route target that cannot be used, shown as `route "TARGET": what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("route {target:?}: {fault}")]
+pub struct RouteError {
+    pub target: String,
+    pub fault: RouteFault,
+}
+
+/// What is wrong with a route target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteFault {
+    #[error("missing ']'")]
+    MissingBracket,
+    #[error("bad port")]
+    BadPort,
+    #[error("junk after ']'")]
+    JunkAfterBracket,
+    #[error("empty host")]
+    EmptyHost,
+}
+
 /// Parses a static route target: `host`, `host:port`, `1.2.3.4:25`, `[::1]:2525`.
-pub(crate) fn parse_target(target: &str, default_port: u16) -> Result<HostTarget, String> {
+pub(crate) fn parse_target(target: &str, default_port: u16) -> Result<HostTarget, RouteError> {
+    let err = |fault| RouteError {
+        target: target.to_string(),
+        fault,
+    };
+    let port_of = |p: &str| p.parse().map_err(|_| err(RouteFault::BadPort));
     let t = target.trim();
     let (host, port) = if let Some(rest) = t.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("route {target:?}: missing ']'"))?;
+            .ok_or_else(|| err(RouteFault::MissingBracket))?;
         let port = match after.strip_prefix(':') {
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("route {target:?}: bad port"))?,
+            Some(p) => port_of(p)?,
             None if after.is_empty() => default_port,
-            None => return Err(format!("route {target:?}: junk after ']'")),
+            None => return Err(err(RouteFault::JunkAfterBracket)),
         };
         (h.to_string(), port)
     } else {
         match t.rsplit_once(':') {
-            Some((h, p)) if !h.contains(':') => (
-                h.to_string(),
-                p.parse()
-                    .map_err(|_| format!("route {target:?}: bad port"))?,
-            ),
+            Some((h, p)) if !h.contains(':') => (h.to_string(), port_of(p)?),
             _ => (t.to_string(), default_port),
         }
     };
     if host.is_empty() {
-        return Err(format!("route {target:?}: empty host"));
+        return Err(err(RouteFault::EmptyHost));
     }
     Ok(HostTarget { name: host, port })
 }
@@ -76,11 +96,11 @@ impl Router {
         routes: &BTreeMap<String, String>,
         port: u16,
         sites: Arc<dyn SiteClassifier>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RouteError> {
         let routes = routes
             .iter()
             .map(|(d, t)| Ok((d.to_ascii_lowercase(), parse_target(t, port)?)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RouteError>>()?;
         Ok(Self {
             resolver,
             routes,
@@ -177,5 +197,9 @@ mod tests {
         assert!(t("host:notaport").is_err());
         assert!(t("[::1").is_err());
         assert!(t(":25").is_err());
+        assert_eq!(
+            t("[::1]x").unwrap_err().to_string(),
+            "route \"[::1]x\": junk after ']'"
+        );
     }
 }

@@ -32,7 +32,7 @@ pub enum ReloadError {
     #[error("{0}")]
     Config(BoxError),
     #[error("shaping: {0}")]
-    Shaping(String),
+    Shaping(#[from] cartero_shaping::ShapingConfigError),
 }
 
 /// Lets the router ask the configuration in force (it changes on reload).
@@ -50,7 +50,10 @@ impl SiteClassifier for Sites {
 
 /// Builds the engine and restores the persisted state. A state file that cannot be read is
 /// moved aside (`.bad`) with a warning: learned rates are an optimisation, not data to die for.
-pub(crate) fn build(cfg: &MtaConfig, clock: SharedClock) -> Result<Arc<dyn Limits>, String> {
+pub(crate) fn build(
+    cfg: &MtaConfig,
+    clock: SharedClock,
+) -> Result<Arc<dyn Limits>, cartero_shaping::ShapingConfigError> {
     let limits = AdaptiveLimits::new(cfg.shaping.clone(), &Pools::warming(&cfg.delivery), clock)?;
     let path = cfg.data_dir.join(STATE_FILE);
     match load_state(&path) {

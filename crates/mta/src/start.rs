@@ -53,7 +53,7 @@ pub enum StartError {
     #[error("DNS resolver: {0}")]
     Dns(#[from] cartero_dns::ConfigError),
     #[error("delivery.routes: {0}")]
-    Route(String),
+    Route(#[from] crate::routing::RouteError),
     #[error("events: {0}")]
     Events(#[from] cartero_events::EventsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -67,9 +67,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
-    Pools(String),
+    Pools(#[from] crate::pools::PoolsError),
     #[error("shaping: {0}")]
-    Shaping(String),
+    Shaping(#[from] cartero_shaping::ShapingConfigError),
     #[error("delivery.sources is empty: at least one egress source is needed")]
     NoSource,
     #[error("{0}")]
@@ -322,12 +322,11 @@ fn assemble_delivery(
         inmail: inmail.clone(),
         clock: opts.clock.clone(),
     });
-    let pools = Arc::new(Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?);
-    let shaping = crate::shaping::build(cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
+    let pools = Arc::new(Pools::build(&cfg.delivery, &cfg.hostname)?);
+    let shaping = crate::shaping::build(cfg, opts.clock.clone())?;
     let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)?;
     let sites = Arc::new(crate::shaping::Sites(shaping.clone()));
-    let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)
-        .map_err(StartError::Route)?;
+    let router = Router::new(resolver, &cfg.delivery.routes, cfg.delivery.port, sites)?;
     let one_recipient_per_transaction = prepare.one_recipient_per_transaction();
     let workers = Arc::new(DeliveryCtx {
         clock: opts.clock.clone(),
@@ -337,7 +336,7 @@ fn assemble_delivery(
         classifier,
         sched: sched.clone(),
         pools: pools.clone(),
-        timeouts: cfg.delivery.timeouts.clone(),
+        timeouts: cfg.delivery.timeouts,
         tls_broken: Default::default(),
         prepare,
     });

@@ -36,7 +36,10 @@ fn pem_text(e: &rustls_pki_types::pem::Error) -> String {
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
     match e {
         Error::MissingSectionEnd { end_marker } => {
-            format!("the section has no \"-----END {}-----\" line", text(end_marker))
+            format!(
+                "the section has no \"-----END {}-----\" line",
+                text(end_marker)
+            )
         }
         Error::IllegalSectionStart { line } => {
             format!("malformed section start line \"{}\"", text(line))

@@ -4,7 +4,8 @@
 mod support;
 
 use cartero_events::EventType;
-use cartero_shaping::{LimitsSpec, TlsPolicy};
+use cartero_shaping::LimitsSpec;
+use cartero_smtp::io::TlsMode;
 use support::Env;
 
 /// The sink offers no STARTTLS: a domain configured `tls = "required"` must defer, not send.
@@ -14,7 +15,7 @@ async fn a_domain_requiring_tls_is_deferred_when_the_server_offers_none() {
         c.shaping.domains.insert(
             "example.test".into(),
             LimitsSpec {
-                tls: Some(TlsPolicy::Required),
+                tls: Some(TlsMode::Required),
                 ..LimitsSpec::default()
             },
         );

@@ -1,7 +1,7 @@
 //! `[shaping.adaptive]`: how cartero reacts to what the providers answer.
 
 use crate::aimd::AimdConfig;
-use crate::rules::{ResponseRule, RuleEngine, default_rules};
+use crate::rules::{ResponseRule, RuleEngine, RuleError, default_rules};
 use crate::sweep::SweepConfig;
 use regex::RegexSet;
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,20 @@ pub const DEFAULT_THROTTLE_PATTERNS: [&str; 3] = [
     r"^421[ -]4\.7\.(?:0|28)\b",
     r"^451[ -]4\.7\.650\b",
 ];
+
+/// Why a `[shaping]` configuration cannot be used; each names the option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapingConfigError {
+    #[error("shaping.adaptive.throttle_patterns: {source}")]
+    ThrottlePatterns {
+        #[source]
+        source: regex::Error,
+    },
+    #[error("shaping.adaptive.rules: {0}")]
+    Rules(#[source] RuleError),
+    #[error("shaping.adaptive.connection_increase_every must be at least 1")]
+    ConnectionIncreaseEvery,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,16 +84,16 @@ impl AdaptiveConfig {
         rules
     }
 
-    pub fn throttle_set(&self) -> Result<RegexSet, String> {
+    pub fn throttle_set(&self) -> Result<RegexSet, ShapingConfigError> {
         RegexSet::new(&self.throttle_patterns)
-            .map_err(|e| format!("shaping.adaptive.throttle_patterns: {e}"))
+            .map_err(|source| ShapingConfigError::ThrottlePatterns { source })
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ShapingConfigError> {
         self.throttle_set()?;
-        RuleEngine::new(&self.all_rules()).map_err(|e| format!("shaping.adaptive.rules: {e}"))?;
+        RuleEngine::new(&self.all_rules()).map_err(ShapingConfigError::Rules)?;
         if self.connection_increase_every == 0 {
-            return Err("shaping.adaptive.connection_increase_every must be at least 1".into());
+            return Err(ShapingConfigError::ConnectionIncreaseEvery);
         }
         Ok(())
     }
@@ -115,6 +129,11 @@ mod tests {
     fn bad_pattern_or_rule_is_a_clear_error() {
         let mut c = AdaptiveConfig::default();
         c.throttle_patterns.push("(".into());
-        assert!(c.validate().unwrap_err().contains("throttle_patterns"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("throttle_patterns")
+        );
     }
 }

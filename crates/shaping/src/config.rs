@@ -2,26 +2,14 @@
 //! default → provider (matched by MX host or domain suffix) → site → domain → (domain, source).
 
 use crate::Params;
-use crate::adaptive_config::AdaptiveConfig;
+use crate::adaptive_config::{AdaptiveConfig, ShapingConfigError};
 use crate::provider::{ProviderSpec, builtin_providers};
 use crate::warmup::WarmupConfig;
+use cartero_smtp::io::{PhaseTimeouts, TlsMode};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-
-/// STARTTLS policy towards a destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsPolicy {
-    /// Use STARTTLS when offered; fall back to plain text when not.
-    #[default]
-    Opportunistic,
-    /// Fail (transiently) when STARTTLS is not offered or the handshake fails.
-    Required,
-    /// Never use STARTTLS.
-    Disabled,
-}
 
 /// A message rate such as `100/s`, `600/min` or `10000/h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,34 +84,6 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-/// Declares [`PhaseTimeouts`] and its per-field merge from one list of SMTP phases.
-macro_rules! phase_timeouts {
-    ($($phase:ident),* $(,)?) => {
-        /// Per-phase SMTP client timeouts of a layer; each unset one is inherited, and what no
-        /// layer sets comes from `[delivery.timeouts]`.
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct PhaseTimeouts {
-            $(
-                #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
-                pub $phase: Option<std::time::Duration>,
-            )*
-        }
-
-        impl PhaseTimeouts {
-            fn merge(&mut self, over: &Self) {
-                $(
-                    if over.$phase.is_some() {
-                        self.$phase = over.$phase;
-                    }
-                )*
-            }
-        }
-    };
-}
-
-phase_timeouts!(connect, banner, ehlo, starttls, mail, rcpt, data, data_end);
-
 /// One layer of limits; every field unset means "inherit".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -133,8 +93,9 @@ pub struct LimitsSpec {
     pub max_recipients_per_message: Option<u32>,
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
-    pub tls: Option<TlsPolicy>,
-    /// SMTP phase timeouts for this layer, e.g. `timeouts = { banner = "1m" }`.
+    pub tls: Option<TlsMode>,
+    /// SMTP phase timeouts for this layer, e.g. `timeouts = { banner = "1m" }`; what no layer
+    /// sets comes from `[delivery.timeouts]`.
     #[serde(default)]
     pub timeouts: PhaseTimeouts,
 }
@@ -210,7 +171,7 @@ pub fn builtin() -> Params {
         max_recipients_per_message: 100,
         max_message_rate: None,
         max_connection_rate: None,
-        tls: TlsPolicy::Opportunistic,
+        tls: TlsMode::Opportunistic,
         timeouts: PhaseTimeouts::default(),
     }
 }
@@ -294,7 +255,7 @@ impl ShapingConfig {
     }
 
     /// Checks what serde cannot: rules compile, throttle patterns are valid regexes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ShapingConfigError> {
         self.adaptive.validate()
     }
 

@@ -24,9 +24,9 @@ pub mod rules;
 pub mod sweep;
 pub mod warmup;
 
-pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS};
+pub use adaptive_config::{AdaptiveConfig, DEFAULT_THROTTLE_PATTERNS, ShapingConfigError};
 pub use aimd::{Aimd, AimdConfig, AimdSnapshot};
-pub use config::{LimitsSpec, PhaseTimeouts, Rate, RateParseError, ShapingConfig, TlsPolicy};
+pub use config::{LimitsSpec, Rate, RateParseError, ShapingConfig};
 pub use engine::*;
 pub use provider::{ProviderSpec, builtin_providers};
 pub use rate::Pacer;
@@ -35,6 +35,7 @@ pub use sweep::{Outcome, Sweep, SweepAction, SweepConfig, SweepKind, SweepMetric
 pub use warmup::{DEFAULT_STAGES, OverCap, Warmup, WarmupConfig, WarmupState};
 
 use cartero_clock::UnixMillis;
+use cartero_smtp::io::{PhaseTimeouts, TlsMode};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -57,7 +58,7 @@ pub struct Params {
     pub max_message_rate: Option<Rate>,
     /// New connections per time unit; `None` = unlimited.
     pub max_connection_rate: Option<Rate>,
-    pub tls: TlsPolicy,
+    pub tls: TlsMode,
     /// Phase timeouts set by a layer; unset ones come from the MTA's defaults.
     pub timeouts: PhaseTimeouts,
 }
@@ -122,7 +123,7 @@ pub trait Limits: Send + Sync {
     fn provider_of(&self, domain: &str, mx_hosts: &[&str]) -> Option<String>;
     /// Applies a new configuration (`warming` = the sources in warm-up); on error the running
     /// configuration stays.
-    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String>;
+    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), ShapingConfigError>;
     /// The learned state for the caller to persist, when it changed since the last call.
     /// `None` when nothing changed, or for an implementation that keeps its state elsewhere.
     fn changed_state(&self) -> Option<ShapingState>;

@@ -4,6 +4,7 @@
 //! matter the volume.
 
 use crate::rules::millis;
+use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -53,9 +54,25 @@ pub enum Outcome {
     /// Accepted by the receiver.
     Delivered,
     /// Failed (permanently or transiently) with this bounce class.
-    Failed { class: u16 },
+    Failed { class: BounceClass },
     /// A spam complaint (FBL) for a message sent from this queue.
     Complaint,
+}
+
+impl Outcome {
+    /// Whether the outcome counts against one of the sweep's ratios.
+    pub fn is_bad(self) -> bool {
+        match self {
+            Outcome::Delivered => false,
+            Outcome::Failed { class } => is_invalid_or_timeout(class),
+            Outcome::Complaint => true,
+        }
+    }
+}
+
+/// The failures the hard-bounce ratio counts.
+fn is_invalid_or_timeout(class: BounceClass) -> bool {
+    matches!(class, BounceClass::INVALID_RECIPIENT | BounceClass::TIMEOUT)
 }
 
 /// Which ratio tripped.
@@ -122,7 +139,7 @@ impl Sweep {
             }
             Outcome::Failed { class } => {
                 b.attempts += 1;
-                if class == 10 || class == 24 {
+                if is_invalid_or_timeout(class) {
                     b.invalid_or_timeout += 1;
                 }
             }

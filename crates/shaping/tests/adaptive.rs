@@ -1,5 +1,6 @@
 //! Adaptive shaping logic with exact times: response rules, AIMD, warm-up and sweeps.
 
+use cartero_bounce::BounceClass;
 use cartero_shaping::*;
 use std::time::Duration;
 
@@ -351,13 +352,28 @@ fn feed(s: &mut Sweep, delivered: u64, class10: u64, class24: u64, other_fail: u
         s.record(Outcome::Delivered, now);
     }
     for _ in 0..class10 {
-        s.record(Outcome::Failed { class: 10 }, now);
+        s.record(
+            Outcome::Failed {
+                class: BounceClass::INVALID_RECIPIENT,
+            },
+            now,
+        );
     }
     for _ in 0..class24 {
-        s.record(Outcome::Failed { class: 24 }, now);
+        s.record(
+            Outcome::Failed {
+                class: BounceClass::TIMEOUT,
+            },
+            now,
+        );
     }
     for _ in 0..other_fail {
-        s.record(Outcome::Failed { class: 21 }, now);
+        s.record(
+            Outcome::Failed {
+                class: BounceClass::DNS_FAILURE,
+            },
+            now,
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! The shaping engine ([`AdaptiveLimits`]) through its public API, with a manual clock: every
 //! expected time and rate below is exact.
 
+use cartero_bounce::BounceClass;
 use cartero_clock::ManualClock;
 use cartero_shaping::*;
 use std::sync::Arc;
@@ -78,7 +79,7 @@ fn rate(l: &AdaptiveLimits, k: &QueueKey, t: &Target) -> Option<f64> {
 fn throttled(reply: &str) -> Observed<'_> {
     Observed::Failed {
         reply,
-        class: 20,
+        class: BounceClass::SOFT,
         permanent: false,
     }
 }
@@ -188,7 +189,7 @@ fn permanent_failures_are_not_throttles() {
         &t,
         Observed::Failed {
             reply: "550 5.7.1 rate limited",
-            class: 50,
+            class: BounceClass::MAIL_BLOCK,
             permanent: true,
         },
     );
@@ -311,7 +312,7 @@ fn deferred_recipients_of_a_failed_connection_do_not_count_for_rules_again() {
     let (k, t) = (key("ip1"), gmail("gmail.com"));
     let deferred = Observed::Deferred {
         reply: BUSY,
-        class: 20,
+        class: BounceClass::SOFT,
     };
     assert!(
         l.observe(&k, &t, connect_failed(BUSY, true))
@@ -631,7 +632,7 @@ fn warmup_caps_per_day_gives_back_unsent_slots_and_promotes_after_a_full_day() {
 fn invalid() -> Observed<'static> {
     Observed::Failed {
         reply: "550 5.1.1 No such user",
-        class: 10,
+        class: BounceClass::INVALID_RECIPIENT,
         permanent: true,
     }
 }
@@ -951,7 +952,7 @@ fn bad_reload_is_refused_and_a_good_one_applies_at_once_keeping_learned_rates() 
         "[default]\nmax_connections = 1\n[[adaptive.rules]]\nname = \"broken\"\n\
          pattern = '('\naction = { type = \"bounce\" }\n",
     );
-    let err = l.reload(bad, &[]).unwrap_err();
+    let err = l.reload(bad, &[]).unwrap_err().to_string();
     assert!(err.contains("broken"), "{err}");
     assert_eq!(
         l.params(&k, &t).max_connections,
@@ -962,7 +963,7 @@ fn bad_reload_is_refused_and_a_good_one_applies_at_once_keeping_learned_rates() 
     assert_eq!(l.config().adaptive.rules, config(RELOAD_CFG).adaptive.rules);
     let mut bad_pattern = config(RELOAD_CFG);
     bad_pattern.adaptive.throttle_patterns.push("[".into());
-    let err = l.reload(bad_pattern, &[]).unwrap_err();
+    let err = l.reload(bad_pattern, &[]).unwrap_err().to_string();
     assert!(err.contains("throttle_patterns"), "{err}");
 
     l.reload(
@@ -1134,4 +1135,27 @@ fn every_displayed_scope_parses_back() {
     }
     assert!(Scope::parse("queue:ip1").is_err());
     assert!(Scope::parse("queue:/site").is_err());
+}
+
+/// `Scope::parse` returned a bare `String`; the typed error must read exactly as before, since
+/// the API shows it (`invalid scope: …`).
+#[test]
+fn scope_errors_keep_their_text_and_say_what_is_wrong() {
+    assert_eq!(
+        Scope::parse("queue:ip1").unwrap_err().to_string(),
+        "\"queue:ip1\": expected queue:SOURCE/NAME"
+    );
+    assert_eq!(
+        Scope::parse("x").unwrap_err().to_string(),
+        "\"x\": expected domain:NAME, site:NAME or source:NAME"
+    );
+    assert_eq!(
+        Scope::parse("zone:a").unwrap_err().to_string(),
+        "\"zone:a\": unknown scope \"zone\" (domain, site, source, queue or source-domain)"
+    );
+    let e = Scope::parse("site: ").unwrap_err();
+    assert_eq!(
+        (e.input.as_str(), &e.why),
+        ("site: ", &ScopeFault::EmptyName)
+    );
 }

@@ -381,18 +381,13 @@ fn local_reply(code: u16, e: (u8, u16, u16), text: &str) -> Reply {
     Reply::with_code(code, e, format!("cartero (local): {text}"))
 }
 
-/// Accepts what can be put between angle brackets on one command line safely.
-fn valid_address(addr: &str) -> bool {
-    addr.len() <= 512 && !addr.chars().any(|c| c.is_control() || c == '<' || c == '>')
-}
-
 impl Transaction {
     /// Plans a transaction, or refuses it locally (nothing to send) with synthesized replies:
     /// 552 5.3.4 when larger than the advertised SIZE, 553 5.6.7 when SMTPUTF8 is needed but
     /// not offered, 553 5.1.7 for an unusable sender, 553 5.1.3 when no recipient is usable.
     pub fn plan(caps: &Capabilities, env: &Envelope<'_>) -> Result<Self, TransactionResult> {
         let n = env.recipients.len();
-        if !valid_address(env.sender) {
+        if !env.sender.is_empty() && !cartero_address::is_mailbox(env.sender) {
             let r = local_reply(553, (5, 1, 7), "invalid sender address");
             return Err(TransactionResult::refused(r, n));
         }
@@ -417,7 +412,7 @@ impl Transaction {
         let mut rcpts = vec![None; n];
         let mut wire = Vec::with_capacity(n);
         for (i, rcpt) in env.recipients.iter().enumerate() {
-            if rcpt.is_empty() || !valid_address(rcpt) {
+            if !cartero_address::is_mailbox(rcpt) {
                 if let Some(slot) = rcpts.get_mut(i) {
                     *slot = Some(local_reply(553, (5, 1, 3), "invalid recipient address"));
                 }

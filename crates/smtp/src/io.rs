@@ -2,6 +2,7 @@
 //! banner, says EHLO (HELO fallback), upgrades with STARTTLS per [`TlsMode`] and runs mail
 //! transactions planned by [`crate::client::Transaction`], each phase under its own timeout.
 
+mod options;
 mod tls;
 
 use std::io;
@@ -22,100 +23,13 @@ use crate::client::{
     TransactionResult,
 };
 use crate::reply::Reply;
+pub use options::{PhaseTimeouts, Timeouts, TlsMode};
 use tls::Stream;
-pub use tls::unverified_config;
+pub use tls::{TlsSetupError, unverified_config};
 
 /// Bytes per socket write when sending a body; commands go in a single write each batch.
 const WRITE_CHUNK: usize = 64 * 1024;
 const READ_BUF: usize = 8 * 1024;
-
-/// When to use STARTTLS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TlsMode {
-    /// Never.
-    Disabled,
-    /// When offered, without certificate verification (MTA-to-MTA practice). A refused
-    /// STARTTLS continues in plaintext; a failed handshake is a [`ClientError::Tls`] (the
-    /// caller may remember it and retry with `Disabled`).
-    #[default]
-    Opportunistic,
-    /// Fail when STARTTLS is not offered, refused, or the handshake fails; no verification.
-    Required,
-    /// Like `Required`, and the certificate must verify for the server name against
-    /// [`ClientConfig::tls_roots`] (or the system roots when `None`).
-    RequiredVerified,
-}
-
-/// Per-phase timeouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub banner: Duration,
-    pub ehlo: Duration,
-    /// The STARTTLS reply and the handshake.
-    pub starttls: Duration,
-    pub mail: Duration,
-    pub rcpt: Duration,
-    /// Waiting for 354 after DATA (or writing a BDAT command).
-    pub data: Duration,
-    /// Each body write and the final reply after the body.
-    pub data_end: Duration,
-    pub rset: Duration,
-    pub quit: Duration,
-}
-
-impl Default for Timeouts {
-    /// RFC 5321 §4.5.3.2 values where it gives one.
-    fn default() -> Self {
-        let min = |m: u64| Duration::from_secs(60 * m);
-        Self {
-            connect: Duration::from_secs(30),
-            banner: min(5),
-            ehlo: min(5),
-            starttls: min(2),
-            mail: min(5),
-            rcpt: min(5),
-            data: min(2),
-            data_end: min(10),
-            rset: min(2),
-            quit: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Timeouts {
-    /// All phases with the same limit (handy in tests).
-    pub fn uniform(limit: Duration) -> Self {
-        Self {
-            connect: limit,
-            banner: limit,
-            ehlo: limit,
-            starttls: limit,
-            mail: limit,
-            rcpt: limit,
-            data: limit,
-            data_end: limit,
-            rset: limit,
-            quit: limit,
-        }
-    }
-
-    /// The limit that applies to `phase`.
-    pub fn for_phase(&self, phase: Phase) -> Duration {
-        match phase {
-            Phase::Connect => self.connect,
-            Phase::Banner => self.banner,
-            Phase::Ehlo | Phase::Helo => self.ehlo,
-            Phase::StartTls => self.starttls,
-            Phase::Mail => self.mail,
-            Phase::Rcpt => self.rcpt,
-            Phase::Data => self.data,
-            Phase::DataEnd => self.data_end,
-            Phase::Rset => self.rset,
-            Phase::Quit => self.quit,
-        }
-    }
-}
 
 /// How to open sessions.
 #[derive(Debug, Clone)]
@@ -372,7 +286,7 @@ async fn starttls(
     } else {
         tls::unverified_config()
     }
-    .map_err(ClientError::Tls)?;
+    .map_err(|e| ClientError::Tls(e.to_string()))?;
     let name = ServerName::try_from(server_name.to_owned())
         .unwrap_or_else(|_| ServerName::from(remote.ip()));
     let handshake = TlsConnector::from(config).connect(name, tcp);
@@ -572,7 +486,7 @@ impl Connection {
 
     /// Says QUIT and closes, best effort within the QUIT timeout.
     pub async fn quit(mut self) {
-        let limit = self.timeouts.quit;
+        let limit = self.timeouts.for_phase(Phase::Quit);
         let _ = timeout(limit, async {
             if self
                 .wire

@@ -517,3 +517,22 @@ fn injected_recipient_is_refused_alone() {
     assert_eq!(res.rcpts[1].enhanced, Some(EnhancedCode::new(5, 1, 3)));
     assert!(res.rcpts[0].is_positive() && res.rcpts[2].is_positive());
 }
+
+/// The client used to allow 512 octets where the listener and the API allowed 320: one rule
+/// now, RFC 5321 §4.5.3.1 (local part 64, path 256 with brackets).
+#[test]
+fn client_refuses_addresses_over_the_rfc_5321_limits_like_the_listener() {
+    let long_local = format!("{}@x.test", "a".repeat(65));
+    let long_path = format!("a@{}.test", "b".repeat(250));
+    let to = rcpts(&["a@x", &long_local, &long_path]);
+    let env = Envelope::for_message("s@y", &to, b"x");
+    let mut tx = Transaction::plan(&ehlo(&["mx", "PIPELINING"]), &env).unwrap();
+    let (batch, _) = write_bytes(tx.next_action());
+    assert_eq!(batch, "MAIL FROM:<s@y>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    let long_sender = format!("{}@y", "s".repeat(65));
+    let env = Envelope::for_message(&long_sender, &to, b"x");
+    assert_eq!(
+        Transaction::plan(&caps_all(), &env).unwrap_err().mail.code,
+        553
+    );
+}

@@ -107,11 +107,12 @@ pub(crate) fn typed_address(value: &str) -> Option<String> {
     clean_address(v)
 }
 
-/// Trims spaces, angle brackets and quotes; `None` when nothing address-like is left.
+/// Trims spaces, angle brackets and quotes; `None` unless a mailbox (by the rule every cartero
+/// component applies, `cartero_address`) is left.
 pub(crate) fn clean_address(v: &str) -> Option<String> {
     let junk = |c: char| "<>\"'.,:;".contains(c) || c.is_whitespace();
     let v = v.trim_matches(junk);
-    (!v.is_empty() && v.len() <= 320 && v.contains('@')).then(|| v.to_string())
+    cartero_address::is_mailbox(v).then(|| v.to_string())
 }
 
 /// The address in a header value such as `"Bob" <bob@example.org>` or `bob@example.org (Bob)`.
@@ -209,6 +210,20 @@ mod tests {
         );
         assert_eq!(typed_address("rfc822;").as_deref(), None);
         assert_eq!(clean_address("'x@y.z'.").as_deref(), Some("x@y.z"));
+    }
+
+    /// Reports used their own 320-octet, "contains an @" rule; they now take the mailbox rule
+    /// the listener and the API apply (RFC 5321 §4.5.3.1 limits).
+    #[test]
+    fn report_addresses_follow_the_shared_mailbox_rule() {
+        let long_local = format!("{}@example.org", "a".repeat(65));
+        assert_eq!(clean_address(&long_local), None);
+        assert_eq!(typed_address("rfc822; a b@example.org"), None);
+        assert_eq!(header_address("Bob <bob@@example.org>"), None);
+        assert_eq!(
+            header_address("\"Bob\" <bob@example.org>").as_deref(),
+            Some("bob@example.org")
+        );
     }
 
     #[test]

@@ -250,11 +250,11 @@ impl Settler {
         let failed = |f: &Failure, permanent| match at.connection_failed {
             true => Observed::Deferred {
                 reply: &reply,
-                class: f.class.0,
+                class: f.class,
             },
             false => Observed::Failed {
                 reply: &reply,
-                class: f.class.0,
+                class: f.class,
                 permanent,
             },
         };

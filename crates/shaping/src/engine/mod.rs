@@ -9,13 +9,19 @@ mod types;
 mod view;
 
 pub use persist::{STATE_VERSION, ShapingState};
-pub use types::{ActionKind, Hold, Observed, Scope, Sent, ShapingAction, Target, Verdict};
+pub use types::{
+    ActionKind, Hold, Observed, Scope, ScopeFault, ScopeParseError, Sent, ShapingAction, Target,
+    Verdict,
+};
 pub use view::{LimitsView, QueueView, ShapingView, SuspensionView, WarmupView};
 
 use crate::rules::RuleEngine;
 use crate::sweep::Sweep;
 use crate::warmup::Warmup;
-use crate::{Aimd, ConnectionPermit, Limits, Pacer, Params, QueueKey, ShapingConfig, Wait};
+use crate::{
+    Aimd, ConnectionPermit, Limits, Pacer, Params, QueueKey, ShapingConfig, ShapingConfigError,
+    Wait,
+};
 use cartero_clock::{SharedClock, UnixMillis};
 use parking_lot::Mutex;
 use regex::RegexSet;
@@ -32,10 +38,14 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(cfg: ShapingConfig, warming: &[String]) -> Result<(Self, RuleEngine), String> {
+    fn new(
+        cfg: ShapingConfig,
+        warming: &[String],
+    ) -> Result<(Self, RuleEngine), ShapingConfigError> {
         cfg.validate()?;
         let throttle = cfg.adaptive.throttle_set()?;
-        let rules = RuleEngine::new(&cfg.adaptive.all_rules()).map_err(|e| e.to_string())?;
+        let rules =
+            RuleEngine::new(&cfg.adaptive.all_rules()).map_err(ShapingConfigError::Rules)?;
         let warming = warming.iter().cloned().collect();
         Ok((
             Self {
@@ -191,7 +201,11 @@ pub struct AdaptiveLimits {
 impl AdaptiveLimits {
     /// Builds the engine; `warming` names the sources in warm-up. Fails on a bad configuration
     /// (an invalid regex in a rule or throttle pattern).
-    pub fn new(cfg: ShapingConfig, warming: &[String], clock: SharedClock) -> Result<Self, String> {
+    pub fn new(
+        cfg: ShapingConfig,
+        warming: &[String],
+        clock: SharedClock,
+    ) -> Result<Self, ShapingConfigError> {
         let (compiled, rules) = Compiled::new(cfg, warming)?;
         Ok(Self {
             clock,
@@ -212,7 +226,7 @@ impl AdaptiveLimits {
     /// Replaces the configuration without a restart. A bad configuration is refused and the
     /// running one stays. Learned state (live rates, suspensions, warm-up) is kept; rule match
     /// windows start over.
-    pub fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String> {
+    pub fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), ShapingConfigError> {
         let (compiled, rules) = Compiled::new(cfg, warming)?;
         *self.compiled.lock() = Arc::new(compiled);
         self.inner.lock().rules = rules;
@@ -420,7 +434,7 @@ impl Limits for AdaptiveLimits {
         AdaptiveLimits::provider_of(self, domain, mx_hosts)
     }
 
-    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), String> {
+    fn reload(&self, cfg: ShapingConfig, warming: &[String]) -> Result<(), ShapingConfigError> {
         AdaptiveLimits::reload(self, cfg, warming)
     }
 

@@ -6,6 +6,7 @@ use super::{SweepState, Target, Timed, Verdict};
 use crate::rules::{Action, Triggered};
 use crate::sweep::{Outcome, Sweep, SweepKind, SweepMetric};
 use crate::{Aimd, QueueKey};
+use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
 use std::sync::Arc;
 
@@ -131,7 +132,7 @@ fn on_failed(
     c: &Compiled,
     key: &QueueKey,
     t: &Target,
-    (reply, class, permanent): (&str, u16, bool),
+    (reply, class, permanent): (&str, BounceClass, bool),
     now: UnixMillis,
     v: &mut Verdict,
 ) {
@@ -378,10 +379,7 @@ fn sweep(
         s.last = Some((key.clone(), t.provider.map(str::to_string)));
     }
     s.sweep.record(outcome, now);
-    let bad = matches!(
-        outcome,
-        Outcome::Complaint | Outcome::Failed { class: 10 | 24 }
-    );
+    let bad = outcome.is_bad();
     let active = s.acted_until > now;
     if !bad || (active && s.acted_suspend) {
         return;

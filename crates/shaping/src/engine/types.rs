@@ -1,6 +1,7 @@
 //! What the MTA tells the shaping engine and what it hears back.
 
 use crate::QueueKey;
+use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,14 +22,14 @@ pub enum Observed<'a> {
     /// A recipient failed with this (one-line) reply or local error and bounce class.
     Failed {
         reply: &'a str,
-        class: u16,
+        class: BounceClass,
         permanent: bool,
     },
     /// A recipient deferred because no connection could be made for it. The connection itself
     /// was observed (as [`Observed::ConnectFailed`]), so response rules do not count its reply
     /// again for every recipient that waited; the throttle check and the sweep still see it, and
     /// the recipient is held (no attempt used) when its queue is suspended.
-    Deferred { reply: &'a str, class: u16 },
+    Deferred { reply: &'a str, class: BounceClass },
     /// No connection could be made. `refused` when the peer answered and turned us away
     /// (e.g. `421` at the banner), as opposed to a network failure.
     ConnectFailed { reply: &'a str, refused: bool },
@@ -65,6 +66,27 @@ pub struct Hold {
     pub reason: String,
 }
 
+/// A text that is not a [`Scope`]; shown as `"INPUT": what is wrong`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?}: {why}")]
+pub struct ScopeParseError {
+    pub input: String,
+    pub why: ScopeFault,
+}
+
+/// What is wrong with a scope text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScopeFault {
+    #[error("expected domain:NAME, site:NAME or source:NAME")]
+    NoKind,
+    #[error("empty name")]
+    EmptyName,
+    #[error("expected {0}:SOURCE/NAME")]
+    NotAPair(String),
+    #[error("unknown scope {0:?} (domain, site, source, queue or source-domain)")]
+    UnknownKind(String),
+}
+
 /// What may be suspended by an operator or a rule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "scope", content = "name", rename_all = "snake_case")]
@@ -84,22 +106,25 @@ pub enum Scope {
 impl Scope {
     /// Parses `domain:NAME`, `site:NAME`, `source:NAME`, `queue:SOURCE/SITE` or
     /// `source-domain:SOURCE/DOMAIN` (the CLI and API syntax; the inverse of `Display`).
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let (kind, name) = s
-            .split_once(':')
-            .ok_or_else(|| format!("{s:?}: expected domain:NAME, site:NAME or source:NAME"))?;
+    pub fn parse(s: &str) -> Result<Self, ScopeParseError> {
+        let err = |why| ScopeParseError {
+            input: s.to_string(),
+            why,
+        };
+        let (kind, name) = s.split_once(':').ok_or_else(|| err(ScopeFault::NoKind))?;
         let name = name.trim();
         if name.is_empty() {
-            return Err(format!("{s:?}: empty name"));
+            return Err(err(ScopeFault::EmptyName));
         }
+        let kind = kind.trim();
         // `queue:` and `source-domain:` are what rules and sweeps suspend; the view prints them
         // this way so an operator can resume them.
         let pair = || {
             name.split_once('/')
                 .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-                .ok_or_else(|| format!("{s:?}: expected {kind}:SOURCE/NAME"))
+                .ok_or_else(|| err(ScopeFault::NotAPair(kind.to_string())))
         };
-        match kind.trim() {
+        match kind {
             "domain" => Ok(Scope::Domain(name.to_ascii_lowercase())),
             "site" => Ok(Scope::Site(name.to_string())),
             "source" => Ok(Scope::Source(name.to_string())),
@@ -111,9 +136,7 @@ impl Scope {
                 source: source.to_string(),
                 domain: domain.to_ascii_lowercase(),
             }),
-            _ => Err(format!(
-                "{s:?}: unknown scope {kind:?} (domain, site, source, queue or source-domain)"
-            )),
+            _ => Err(err(ScopeFault::UnknownKind(kind.to_string()))),
         }
     }
 

@@ -13,6 +13,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+/// Why a client TLS configuration could not be built. Cached with the configuration (it is
+/// built once), hence `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The crypto provider refused the protocol versions.
+    #[error("TLS configuration: {0}")]
+    Config(rustls::Error),
+    /// Verification was asked for without trust anchors, and the system has none usable.
+    #[error("no usable system trust roots ({load_errors} load errors)")]
+    NoSystemRoots { load_errors: usize },
+}
+
 /// The session's transport, plain until STARTTLS succeeds.
 pub(crate) enum Stream {
     Plain(TcpStream),
@@ -120,8 +132,8 @@ fn provider() -> Arc<CryptoProvider> {
 /// The shared configuration that does not verify certificates (built once).
 /// A client configuration that accepts any certificate while still checking handshake signatures:
 /// the MTA-to-MTA practice for opportunistic TLS, also used by test clients.
-pub fn unverified_config() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
+pub fn unverified_config() -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
+    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, TlsSetupError>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
             let provider = provider();
@@ -130,7 +142,7 @@ pub fn unverified_config() -> Result<Arc<rustls::ClientConfig>, String> {
             });
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|e| format!("TLS configuration: {e}"))?
+                .map_err(TlsSetupError::Config)?
                 .dangerous()
                 .with_custom_certificate_verifier(verifier)
                 .with_no_client_auth();
@@ -140,18 +152,17 @@ pub fn unverified_config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// The operating system's trust roots, loaded once.
-fn native_roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+fn native_roots() -> Result<Arc<RootCertStore>, TlsSetupError> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, TlsSetupError>> = OnceLock::new();
     ROOTS
         .get_or_init(|| {
             let loaded = rustls_native_certs::load_native_certs();
             let mut store = RootCertStore::empty();
             let (added, _ignored) = store.add_parsable_certificates(loaded.certs);
             if added == 0 {
-                return Err(format!(
-                    "no usable system trust roots ({} load errors)",
-                    loaded.errors.len()
-                ));
+                return Err(TlsSetupError::NoSystemRoots {
+                    load_errors: loaded.errors.len(),
+                });
             }
             Ok(Arc::new(store))
         })
@@ -161,14 +172,14 @@ fn native_roots() -> Result<Arc<RootCertStore>, String> {
 /// A configuration verifying the server against `roots`, or the system roots when `None`.
 pub(crate) fn verified_config(
     roots: Option<&Arc<RootCertStore>>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<Arc<rustls::ClientConfig>, TlsSetupError> {
     let roots = match roots {
         Some(r) => r.clone(),
         None => native_roots()?,
     };
     let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
+        .map_err(TlsSetupError::Config)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))

@@ -229,7 +229,7 @@ fn parse_path(input: &str, kind: PathKind) -> Result<(String, &str), Reply> {
     if kind == PathKind::Forward && mailbox.eq_ignore_ascii_case("postmaster") {
         return Ok((mailbox.to_string(), after));
     }
-    if !valid_mailbox(mailbox) {
+    if !cartero_address::is_mailbox(mailbox) {
         return Err(bad());
     }
     Ok((mailbox.to_string(), after))
@@ -249,58 +249,6 @@ fn find_closing_bracket(s: &str) -> Option<usize> {
         }
     }
     None
-}
-
-fn valid_mailbox(mailbox: &str) -> bool {
-    let Some((local, domain)) = mailbox.rsplit_once('@') else {
-        return false;
-    };
-    valid_local(local) && valid_domain(domain) && mailbox.len() <= 320
-}
-
-fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
-}
-
-fn valid_local(local: &str) -> bool {
-    if let Some(q) = local.strip_prefix('"') {
-        let Some(body) = q.strip_suffix('"') else {
-            return false;
-        };
-        let mut escaped = false;
-        for c in body.chars() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => return false,
-                _ => {}
-            }
-        }
-        return !escaped;
-    }
-    !local.is_empty()
-        && local
-            .split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
-}
-
-fn valid_domain(domain: &str) -> bool {
-    if let Some(lit) = domain.strip_prefix('[') {
-        return lit.strip_suffix(']').is_some_and(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|c| c.is_ascii_graphic() && c != '[' && c != ']')
-        });
-    }
-    !domain.is_empty()
-        && domain.len() <= 255
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && !label.starts_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
-        })
 }
 
 #[cfg(test)]
@@ -389,6 +337,27 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    /// The listener allowed 320 octets; RFC 5321 §4.5.3.1 allows a 64-octet local part and a
+    /// 256-octet path (brackets included), the one rule every component now applies.
+    #[test]
+    fn listener_refuses_paths_over_the_rfc_5321_limits() {
+        let ok_local = format!("RCPT TO:<{}@d.test>", "a".repeat(64));
+        assert!(addr(&ok_local).is_ok());
+        let long_local = format!("RCPT TO:<{}@d.test>", "a".repeat(65));
+        assert_eq!(addr(&long_local).unwrap_err().code, 501);
+        // 254 octets between the brackets is the longest path.
+        let fits = format!("MAIL FROM:<a@{}.test>", "b".repeat(247));
+        assert!(addr(&fits).is_ok(), "{}", fits.len());
+        let over = format!("MAIL FROM:<a@{}.test>", "b".repeat(248));
+        assert_eq!(addr(&over).unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn quoted_local_part_cannot_hide_control_characters() {
+        assert_eq!(addr("RCPT TO:<\"a\tb\"@d.test>").unwrap_err().code, 501);
+        assert!(addr("RCPT TO:<\"a b\"@d.test>").is_ok());
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! The crate has no dependencies of its own so that low crates (`cartero-smtp`,
 //! `cartero-bounce`) can use it without pulling each other in.
 
+// No unwrap on input in production code; tests may (a panic there is a failure).
+#![deny(clippy::unwrap_used)]
+
 use std::fmt;
 
 /// Longest local part in octets (RFC 5321 §4.5.3.1.1).
@@ -193,6 +196,15 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.local, self.domain)
     }
+}
+
+/// The domain part of an address as the queues key it: lower-cased, without a closing `>`;
+/// empty for an address without `@`. Lenient on purpose: it keys what was already accepted.
+pub fn routing_domain(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ impl Pools {
         if self.rules.is_empty() {
             return &self.default;
         }
-        let sender_domain = crate::queue::domain_of(sender);
+        let sender_domain = cartero_address::routing_domain(sender);
         let eq = |want: &Option<String>, have: &str| {
             want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(have))
         };

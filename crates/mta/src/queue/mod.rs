@@ -107,13 +107,7 @@ impl QRcpt {
     }
 }
 
-/// The domain part of an address, lowercased; empty for an address without `@`.
-pub(crate) fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
-        .unwrap_or_default()
-}
+pub(crate) use cartero_address::routing_domain as domain_of;
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ use cartero_dkim::{Algorithm, SigningKey};
 use cartero_events::EventType;
 use cartero_mta::MessageView;
 use cartero_mta::config::SourceConfig;
+use cartero_mta::inmail::source_tag;
 use support::inmail::{
     BOUNCES, arf, arf_from, deliver, dsn, forge, header, http, inmail_config, key, send,
 };
@@ -197,6 +198,8 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
             "[adaptive.sweep]\nmin_volume = 4\ncomplaint_throttle = 0.25\ncomplaint_suspend = 0.5\n",
         )
         .unwrap();
+        // The reports' From: feedback@isp.example.
+        c.inmail.fbl_sources = vec!["isp.example".into()];
     })
     .await;
     let mut sent = Vec::new();
@@ -217,6 +220,7 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
         .await
         .remove(0);
     assert_eq!(complaint.metadata["source"], "s1", "{complaint:#?}");
+    assert_eq!(complaint.metadata["fbl_source"], "isp.example");
     let shaping = env.events.wait_for(EventType::Shaping, 1).await.remove(0);
     let a = shaping.shaping.expect("shaping details");
     assert_eq!(a["action"], "throttle", "{a:#}");
@@ -226,10 +230,15 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
     assert_eq!(a["scope"]["name"]["domain"], "example.test", "{a:#}");
     assert_eq!((&a["count"], &a["volume"]), (&1.into(), &4.into()), "{a:#}");
 
-    // 2 of 4: a token minted before source tags (v1), attributed by the report's Source-IP.
-    let id1: u64 = u64::from_str_radix(&sent[1].0, 16).unwrap();
-    let v1 = key(&env).mint_v1(id1, 0);
-    let r = send(&mut c, &fbl, &arf_from("u1@example.test", &v1, "127.0.0.1")).await;
+    // 2 of 4: suspend. The report's Source-IP is not ours: the token, not the reporter, says
+    // which source sent the message.
+    let token = header(&sent[1].1, "x-cartero-token").unwrap();
+    let r = send(
+        &mut c,
+        &fbl,
+        &arf_from("u1@example.test", &token, "192.0.2.99"),
+    )
+    .await;
     assert!(r.starts_with("250"), "{r}");
     let complaints = env.events.wait_for(EventType::SpamComplaint, 2).await;
     assert_eq!(
@@ -244,13 +253,31 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
     let until = a["until"].as_u64().expect("a suspension has an end");
     assert_eq!(until, T0 + 4 * 3_600_000);
 
-    // A v1 token with a Source-IP that is not ours: an event, but no sweep to charge.
-    let v1 = key(&env).mint_v1(u64::from_str_radix(&sent[2].0, 16).unwrap(), 0);
-    let r = send(&mut c, &fbl, &arf("u2@example.test", &v1)).await;
+    // Tokens minted before recipient tags (v1, v2) still give an event, but cannot prove the
+    // recipient's domain: no rcpt_to, no sweep, even with our Source-IP.
+    let k = key(&env);
+    let id = |n: usize| u64::from_str_radix(&sent[n].0, 16).unwrap();
+    let old = [k.mint_v1(id(2), 0), k.mint_v2(id(3), 0, source_tag("s1"))];
+    for (n, t) in old.iter().enumerate() {
+        let r = send(&mut c, &fbl, &arf_from("u2@example.test", t, "127.0.0.1")).await;
+        assert!(r.starts_with("250"), "{r}");
+        let complaints = env.events.wait_for(EventType::SpamComplaint, 3 + n).await;
+        let e = &complaints[2 + n];
+        assert_eq!(e.metadata["sweep"], "unproven_recipient", "{e:#?}");
+        assert!(e.metadata.get("source").is_none());
+        assert_eq!(e.rcpt_to, None);
+        assert_eq!(e.metadata["recipient_id"], format!("{}.0", sent[2 + n].0));
+    }
+    // A v2 token for u2 names the recipient the v1 one did: a replay.
+    let again = k.mint_v2(id(2), 0, source_tag("s1"));
+    let r = send(
+        &mut c,
+        &fbl,
+        &arf_from("u2@example.test", &again, "127.0.0.1"),
+    )
+    .await;
     assert!(r.starts_with("250"), "{r}");
-    let complaints = env.events.wait_for(EventType::SpamComplaint, 3).await;
-    assert_eq!(complaints[2].metadata["sweep"], "unknown_source");
-    assert!(complaints[2].metadata.get("source").is_none());
+    assert_eq!(env.events.of(EventType::SpamComplaint).len(), 4);
 
     // New mail from s1 to example.test waits for the suspension's end, without an attempt.
     let before = env.sink.messages().len();
@@ -315,14 +342,17 @@ async fn one_click_unsubscribe_needs_a_valid_token_and_get_never_unsubscribes() 
     assert_eq!(got[0].metadata["method"], "one_click");
     assert_eq!(got[0].metadata["recipient_id"], format!("{id}.0"));
 
-    // The mailto address works too.
+    // The mailto address works too (for another recipient: eve's request counts once).
+    let (id2, m2) = deliver(&mut env, "fred@example.test").await;
+    let token2 = header(&m2, "x-cartero-token").unwrap();
     let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
     c.ehlo().await;
-    let mail = "From: eve@example.test\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n";
-    let r = send(&mut c, &format!("unsub-{token}@{BOUNCES}"), mail).await;
+    let mail = "From: fred@example.test\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n";
+    let r = send(&mut c, &format!("unsub-{token2}@{BOUNCES}"), mail).await;
     assert!(r.starts_with("250"), "{r}");
     let got = env.events.wait_for(EventType::ListUnsubscribe, 2).await;
     assert_eq!(got[1].metadata["method"], "mailto");
+    assert_eq!(got[1].message_id.as_deref(), Some(id2.as_str()));
 }
 
 /// dkimpy's verdict, or `None` when it is not installed (a failure under CI=true).

@@ -89,7 +89,17 @@ X-Cartero-Token: {token}\r\nSubject: test\r\n\r\nHello\r\n\r\n--AR--\r\n"
 
 /// One SMTP transaction with the null sender; returns the final reply text.
 pub async fn send(c: &mut RawClient<tokio::net::TcpStream>, rcpt: &str, data: &str) -> String {
-    let m = c.cmd("MAIL FROM:<>").await.unwrap();
+    send_from(c, "", rcpt, data).await
+}
+
+/// One SMTP transaction from envelope sender `sender`; returns the final reply text.
+pub async fn send_from(
+    c: &mut RawClient<tokio::net::TcpStream>,
+    sender: &str,
+    rcpt: &str,
+    data: &str,
+) -> String {
+    let m = c.cmd(&format!("MAIL FROM:<{sender}>")).await.unwrap();
     assert_eq!(m.code, 250, "{m}");
     let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
     assert_eq!(r.code, 250, "RCPT {rcpt}: {r}");

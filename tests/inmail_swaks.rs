@@ -1,8 +1,9 @@
 //! inMail outside in: `cartero serve` delivers a message to a sink with a signed return path
 //! (`b-<token>@bounces.test`); a DSN for it sent by swaks to that address yields exactly one
 //! `out_of_band` event in the events JSON lines, and a DSN with a forged token yields none. An ARF
-//! complaint sent by swaks to the feedback-loop address feeds the complaint sweep, whose
-//! suspension shows up as a `shaping` event.
+//! complaint sent by swaks to the feedback-loop address from a configured feedback-loop source
+//! feeds the complaint sweep, whose suspension shows up as a `shaping` event; sent again, it
+//! counts for nothing.
 
 mod support;
 
@@ -131,23 +132,21 @@ fn swaks_arf_complaint_feeds_the_complaint_sweep() {
     }
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start();
-    // One complaint over one delivery is over any threshold once the minimum volume is 1.
-    let sweep = "\n[shaping.adaptive.sweep]\nmin_volume = 1\n";
+    // One complaint over one delivery is over any threshold once the minimum volume is 1. Only
+    // reports from a configured feedback loop (here by the report's From) charge a sweep.
+    let sweep =
+        "fbl_sources = [\"feedback@isp.test\"]\n\n[shaping.adaptive.sweep]\nmin_volume = 1\n";
     let (mta, token) = serve_and_deliver_one(dir.path(), &sink, sweep);
-    let file = dir.path().join("arf.eml");
-    std::fs::write(&file, arf("bob@dest.test", &token)).unwrap();
-    let (code, out) = swaks(
-        mta.smtp,
-        &[
-            "-f",
-            "",
-            "-t",
-            "fbl@bounces.test",
-            "--data",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
+    let send = |name: &str, to: &str, data: String| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, data).unwrap();
+        let (code, out) = swaks(
+            mta.smtp,
+            &["-f", "", "-t", to, "--data", file.to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{out}");
+    };
+    send("arf.eml", "fbl@bounces.test", arf("bob@dest.test", &token));
     // The complaint and the sweep's action are emitted by different tasks, in either order.
     assert!(
         wait_until(DEADLINE, || !mta.events("shaping").is_empty()
@@ -155,9 +154,27 @@ fn swaks_arf_complaint_feeds_the_complaint_sweep() {
         "no shaping or no spam_complaint event:\n{}",
         mta.log()
     );
+    // The same report again, then a DSN: once the DSN's event is written, the replay was handled.
+    send("arf.eml", "fbl@bounces.test", arf("bob@dest.test", &token));
+    send(
+        "dsn.eml",
+        &format!("b-{token}@bounces.test"),
+        dsn("bob@dest.test", &token),
+    );
+    assert!(
+        wait_until(DEADLINE, || !mta.events("out_of_band").is_empty()),
+        "no out_of_band event:\n{}",
+        mta.log()
+    );
     let complaints = mta.events("spam_complaint");
     assert_eq!(complaints.len(), 1, "{complaints:#?}");
     assert_eq!(complaints[0]["metadata"]["source"], "default");
+    assert_eq!(complaints[0]["metadata"]["fbl_source"], "feedback@isp.test");
+    assert!(
+        wait_until(DEADLINE, || mta.log().contains("already reported")),
+        "replay not logged:\n{}",
+        mta.log()
+    );
     let shaping = mta.events("shaping");
     assert_eq!(shaping.len(), 1, "{shaping:#?}");
     let a = &shaping[0]["shaping"];

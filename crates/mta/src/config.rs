@@ -307,7 +307,7 @@ impl Default for EventsConfig {
 }
 
 /// `[inmail]`: receiving bounces, complaints and unsubscribe requests (SPEC §2.8).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InMailConfig {
     /// Domains the MTA receives mail for. Empty turns inMail off. When set, every recipient's
@@ -320,6 +320,34 @@ pub struct InMailConfig {
     /// Operator rules applied to bounces before the classifier; the first match wins.
     pub rules: Vec<InboundRule>,
     pub list_unsubscribe: ListUnsubscribeConfig,
+    /// Who may charge a spam complaint to the complaint sweep: IPs or networks of the connecting
+    /// client (`192.0.2.0/24`), report sender addresses (`fbl@provider.example`) or domains
+    /// (`provider.example`), matched against the envelope sender and the report's `From`.
+    /// Empty: complaints are still recorded as events but steer no sweep.
+    pub fbl_sources: Vec<String>,
+    /// Most sweep charges per `fbl_sources` entry (a token bucket of this size and refill).
+    pub fbl_rate: cartero_shaping::Rate,
+    /// How long a (recipient, event type) already reported is remembered, so that a replay is
+    /// ignored; tokens older than this no longer charge a sweep.
+    #[serde(with = "humantime_serde")]
+    pub replay_horizon: Duration,
+}
+
+impl Default for InMailConfig {
+    fn default() -> Self {
+        Self {
+            bounce_domains: Vec::new(),
+            secret_file: None,
+            rules: Vec::new(),
+            list_unsubscribe: ListUnsubscribeConfig::default(),
+            fbl_sources: Vec::new(),
+            fbl_rate: cartero_shaping::Rate {
+                count: 60,
+                per_ms: 60_000,
+            },
+            replay_horizon: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 /// One inbound rule: a regex over a bounce's diagnostic, status and subject.

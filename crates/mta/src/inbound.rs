@@ -330,7 +330,11 @@ async fn accept_message(
         None => (Vec::new(), recipients),
     };
     if let Some(im) = ib.inmail.as_ref().filter(|_| !local.is_empty()) {
-        im.handle_message(&local, &data);
+        let origin = crate::inmail::Origin {
+            peer: peer.ip(),
+            sender: &sender,
+        };
+        im.handle_message(&local, &data, &origin);
         if recipients.is_empty() {
             return session.accept_message(Reply::with_code(250, (2, 0, 0), "Ok: received"));
         }

@@ -45,9 +45,15 @@ impl Preparer {
         let mut sender = msg.env.sender.clone();
         let mut extra = String::new();
         if let Some(inmail) = &self.inmail {
+            let rcpt = msg
+                .env
+                .recipients
+                .get(idx as usize)
+                .map_or("", String::as_str);
             let out = inmail.outgoing(
                 msg.id.0,
                 idx,
+                rcpt,
                 source,
                 is_bulk(msg),
                 crate::inject::header_block(stored),

@@ -7,108 +7,13 @@ mod support;
 
 use cartero_dkim::{Algorithm, SigningKey};
 use cartero_events::EventType;
-use cartero_mta::config::{InboundRule, SourceConfig};
-use cartero_mta::inmail::TokenKey;
-use cartero_mta::{MessageView, MtaConfig};
-use support::{Env, RawClient, SinkMessage, T0, WAIT};
-
-const BOUNCES: &str = "bounces.test";
-
-fn inmail_config(c: &mut MtaConfig) {
-    // The test client (127.0.0.1) is not allowed to relay: bounces must still get in.
-    c.smtp.relay_networks = vec![];
-    c.inmail.bounce_domains = vec![BOUNCES.into()];
-    c.inmail.list_unsubscribe.url_base = "https://mail.origin.test".into();
-    c.inmail.rules = vec![InboundRule {
-        name: "disabled-account".into(),
-        pattern: "(?i)account .*disabled".into(),
-        r#type: cartero_bounce::FailureType::Hard,
-        reason: cartero_bounce::Reason::AccountDisabled,
-    }];
-}
-
-fn key(env: &Env) -> TokenKey {
-    let secret = std::fs::read(env.cfg.data_dir.join("inmail-secret")).unwrap();
-    TokenKey::new(secret.trim_ascii())
-}
-
-/// The value of header `name` in the captured message.
-fn header(m: &SinkMessage, name: &str) -> Option<String> {
-    let text = m.text();
-    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
-    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-    unfolded.split("\r\n").find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-    })
-}
-
-/// Injects a bulk message to `to` and returns what the sink received.
-async fn deliver(env: &mut Env, to: &str) -> (String, SinkMessage) {
-    let before = env.sink.messages().len();
-    let done = env
-        .inject_with(&[to], |i| {
-            i.metadata.insert("bulk".into(), true.into());
-        })
-        .await;
-    env.events.wait_rcpt(EventType::Delivery, to).await;
-    let msgs = env.sink.wait_messages(before + 1, WAIT).await;
-    let m = msgs
-        .into_iter()
-        .find(|m| m.recipients == [to.to_string()])
-        .unwrap();
-    (done.message_id, m)
-}
-
-fn dsn(rcpt: &str, token: &str, diagnostic: &str) -> String {
-    format!(
-        "From: Mail Delivery System <MAILER-DAEMON@mx.example.test>\r\n\
-To: <b-{token}@{BOUNCES}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
-Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"XX\"\r\n\r\n\
---XX\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n\
---XX\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n\
-Final-Recipient: rfc822; {rcpt}\r\nOriginal-Recipient: rfc822; {rcpt}\r\nAction: failed\r\n\
-Status: 5.1.1\r\nRemote-MTA: dns; mx.example.test\r\nDiagnostic-Code: smtp; {diagnostic}\r\n\r\n\
---XX\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: sender@origin.test\r\n\
-X-Cartero-Token: {token}\r\nSubject: test\r\n\r\n--XX--\r\n"
-    )
-}
-
-fn arf(rcpt: &str, token: &str) -> String {
-    arf_from(rcpt, token, "192.0.2.10")
-}
-
-/// An ARF report whose Source-IP (the IP that delivered the reported message) is `source_ip`.
-fn arf_from(rcpt: &str, token: &str, source_ip: &str) -> String {
-    format!(
-        "From: feedback@isp.example\r\nTo: fbl@{BOUNCES}\r\nSubject: FW: abuse report\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\
-\tboundary=\"AR\"\r\n\r\n--AR\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n\r\n\
---AR\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
-User-Agent: isp-fbl/1.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\nSource-IP: {source_ip}\r\n\r\n\
---AR\r\nContent-Type: message/rfc822\r\n\r\nFrom: sender@origin.test\r\nTo: {rcpt}\r\n\
-X-Cartero-Token: {token}\r\nSubject: test\r\n\r\nHello\r\n\r\n--AR--\r\n"
-    )
-}
-
-/// One SMTP transaction with the null sender; returns the final reply text.
-async fn send(c: &mut RawClient<tokio::net::TcpStream>, rcpt: &str, data: &str) -> String {
-    let m = c.cmd("MAIL FROM:<>").await.unwrap();
-    assert_eq!(m.code, 250, "{m}");
-    let r = c.cmd(&format!("RCPT TO:<{rcpt}>")).await.unwrap();
-    assert_eq!(r.code, 250, "RCPT {rcpt}: {r}");
-    let d = c.cmd("DATA").await.unwrap();
-    assert_eq!(d.code, 354, "{d}");
-    c.send_raw(format!("{data}.\r\n").as_bytes()).await.unwrap();
-    c.reply().await.unwrap().to_string()
-}
-
-fn forge(token: &str) -> String {
-    let mut b = token.as_bytes().to_vec();
-    b[5] = if b[5] == b'a' { b'b' } else { b'a' };
-    String::from_utf8(b).unwrap()
-}
+use cartero_mta::MessageView;
+use cartero_mta::config::SourceConfig;
+use cartero_mta::inmail::source_tag;
+use support::inmail::{
+    BOUNCES, arf, arf_from, deliver, dsn, forge, header, http, inmail_config, key, send,
+};
+use support::{Env, RawClient, T0, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_mail_carries_a_signed_return_path_and_unsubscribe_headers() {
@@ -293,6 +198,8 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
             "[adaptive.sweep]\nmin_volume = 4\ncomplaint_throttle = 0.25\ncomplaint_suspend = 0.5\n",
         )
         .unwrap();
+        // The reports' From: feedback@isp.example.
+        c.inmail.fbl_sources = vec!["isp.example".into()];
     })
     .await;
     let mut sent = Vec::new();
@@ -313,6 +220,7 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
         .await
         .remove(0);
     assert_eq!(complaint.metadata["source"], "s1", "{complaint:#?}");
+    assert_eq!(complaint.metadata["fbl_source"], "isp.example");
     let shaping = env.events.wait_for(EventType::Shaping, 1).await.remove(0);
     let a = shaping.shaping.expect("shaping details");
     assert_eq!(a["action"], "throttle", "{a:#}");
@@ -322,10 +230,15 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
     assert_eq!(a["scope"]["name"]["domain"], "example.test", "{a:#}");
     assert_eq!((&a["count"], &a["volume"]), (&1.into(), &4.into()), "{a:#}");
 
-    // 2 of 4: a token minted before source tags (v1), attributed by the report's Source-IP.
-    let id1: u64 = u64::from_str_radix(&sent[1].0, 16).unwrap();
-    let v1 = key(&env).mint_v1(id1, 0);
-    let r = send(&mut c, &fbl, &arf_from("u1@example.test", &v1, "127.0.0.1")).await;
+    // 2 of 4: suspend. The report's Source-IP is not ours: the token, not the reporter, says
+    // which source sent the message.
+    let token = header(&sent[1].1, "x-cartero-token").unwrap();
+    let r = send(
+        &mut c,
+        &fbl,
+        &arf_from("u1@example.test", &token, "192.0.2.99"),
+    )
+    .await;
     assert!(r.starts_with("250"), "{r}");
     let complaints = env.events.wait_for(EventType::SpamComplaint, 2).await;
     assert_eq!(
@@ -340,13 +253,31 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
     let until = a["until"].as_u64().expect("a suspension has an end");
     assert_eq!(until, T0 + 4 * 3_600_000);
 
-    // A v1 token with a Source-IP that is not ours: an event, but no sweep to charge.
-    let v1 = key(&env).mint_v1(u64::from_str_radix(&sent[2].0, 16).unwrap(), 0);
-    let r = send(&mut c, &fbl, &arf("u2@example.test", &v1)).await;
+    // Tokens minted before recipient tags (v1, v2) still give an event, but cannot prove the
+    // recipient's domain: no rcpt_to, no sweep, even with our Source-IP.
+    let k = key(&env);
+    let id = |n: usize| u64::from_str_radix(&sent[n].0, 16).unwrap();
+    let old = [k.mint_v1(id(2), 0), k.mint_v2(id(3), 0, source_tag("s1"))];
+    for (n, t) in old.iter().enumerate() {
+        let r = send(&mut c, &fbl, &arf_from("u2@example.test", t, "127.0.0.1")).await;
+        assert!(r.starts_with("250"), "{r}");
+        let complaints = env.events.wait_for(EventType::SpamComplaint, 3 + n).await;
+        let e = &complaints[2 + n];
+        assert_eq!(e.metadata["sweep"], "unproven_recipient", "{e:#?}");
+        assert!(e.metadata.get("source").is_none());
+        assert_eq!(e.rcpt_to, None);
+        assert_eq!(e.metadata["recipient_id"], format!("{}.0", sent[2 + n].0));
+    }
+    // A v2 token for u2 names the recipient the v1 one did: a replay.
+    let again = k.mint_v2(id(2), 0, source_tag("s1"));
+    let r = send(
+        &mut c,
+        &fbl,
+        &arf_from("u2@example.test", &again, "127.0.0.1"),
+    )
+    .await;
     assert!(r.starts_with("250"), "{r}");
-    let complaints = env.events.wait_for(EventType::SpamComplaint, 3).await;
-    assert_eq!(complaints[2].metadata["sweep"], "unknown_source");
-    assert!(complaints[2].metadata.get("source").is_none());
+    assert_eq!(env.events.of(EventType::SpamComplaint).len(), 4);
 
     // New mail from s1 to example.test waits for the suspension's end, without an attempt.
     let before = env.sink.messages().len();
@@ -364,10 +295,6 @@ async fn complaints_feed_the_sweep_of_the_source_that_sent_the_message() {
         env.mta.shaping_view()
     );
     assert_eq!(env.events.of(EventType::Shaping).len(), 2);
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,14 +342,17 @@ async fn one_click_unsubscribe_needs_a_valid_token_and_get_never_unsubscribes() 
     assert_eq!(got[0].metadata["method"], "one_click");
     assert_eq!(got[0].metadata["recipient_id"], format!("{id}.0"));
 
-    // The mailto address works too.
+    // The mailto address works too (for another recipient: eve's request counts once).
+    let (id2, m2) = deliver(&mut env, "fred@example.test").await;
+    let token2 = header(&m2, "x-cartero-token").unwrap();
     let (mut c, _) = RawClient::connect(env.smtp_addr()).await;
     c.ehlo().await;
-    let mail = "From: eve@example.test\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n";
-    let r = send(&mut c, &format!("unsub-{token}@{BOUNCES}"), mail).await;
+    let mail = "From: fred@example.test\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n";
+    let r = send(&mut c, &format!("unsub-{token2}@{BOUNCES}"), mail).await;
     assert!(r.starts_with("250"), "{r}");
     let got = env.events.wait_for(EventType::ListUnsubscribe, 2).await;
     assert_eq!(got[1].metadata["method"], "mailto");
+    assert_eq!(got[1].message_id.as_deref(), Some(id2.as_str()));
 }
 
 /// dkimpy's verdict, or `None` when it is not installed (a failure under CI=true).

@@ -1,8 +1,10 @@
-//! RFC 8058 one-click unsubscribe: `POST /unsubscribe/{token}` emits `list_unsubscribe`; `GET`
+//! RFC 8058 one-click unsubscribe: `POST /unsubscribe/{token}` emits `list_unsubscribe` (once per
+//! recipient: a repeated POST is answered the same and emits nothing); `GET`
 //! only shows a confirmation form, because link scanners fetch URLs and must never unsubscribe
 //! anyone. No bearer token: the signed token is the credential.
 
 use super::{ApiError, ApiState};
+use crate::inmail::Unsubscribed;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,10 +29,14 @@ pub(super) async fn post(
     Path(token): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let inmail = s.mta.inmail.as_ref().ok_or_else(not_enabled)?;
-    if inmail.unsubscribe(&token, "one_click") {
-        Ok(Json(json!({ "unsubscribed": true })))
-    } else {
-        Err(invalid())
+    // A repeated request gets the same answer as the first, but no second event.
+    match inmail.unsubscribe(&token, "one_click") {
+        Unsubscribed::Done => Ok(Json(json!({ "unsubscribed": true }))),
+        Unsubscribed::Invalid => Err(invalid()),
+        Unsubscribed::Failed => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot record the request now, try again later".into(),
+        )),
     }
 }
 

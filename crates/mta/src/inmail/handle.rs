@@ -1,11 +1,13 @@
 //! Turning what arrives at the bounce domains into events, with `cartero_bounce::report` reading
 //! the message and the operator's inbound rules deciding before the classifier.
 
-use super::{InMail, Local, TokenData};
+use super::seen::{Key, Kind};
+use super::{InMail, Local, Named, Origin, TokenData};
 use cartero_bounce::report::{ClassifiedRecipient, Outcome, ParsedReport, ReportKind};
 use cartero_bounce::{FailureType, Reason, classify_report_with, parse_report};
 use cartero_events::{Event, EventType};
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// The id the injection API returned for this recipient (`<message id>.<index>`).
 pub(crate) fn recipient_id(t: &TokenData) -> String {
@@ -51,10 +53,61 @@ struct Decision {
     by_inbound_rule: bool,
 }
 
+/// What became of an unsubscribe request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsubscribed {
+    /// The event was emitted, now or for an earlier request with the same token.
+    Done,
+    /// The token did not verify.
+    Invalid,
+    /// The request could not be recorded, so no event was emitted; asking again may work.
+    Failed,
+}
+
+/// What a report's token proves about the recipient the report is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Proven {
+    /// The report names the token's recipient.
+    Address(String),
+    /// The report names an address at the token recipient's domain (a redacted complaint).
+    Domain(String),
+    /// Nothing: the report names no address, or the token (v1, v2) cannot tell.
+    Nothing,
+}
+
+impl Proven {
+    fn rank(&self) -> u8 {
+        match self {
+            Proven::Address(_) => 2,
+            Proven::Domain(_) => 1,
+            Proven::Nothing => 0,
+        }
+    }
+
+    fn address(&self) -> Option<String> {
+        match self {
+            Proven::Address(a) => Some(a.clone()),
+            _ => None,
+        }
+    }
+
+    /// The domain as the queue keys it (lower-case, no trailing dot).
+    fn domain(&self) -> Option<String> {
+        let d = match self {
+            Proven::Address(a) => crate::queue::domain_of(a),
+            Proven::Domain(d) => d.clone(),
+            Proven::Nothing => return None,
+        };
+        let d = d.trim_end_matches('.');
+        (!d.is_empty() && d.len() <= 255).then(|| d.to_string())
+    }
+}
+
 impl InMail {
-    /// Handles one message accepted for `local` recipients (all at bounce domains). Emits the
-    /// events it warrants; never fails, so the SMTP reply cannot reveal anything about tokens.
-    pub(crate) fn handle_message(&self, local: &[String], data: &[u8]) {
+    /// Handles one message accepted for `local` recipients (all at bounce domains) from
+    /// `origin`. Emits the events it warrants; never fails, so the SMTP reply cannot reveal
+    /// anything about tokens.
+    pub(crate) fn handle_message(&self, local: &[String], data: &[u8], origin: &Origin<'_>) {
         let mut report: Option<Option<ParsedReport>> = None;
         let mut read = || {
             report
@@ -76,7 +129,7 @@ impl InMail {
                     if let Some(token) = self.verify(t, "return path")
                         && let Some(r) = read()
                     {
-                        self.report_events(&token, &r, "envelope");
+                        self.report_events(&token, &r, "envelope", origin, data);
                     }
                 }
                 Some(Local::Mailbox) => {
@@ -90,7 +143,7 @@ impl InMail {
                         continue;
                     };
                     if let Some(token) = self.verify(t, "report") {
-                        self.report_events(&token, &r, "report");
+                        self.report_events(&token, &r, "report", origin, data);
                     }
                 }
                 None => tracing::debug!(%rcpt, "inMail: unknown mailbox"),
@@ -98,18 +151,53 @@ impl InMail {
         }
     }
 
-    /// `list_unsubscribe` for a valid token; `false` (and no event) otherwise.
-    pub(crate) fn unsubscribe(&self, token: &str, method: &str) -> bool {
+    /// `list_unsubscribe` for a valid token, once per recipient.
+    pub(crate) fn unsubscribe(&self, token: &str, method: &str) -> Unsubscribed {
         let Some(t) = self.verify(token, method) else {
-            return false;
+            return Unsubscribed::Invalid;
         };
+        match self.first_report(&t, Kind::Unsubscribe) {
+            Some(true) => {}
+            Some(false) => return Unsubscribed::Done,
+            None => return Unsubscribed::Failed,
+        }
         let mut meta = Map::new();
         meta.insert("method".into(), json!(method));
         let mut e = self.event(EventType::ListUnsubscribe, &t, meta);
         e.bounce_class = Some(cartero_bounce::BounceClass::UNSUBSCRIBE.0);
         self.events.emit(&e);
         metrics::counter!("cartero_inmail_events_total", "type" => "list_unsubscribe").increment(1);
-        true
+        Unsubscribed::Done
+    }
+
+    /// Whether (the token's recipient, `kind`) is reported for the first time within the replay
+    /// horizon: `Some(true)` once it is recorded on disk, `Some(false)` for a replay, `None` when
+    /// it could not be recorded — then no event either, so a crash or a full disk can lose a
+    /// record only of an event that was not emitted.
+    fn first_report(&self, t: &TokenData, kind: Kind) -> Option<bool> {
+        let key = Key {
+            kind,
+            message_id: t.message_id,
+            rcpt_index: t.rcpt_index,
+        };
+        match self.seen.first(key, self.clock.now_ms()) {
+            Ok(true) => Some(true),
+            Ok(false) => {
+                metrics::counter!("cartero_inmail_duplicates_total", "kind" => kind_label(kind))
+                    .increment(1);
+                tracing::info!(
+                    recipient_id = %recipient_id(t),
+                    kind = kind_label(kind),
+                    "inMail: already reported for this recipient, no event"
+                );
+                Some(false)
+            }
+            Err(e) => {
+                metrics::counter!("cartero_inmail_record_errors_total").increment(1);
+                tracing::error!(error = %e, "inMail: cannot record the report, no event");
+                None
+            }
+        }
     }
 
     fn event(&self, kind: EventType, t: &TokenData, mut meta: Map<String, Value>) -> Event {
@@ -120,30 +208,102 @@ impl InMail {
         e
     }
 
-    /// One event per report: a token names one recipient of one message (VERP), so the first
-    /// recipient that failed or complained is the one. Delays and successes produce nothing.
-    fn report_events(&self, token: &TokenData, r: &ParsedReport, token_source: &str) {
+    /// What the token proves about failed recipient `c` of report `r`; `None` when the report
+    /// names another address than the token's recipient (at another domain, for complaints,
+    /// whose local part providers may redact; never for auto-replies).
+    fn proof(&self, t: &TokenData, r: &ParsedReport, c: &ClassifiedRecipient) -> Option<Proven> {
+        let arf = r.arf.as_ref().and_then(|a| a.original_rcpt_to.as_deref());
+        let named: Vec<&str> = [
+            arf,
+            c.report.address.as_deref(),
+            c.report.final_recipient.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+        let verdicts: Vec<(&str, Named)> =
+            named.iter().map(|a| (*a, self.key.named(t, a))).collect();
+        if let Some((a, _)) = verdicts.iter().find(|(_, v)| *v == Named::Recipient) {
+            return Some(Proven::Address(a.to_string()));
+        }
+        if verdicts.is_empty() || verdicts.iter().any(|(_, v)| *v == Named::Unknown) {
+            return Some(Proven::Nothing);
+        }
+        let redacted = verdicts.iter().find(|(_, v)| *v == Named::SameDomain);
+        match (redacted, r.kind) {
+            (Some((a, _)), _) if c.outcome == Outcome::Complaint => {
+                Some(Proven::Domain(crate::queue::domain_of(a)))
+            }
+            // An auto-reply's address is whoever answered (an alias, an assistant), and its class
+            // (60, 100) fails nobody: another address there is no sign of forgery.
+            (_, ReportKind::AutoReply | ReportKind::ChallengeResponse) => Some(Proven::Nothing),
+            _ => None,
+        }
+    }
+
+    /// One event per report: a token names one recipient of one message (VERP), so the failed
+    /// or complaining recipient the token proves best is the one. Delays and successes produce
+    /// nothing; nor does a report naming only other addresses, or a replay.
+    fn report_events(
+        &self,
+        token: &TokenData,
+        r: &ParsedReport,
+        token_source: &str,
+        origin: &Origin<'_>,
+        data: &[u8],
+    ) {
         let classified = classify_report_with(r, self.classifier.as_ref(), &self.qualifier);
-        let Some(c) = classified
+        let failed: Vec<&ClassifiedRecipient> = classified
             .iter()
-            .find(|c| matches!(c.outcome, Outcome::OutOfBand | Outcome::Complaint))
-        else {
+            .filter(|c| matches!(c.outcome, Outcome::OutOfBand | Outcome::Complaint))
+            .collect();
+        if failed.is_empty() {
             tracing::info!(
                 kind = kind_name(r.kind),
                 "inMail: no failure in this report, no event"
             );
             return;
+        }
+        // The first of those the token proves best.
+        let mut best: Option<(&ClassifiedRecipient, Proven)> = None;
+        for c in failed {
+            if let Some(p) = self.proof(token, r, c)
+                && best.as_ref().is_none_or(|(_, b)| p.rank() > b.rank())
+            {
+                best = Some((c, p));
+            }
+        }
+        let Some((c, proven)) = best else {
+            metrics::counter!("cartero_inmail_suspicious_total", "why" => "other_address")
+                .increment(1);
+            tracing::info!(
+                recipient_id = %recipient_id(token),
+                kind = kind_name(r.kind),
+                "inMail: report names another address than its token's recipient, no event"
+            );
+            return;
         };
+        let kind = match (c.outcome, r.kind) {
+            (Outcome::Complaint, _) => Kind::Complaint,
+            (_, ReportKind::AutoReply | ReportKind::ChallengeResponse) => Kind::AutoReply,
+            _ => Kind::Bounce,
+        };
+        if self.first_report(token, kind) != Some(true) {
+            return;
+        }
         let mut meta = Map::new();
         meta.insert("report".into(), json!(kind_name(r.kind)));
         meta.insert("token_source".into(), json!(token_source));
         if let ReportKind::NonStandardBounce { family } = r.kind {
             meta.insert("report_family".into(), json!(family));
         }
-        let (e, kind) = if c.outcome == Outcome::Complaint {
-            (self.complaint(token, r, c, meta), "spam_complaint")
+        let (e, kind) = if kind == Kind::Complaint {
+            let e = self.complaint(token, r, c, &proven, meta, (origin, data));
+            (e, "spam_complaint")
         } else {
-            (self.out_of_band(token, r, c, meta), "out_of_band")
+            (self.out_of_band(token, r, c, &proven, meta), "out_of_band")
         };
         metrics::counter!("cartero_inmail_events_total", "type" => kind).increment(1);
         self.events.emit(&e);
@@ -186,6 +346,7 @@ impl InMail {
         t: &TokenData,
         r: &ParsedReport,
         c: &ClassifiedRecipient,
+        proven: &Proven,
         mut meta: Map<String, Value>,
     ) -> Event {
         let d = self.decide(r, c);
@@ -205,7 +366,7 @@ impl InMail {
             meta.insert("original_message_id".into(), json!(m));
         }
         let mut e = self.event(EventType::OutOfBand, t, meta);
-        e.rcpt_to = c.report.address.clone();
+        e.rcpt_to = proven.address();
         e.bounce_class = c.class.map(|b| b.0);
         let diag = c.report.diagnostic.as_deref().map(strip_type);
         e.raw_reason = diag.map(str::to_string).or_else(|| c.report.status.clone());
@@ -225,7 +386,9 @@ impl InMail {
         t: &TokenData,
         r: &ParsedReport,
         c: &ClassifiedRecipient,
+        proven: &Proven,
         mut meta: Map<String, Value>,
+        (origin, data): (&Origin<'_>, &[u8]),
     ) -> Event {
         let arf = r.arf.clone().unwrap_or_default();
         if let Some(q) = c.qualification {
@@ -243,50 +406,62 @@ impl InMail {
             meta.insert("user_agent".into(), json!(ua));
         }
         let mut e = self.event(EventType::SpamComplaint, t, meta);
-        e.rcpt_to = arf.original_rcpt_to.or_else(|| c.report.address.clone());
+        e.rcpt_to = proven.address();
         e.reason = Some(c.rule.clone());
-        self.feed_sweep(
-            t,
-            arf.source_ip.as_deref(),
-            e.rcpt_to.as_deref(),
-            &mut e.metadata,
-        );
+        match self.sweep_charge(t, proven, origin, data) {
+            Ok((source, domain, fbl)) => {
+                e.metadata.insert("source".into(), json!(source.as_ref()));
+                e.metadata.insert("fbl_source".into(), json!(fbl));
+                self.complaints.complaint(&source, &domain);
+            }
+            Err(why) => {
+                e.metadata.insert("sweep".into(), json!(why));
+                metrics::counter!("cartero_inmail_complaints_unswept_total", "why" => why)
+                    .increment(1);
+                tracing::info!(why, "inMail: complaint not counted in a sweep");
+            }
+        }
         e
     }
 
-    /// Counts the complaint in the sweep of (source, recipient domain). The source comes from
-    /// the token (v2), else from the report's Source-IP when it is one of ours (v1 tokens). The
-    /// event says which source it was charged to, or why it was not (`sweep` in the metadata).
-    fn feed_sweep(
+    /// The (egress source, recipient domain) a complaint is charged to in the complaint sweep,
+    /// and the feedback-loop source it is charged on, or why it is not charged. Everything comes
+    /// from the token (the source it names, the domain it proves) except who reported it; the
+    /// rate cap is taken last, so only a charge that happens uses it.
+    fn sweep_charge(
         &self,
         t: &TokenData,
-        source_ip: Option<&str>,
-        rcpt: Option<&str>,
-        meta: &mut Map<String, Value>,
-    ) {
-        let by_tag = t.source.and_then(|tag| self.sources.by_tag.get(&tag));
-        let by_ip = || {
-            let ip: std::net::IpAddr = source_ip?.trim().parse().ok()?;
-            self.sources.by_ip.get(&ip)
-        };
-        let source = by_tag.or_else(by_ip);
-        // The same domain the queue keys the recipient by, so the complaint meets its sweep.
-        let domain = rcpt
-            .map(|r| crate::queue::domain_of(r.trim()))
-            .filter(|d| !d.is_empty() && d.len() <= 255);
-        let (Some(source), Some(domain)) = (source, domain) else {
-            let why = if source.is_none() {
-                "unknown_source"
-            } else {
-                "no_recipient_domain"
-            };
-            meta.insert("sweep".into(), json!(why));
-            metrics::counter!("cartero_inmail_complaints_unswept_total").increment(1);
-            tracing::info!(why, "inMail: complaint not counted in a sweep");
-            return;
-        };
-        meta.insert("source".into(), json!(source.as_ref()));
-        self.complaints.complaint(source, &domain);
+        proven: &Proven,
+        origin: &Origin<'_>,
+        data: &[u8],
+    ) -> Result<(Arc<str>, String, String), &'static str> {
+        const DAY_MS: u64 = 86_400_000;
+        let now = self.clock.now_ms();
+        if t.recipient.is_none() {
+            return Err("unproven_recipient");
+        }
+        if t.age_days(now).saturating_mul(DAY_MS) > self.horizon_ms {
+            return Err("token_too_old");
+        }
+        let source = t
+            .source
+            .and_then(|tag| self.sources.by_tag.get(&tag))
+            .ok_or("unknown_source")?;
+        let domain = proven.domain().ok_or("no_recipient_domain")?;
+        let fbl = self.fbl.matching(origin, data).ok_or("not_fbl_source")?;
+        if !self.fbl.take(fbl, now) {
+            return Err("rate_limited");
+        }
+        Ok((source.clone(), domain, self.fbl.name(fbl).to_string()))
+    }
+}
+
+fn kind_label(k: Kind) -> &'static str {
+    match k {
+        Kind::Bounce => "bounce",
+        Kind::AutoReply => "auto_reply",
+        Kind::Complaint => "spam_complaint",
+        Kind::Unsubscribe => "list_unsubscribe",
     }
 }
 

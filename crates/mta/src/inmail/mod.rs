@@ -3,21 +3,27 @@
 //! `spam_complaint`, mail to `unsub-<token>@` and one-click POSTs `list_unsubscribe`.
 //!
 //! A token is the only credential: an invalid or forged one produces no event (logged at info and
-//! counted in `cartero_inmail_rejected_total`), but the SMTP reply does not tell the sender.
+//! counted in `cartero_inmail_rejected_total`), but the SMTP reply does not tell the sender. A
+//! valid token only proves that its holder received the message: the recipient of a report is the
+//! token's, a report naming another steers nothing, each (recipient, event kind) counts once
+//! (`seen.rs`), and only configured feedback-loop sources charge the complaint sweep (`trust.rs`).
 
 mod handle;
+mod seen;
 pub mod token;
+mod trust;
 
 use crate::config::{InMailConfig, InboundRule, ListUnsubscribeConfig, SourceConfig};
 use cartero_bounce::Classifier;
 use cartero_clock::SharedClock;
 use cartero_events::EventSink;
+pub(crate) use handle::Unsubscribed;
 use regex::Regex;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-pub use token::{TokenData, TokenKey, source_tag};
+pub use token::{Named, TokenData, TokenKey, source_tag};
+pub(crate) use trust::Origin;
 
 /// Local parts accepted at a bounce domain besides `b-<token>` and `unsub-<token>`: feedback loops
 /// are registered with a fixed address, and RFC 5321 requires `postmaster`.
@@ -39,6 +45,17 @@ pub enum InMailError {
     Rule { name: String, detail: String },
     #[error("delivery.sources {0:?} and {1:?} have the same inMail source tag: rename one of them")]
     SourceTag(String, String),
+    #[error(
+        "inmail.fbl_sources entry {0:?}: expected an IP, a network (192.0.2.0/24), an address or a domain"
+    )]
+    FblSource(String),
+    #[error("inmail.replay_horizon must be at least one day")]
+    Horizon,
+    #[error("inmail replay record file {path}: {source}")]
+    Seen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Where a complaint goes besides the event stream: the shaping sweep of the source that sent
@@ -56,11 +73,11 @@ pub(crate) struct InMailDeps {
     pub complaints: Arc<dyn ComplaintFeed>,
 }
 
-/// The configured egress sources, found by the tag in a token or the IP in a feedback report.
+/// The configured egress sources, found by the tag in a token. (Not by a report's `Source-IP`:
+/// the reporter writes that field.)
 #[derive(Debug, Default)]
 struct Sources {
     by_tag: HashMap<u32, Arc<str>>,
-    by_ip: HashMap<IpAddr, Arc<str>>,
 }
 
 impl Sources {
@@ -72,9 +89,6 @@ impl Sources {
                 && *other != *name
             {
                 return Err(InMailError::SourceTag(other.to_string(), c.name.clone()));
-            }
-            if let Some(ip) = c.ip {
-                s.by_ip.insert(ip, name);
             }
         }
         Ok(s)
@@ -104,6 +118,10 @@ pub(crate) struct InMail {
     rules: Vec<(InboundRule, Regex)>,
     unsub: ListUnsubscribeConfig,
     sources: Sources,
+    fbl: trust::FblSources,
+    seen: seen::Seen,
+    /// `inmail.replay_horizon` in ms.
+    horizon_ms: u64,
     classifier: Arc<dyn Classifier>,
     qualifier: cartero_bounce::Qualifier,
     events: Arc<dyn EventSink>,
@@ -151,7 +169,19 @@ impl InMail {
         if cfg.bounce_domains.is_empty() {
             return Ok(None);
         }
+        let horizon_ms = u64::try_from(cfg.replay_horizon.as_millis()).unwrap_or(u64::MAX);
+        if horizon_ms < 86_400_000 {
+            return Err(InMailError::Horizon);
+        }
         let key = TokenKey::new(&load_secret(cfg, data_dir)?);
+        let seen_path = data_dir.join("inmail-seen");
+        let seen =
+            seen::Seen::open(&seen_path, horizon_ms, deps.clock.now_ms()).map_err(|source| {
+                InMailError::Seen {
+                    path: seen_path.clone(),
+                    source,
+                }
+            })?;
         let mut rules = Vec::new();
         for r in &cfg.rules {
             let re = Regex::new(&r.pattern).map_err(|e| InMailError::Rule {
@@ -170,6 +200,9 @@ impl InMail {
             rules,
             unsub: cfg.list_unsubscribe.clone(),
             sources: Sources::new(sources)?,
+            fbl: trust::FblSources::new(&cfg.fbl_sources, cfg.fbl_rate)?,
+            seen,
+            horizon_ms,
             classifier: deps.classifier,
             qualifier: deps.qualifier,
             events: deps.events,
@@ -204,18 +237,20 @@ impl InMail {
             .then_some(Local::Mailbox)
     }
 
-    /// The return path and header fields for recipient `idx` of message `id`, sent from egress
-    /// source `source`. `headers` is the stored message's header section, so an injector's own
-    /// List-Unsubscribe is kept, not doubled.
+    /// The return path and header fields for recipient `idx` (address `rcpt`) of message `id`,
+    /// sent from egress source `source`. `headers` is the stored message's header section, so an
+    /// injector's own List-Unsubscribe is kept, not doubled.
     pub fn outgoing(
         &self,
         id: u64,
         idx: u32,
+        rcpt: &str,
         source: &str,
         bulk: bool,
         headers: &[u8],
     ) -> Outgoing {
-        let token = self.key.mint(id, idx, source_tag(source));
+        let now = self.clock.now_ms();
+        let token = self.key.mint(id, idx, source_tag(source), rcpt, now);
         let domain = self.bounce_domain();
         let mut h = format!("X-Cartero-Token: {token}\r\n");
         if bulk && self.unsub.enabled && !crate::inject::has_header(headers, b"list-unsubscribe") {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod inmail;
 pub mod sink;
 
 use cartero_clock::ManualClock;

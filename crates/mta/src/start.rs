@@ -65,6 +65,8 @@ pub enum StartError {
     InMail(#[from] crate::inmail::InMailError),
     #[error("bounce rules: {0}")]
     Bounce(String),
+    #[error("{0}")]
+    Smtp(String),
 }
 
 /// What the embedding program provides besides the config.
@@ -317,12 +319,16 @@ impl Mta {
         let (stop, stop_rx) = watch::channel(false);
         let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let postmaster =
+            inbound::postmaster_target(&cfg.smtp, &cfg.hostname, &cfg.inmail.bounce_domains)
+                .map_err(StartError::Smtp)?;
         let inbound = Arc::new(Inbound::new(
             cfg.smtp.clone(),
             cfg.hostname.clone(),
             acceptor,
             injector.clone(),
             inmail.clone(),
+            postmaster,
         ));
         let mut smtp_addrs = Vec::new();
         for addr in &cfg.smtp.listen {

@@ -227,13 +227,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Event::Reply(r) => r,
             Event::Helo { .. } => session.accept(),
-            Event::MailFrom { address, .. } => {
-                if address.is_empty() || valid_address(&address) {
-                    session.accept()
-                } else {
-                    session.reject(Reply::with_code(553, (5, 1, 7), "Invalid sender address"))
-                }
-            }
+            Event::MailFrom { address, .. } => sender_policy(&mut session, &address),
             Event::RcptTo { address } => rcpt_policy(ib, &mut session, &address, peer.ip()),
             Event::Auth {
                 username, password, ..
@@ -247,14 +241,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     &mut auth_failures,
                 )
                 .await;
-                if close {
+                if !close {
+                    r
+                } else {
                     r.write_to(&mut out);
                     let bye = Reply::with_code(421, (4, 7, 0), "Too many failed authentications");
-                    bye.write_to(&mut out);
-                    let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
-                    return Next::Done;
+                    return hang_up(ib, &mut stream, &mut out, bye).await;
                 }
-                r
             }
             Event::StartTls => {
                 out.extend_from_slice(&session.accept().to_wire());
@@ -280,14 +273,30 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 accept_message(ib, &mut session, sender, recipients, data, peer).await
             }
-            Event::Quit(r) | Event::Close(r) => {
-                r.write_to(&mut out);
-                let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
-                let _ = stream.shutdown().await;
-                return Next::Done;
-            }
+            Event::Quit(r) | Event::Close(r) => return hang_up(ib, &mut stream, &mut out, r).await,
         };
         reply.write_to(&mut out);
+    }
+}
+
+/// Sends what is pending and `last`, then closes.
+async fn hang_up<S: AsyncWrite + Unpin, T>(
+    ib: &Inbound,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    last: Reply,
+) -> Next<T> {
+    last.write_to(out);
+    let _ = flush(stream, out, ib.cfg.command_timeout).await;
+    let _ = stream.shutdown().await;
+    Next::Done
+}
+
+fn sender_policy(session: &mut Session, address: &str) -> Reply {
+    if address.is_empty() || valid_address(address) {
+        session.accept()
+    } else {
+        session.reject(Reply::with_code(553, (5, 1, 7), "Invalid sender address"))
     }
 }
 

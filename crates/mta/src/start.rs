@@ -267,6 +267,7 @@ impl Mta {
             clock: opts.clock.clone(),
         });
         let pools = Pools::build(&cfg.delivery, &cfg.hostname).map_err(StartError::Pools)?;
+        let policy = Arc::new(api::Policy::new(&cfg.http, pools.names()));
         let shaping =
             crate::shaping::build(&cfg, opts.clock.clone()).map_err(StartError::Shaping)?;
         let resolver = cartero_dns::MxResolver::new(&cfg.delivery.dns)
@@ -374,6 +375,7 @@ impl Mta {
             mta: mta.clone(),
             tokens: mta.tokens.clone(),
             metrics: opts.metrics,
+            policy,
         };
         let app = api::router(state, cfg.http.max_body);
         let limits = crate::http_server::HttpLimits {

@@ -6,7 +6,7 @@ use crate::Mta;
 use crate::auth::token_matches;
 use crate::inject::{InjectError, Injected};
 use crate::queue::{Cmd, SchedulerHandle};
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +17,13 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 mod build;
+mod limits;
 mod shaping;
 mod unsubscribe;
 
-pub use build::{Content, InjectRequest, RecipientSpec};
+pub use build::{Content, InjectRequest};
+pub(crate) use limits::Policy;
+pub use limits::{RecipientSpec, Recipients};
 
 /// Renders the metrics text; provided by whoever installed the metrics recorder.
 pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
@@ -30,6 +33,8 @@ pub(crate) struct ApiState {
     pub mta: Arc<Mta>,
     pub tokens: Arc<Vec<String>>,
     pub metrics: Option<MetricsRender>,
+    /// Budgets and pools an injection request is checked against.
+    pub policy: Arc<Policy>,
 }
 
 /// A JSON error body with a status.
@@ -76,12 +81,21 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         .with_state(state)
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive (RFC 9110
+/// §11.1) and may be followed by more than one space.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if !given.is_empty() && s.tokens.iter().any(|t| token_matches(t, given)) {
         return next.run(req).await;
@@ -98,19 +112,34 @@ async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> R
     r
 }
 
+/// The request body. Over `http.max_body` it is refused with a JSON 413 like any other error.
+struct Body(axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(Body(b)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError(
+                e.status(),
+                "request body too large (over http.max_body)".into(),
+            )),
+            Err(e) => Err(ApiError(e.status(), e.body_text())),
+        }
+    }
+}
+
 /// Parses the JSON body ourselves so every malformed payload gets a JSON error, not a text one.
-fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-async fn inject(
-    State(s): State<ApiState>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn inject(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let req: InjectRequest = parse(&body)?;
-    let injections =
-        build::injections(req).map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+    let injections = build::injections(req, &s.policy)
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
     let mut recipients = Vec::new();
     let mut messages = Vec::new();
     for inj in injections {
@@ -172,10 +201,7 @@ struct DomainBody {
     domain: Option<String>,
 }
 
-async fn flush(
-    State(s): State<ApiState>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn flush(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: DomainBody = if body.is_empty() {
         DomainBody { domain: None }
     } else {
@@ -189,10 +215,7 @@ async fn flush(
     Ok(Json(json!({ "flushed": n })))
 }
 
-async fn drain(
-    State(s): State<ApiState>,
-    body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn drain(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
     let b: DomainBody = parse(&body)?;
     let domain = b
         .domain

@@ -1,6 +1,7 @@
 //! The MTA's configuration tree. Every option has a default here, in one place; `cartero config
 //! defaults` prints this tree and docs/config.md explains each option.
 
+pub use crate::auth_limit::AuthLimitConfig;
 use crate::retry::RetryConfig;
 use cartero_shaping::ShapingConfig;
 use cartero_smtp::io::Timeouts;
@@ -62,7 +63,8 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Simultaneous connections from one client IP; more get 421 4.7.0.
     pub max_connections_per_ip: usize,
-    /// Idle time allowed between commands before the session is closed with 421.
+    /// Time allowed for one command, from the end of the previous reply to the command's line
+    /// end (idle time plus a slow command), before the session is closed with 421.
     #[serde(with = "humantime_serde")]
     pub command_timeout: Duration,
     /// Idle time allowed while receiving message data.
@@ -76,6 +78,11 @@ pub struct SmtpConfig {
     pub relay_networks: Vec<IpNet>,
     /// Accounts allowed to authenticate (and so to relay).
     pub users: Vec<SmtpUser>,
+    /// Back-off for failed AUTH attempts.
+    pub auth_limit: AuthLimitConfig,
+    /// Where mail to `<postmaster>` (no domain, RFC 5321 §4.5.1) goes, accepted from any client.
+    /// Empty: `postmaster@` the first bounce domain with inMail on, else `postmaster@hostname`.
+    pub postmaster: String,
 }
 
 impl Default for SmtpConfig {
@@ -102,6 +109,8 @@ impl Default for SmtpConfig {
                 )),
             ],
             users: Vec::new(),
+            auth_limit: AuthLimitConfig::default(),
+            postmaster: String::new(),
         }
     }
 }
@@ -139,6 +148,19 @@ pub struct HttpConfig {
     pub header_timeout: Duration,
     /// HTTP connections open at once; more are closed at accept.
     pub max_connections: usize,
+    /// Keys of one recipient's `metadata` (the request's merged with its own).
+    pub max_metadata_keys: usize,
+    /// Bytes of one recipient's `metadata`, as compact JSON. Every event repeats it.
+    pub max_metadata_bytes: usize,
+    /// Keys of one recipient's `substitution_data` (the request's merged with its own).
+    pub max_substitution_keys: usize,
+    /// Bytes of one recipient's `substitution_data`, as compact JSON.
+    pub max_substitution_bytes: usize,
+    /// Bytes of `metadata` and `substitution_data` over all recipients of one request.
+    pub max_request_data_bytes: usize,
+    /// Bytes of the messages one request renders to (per-recipient content is built in memory
+    /// before anything is spooled).
+    pub max_rendered_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -149,6 +171,12 @@ impl Default for HttpConfig {
             max_body: 60 * 1024 * 1024,
             header_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            max_metadata_keys: 64,
+            max_metadata_bytes: 8 * 1024,
+            max_substitution_keys: 256,
+            max_substitution_bytes: 64 * 1024,
+            max_request_data_bytes: 16 * 1024 * 1024,
+            max_rendered_bytes: 256 * 1024 * 1024,
         }
     }
 }

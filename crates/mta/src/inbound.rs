@@ -3,6 +3,7 @@
 //! limits, timeouts and spooling.
 
 use crate::auth;
+use crate::auth_limit::AuthLimiter;
 use crate::config::SmtpConfig;
 use crate::inject::{InjectError, Injection, Injector, valid_address};
 use crate::inmail::InMail;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 pub(crate) struct Inbound {
@@ -27,6 +29,9 @@ pub(crate) struct Inbound {
     pub inmail: Option<Arc<InMail>>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     auth_slots: tokio::sync::Semaphore,
+    auth_limit: AuthLimiter,
+    /// Where `RCPT TO:<postmaster>` (no domain) is delivered.
+    postmaster: String,
 }
 
 /// Holds one connection slot of a client IP; released on drop.
@@ -64,8 +69,10 @@ impl Inbound {
         tls: TlsAcceptor,
         injector: Arc<Injector>,
         inmail: Option<Arc<InMail>>,
+        postmaster: String,
     ) -> Self {
         Self {
+            auth_limit: AuthLimiter::new(&cfg.auth_limit, injector.clock.clone()),
             cfg,
             hostname,
             tls,
@@ -73,6 +80,7 @@ impl Inbound {
             inmail,
             per_ip: Mutex::new(HashMap::new()),
             auth_slots: tokio::sync::Semaphore::new(AUTH_PARALLEL),
+            postmaster,
         }
     }
 
@@ -198,65 +206,47 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     let mut auth_failures = 0u32;
     let mut buf = vec![0u8; 64 * 1024];
+    // When the command being read must be complete: a client dripping a byte at a time must not
+    // hold its connection past `command_timeout`. Cleared by every event the session produces.
+    let mut deadline: Option<Instant> = None;
     loop {
-        let reply = match session.next_event() {
+        let event = session.next_event();
+        if !matches!(event, Event::NeedMore) {
+            deadline = None;
+        }
+        let reply = match event {
             Event::NeedMore => {
                 if flush(&mut stream, &mut out, ib.cfg.command_timeout)
                     .await
                     .is_err()
+                    || !read_more(ib, &mut stream, &mut session, &mut buf, &mut deadline).await
                 {
                     return Next::Done;
-                }
-                let timeout = if session.is_receiving_data() {
-                    ib.cfg.data_timeout
-                } else {
-                    ib.cfg.command_timeout
-                };
-                match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
-                    Ok(Ok(0)) | Ok(Err(_)) => return Next::Done,
-                    Ok(Ok(n)) => session.feed(&buf[..n]),
-                    Err(_) => {
-                        let r = Reply::with_code(421, (4, 4, 2), "Timeout, closing connection");
-                        let mut bye = r.to_wire();
-                        let _ = flush(&mut stream, &mut bye, ib.cfg.command_timeout).await;
-                        return Next::Done;
-                    }
                 }
                 continue;
             }
             Event::Reply(r) => r,
             Event::Helo { .. } => session.accept(),
-            Event::MailFrom { address, .. } => {
-                if address.is_empty() || valid_address(&address) {
-                    session.accept()
-                } else {
-                    session.reject(Reply::with_code(553, (5, 1, 7), "Invalid sender address"))
-                }
-            }
+            Event::MailFrom { address, .. } => sender_policy(&mut session, &address),
             Event::RcptTo { address } => rcpt_policy(ib, &mut session, &address, peer.ip()),
             Event::Auth {
                 username, password, ..
             } => {
-                if check_auth(ib, username.clone(), password).await {
-                    session.set_max_message_size(ib.size_limit(peer.ip(), true));
-                    session.accept()
-                } else {
-                    auth_failures += 1;
-                    tracing::info!(%peer, user = ?username, "authentication failed");
-                    let r = session.reject(Reply::with_code(
-                        535,
-                        (5, 7, 8),
-                        "Authentication credentials invalid",
-                    ));
-                    if auth_failures >= MAX_AUTH_FAILURES {
-                        r.write_to(&mut out);
-                        let bye =
-                            Reply::with_code(421, (4, 7, 0), "Too many failed authentications");
-                        bye.write_to(&mut out);
-                        let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
-                        return Next::Done;
-                    }
+                let (r, close) = authenticate(
+                    ib,
+                    &mut session,
+                    username,
+                    password,
+                    peer,
+                    &mut auth_failures,
+                )
+                .await;
+                if !close {
                     r
+                } else {
+                    r.write_to(&mut out);
+                    let bye = Reply::with_code(421, (4, 7, 0), "Too many failed authentications");
+                    return hang_up(ib, &mut stream, &mut out, bye).await;
                 }
             }
             Event::StartTls => {
@@ -283,18 +273,138 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 accept_message(ib, &mut session, sender, recipients, data, peer).await
             }
-            Event::Quit(r) | Event::Close(r) => {
-                r.write_to(&mut out);
-                let _ = flush(&mut stream, &mut out, ib.cfg.command_timeout).await;
-                let _ = stream.shutdown().await;
-                return Next::Done;
-            }
+            Event::Quit(r) | Event::Close(r) => return hang_up(ib, &mut stream, &mut out, r).await,
         };
         reply.write_to(&mut out);
     }
 }
 
+/// Sends what is pending and `last`, then closes.
+async fn hang_up<S: AsyncWrite + Unpin, T>(
+    ib: &Inbound,
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    last: Reply,
+) -> Next<T> {
+    last.write_to(out);
+    let _ = flush(stream, out, ib.cfg.command_timeout).await;
+    let _ = stream.shutdown().await;
+    Next::Done
+}
+
+fn sender_policy(session: &mut Session, address: &str) -> Reply {
+    if address.is_empty() || valid_address(address) {
+        session.accept()
+    } else {
+        session.reject(Reply::with_code(553, (5, 1, 7), "Invalid sender address"))
+    }
+}
+
+/// Reads once into the session. Message data gets `data_timeout` per read (a large message may
+/// take long as a whole); a command must be complete by `deadline`, set at the start of its wait.
+/// False when the session is over (closed by the client, or timed out after a `421`).
+async fn read_more<S: AsyncRead + AsyncWrite + Unpin>(
+    ib: &Inbound,
+    stream: &mut S,
+    session: &mut Session,
+    buf: &mut [u8],
+    deadline: &mut Option<Instant>,
+) -> bool {
+    let until = if session.is_receiving_data() {
+        *deadline = None;
+        Instant::now() + ib.cfg.data_timeout
+    } else {
+        *deadline.get_or_insert_with(|| Instant::now() + ib.cfg.command_timeout)
+    };
+    match tokio::time::timeout_at(until, stream.read(buf)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => false,
+        Ok(Ok(n)) => {
+            session.feed(buf.get(..n).unwrap_or_default());
+            true
+        }
+        Err(_) => {
+            let r = Reply::with_code(421, (4, 4, 2), "Timeout, closing connection");
+            let mut bye = r.to_wire();
+            let _ = flush(stream, &mut bye, ib.cfg.command_timeout).await;
+            false
+        }
+    }
+}
+
+/// Answers a completed AUTH exchange; the `bool` says the session must close (too many failures).
+/// Clients past the back-off get `454 4.7.0` without their password being checked at all.
+async fn authenticate(
+    ib: &Inbound,
+    session: &mut Session,
+    username: String,
+    password: String,
+    peer: SocketAddr,
+    failures: &mut u32,
+) -> (Reply, bool) {
+    let ticket = match ib.auth_limit.try_acquire(peer.ip()) {
+        Ok(t) => t,
+        Err((limit, first)) => {
+            metrics::counter!("cartero_smtp_auth_limited_total").increment(1);
+            if first {
+                tracing::warn!(%peer, limit = limit.as_str(), "too many failed AUTH attempts: refusing AUTH unchecked until the back-off ends");
+            }
+            *failures += 1;
+            let r = session.reject(Reply::with_code(
+                454,
+                (4, 7, 0),
+                "Too many failed authentications, try again later",
+            ));
+            return (r, *failures >= MAX_AUTH_FAILURES);
+        }
+    };
+    if check_auth(ib, username.clone(), password).await {
+        ib.auth_limit.succeeded(ticket);
+        session.set_max_message_size(ib.size_limit(peer.ip(), true));
+        return (session.accept(), false);
+    }
+    *failures += 1;
+    tracing::info!(%peer, user = ?username, "authentication failed");
+    let r = session.reject(Reply::with_code(
+        535,
+        (5, 7, 8),
+        "Authentication credentials invalid",
+    ));
+    (r, *failures >= MAX_AUTH_FAILURES)
+}
+
+/// `RCPT TO:<postmaster>` without a domain, which RFC 5321 §4.5.1 says must be accepted.
+fn is_bare_postmaster(address: &str) -> bool {
+    address.eq_ignore_ascii_case("postmaster")
+}
+
+/// The address `<postmaster>` is delivered to: `smtp.postmaster`, else `postmaster@` the first
+/// bounce domain (inMail reads it), else `postmaster@hostname`. It is fixed by the operator, so
+/// accepting it from anyone does not let a client choose where mail is relayed.
+pub(crate) fn postmaster_target(
+    smtp: &SmtpConfig,
+    hostname: &str,
+    bounce_domains: &[String],
+) -> Result<String, String> {
+    if !smtp.postmaster.is_empty() {
+        if !valid_address(&smtp.postmaster) {
+            return Err(format!(
+                "smtp.postmaster: invalid address {:?}",
+                smtp.postmaster
+            ));
+        }
+        return Ok(smtp.postmaster.clone());
+    }
+    let domain = match bounce_domains.first() {
+        Some(d) => d.trim_end_matches('.').to_ascii_lowercase(),
+        None => hostname.to_string(),
+    };
+    Ok(format!("postmaster@{domain}"))
+}
+
 fn rcpt_policy(ib: &Inbound, session: &mut Session, address: &str, peer: IpAddr) -> Reply {
+    if is_bare_postmaster(address) {
+        return session.accept();
+    }
     if !valid_address(address) {
         return session.reject(Reply::with_code(
             501,
@@ -325,9 +435,16 @@ async fn accept_message(
     data: Vec<u8>,
     peer: SocketAddr,
 ) -> Reply {
+    let recipients = recipients.into_iter().map(|r| {
+        if is_bare_postmaster(&r) {
+            ib.postmaster.clone()
+        } else {
+            r
+        }
+    });
     let (local, recipients): (Vec<String>, Vec<String>) = match &ib.inmail {
-        Some(im) => recipients.into_iter().partition(|r| im.is_local(r)),
-        None => (Vec::new(), recipients),
+        Some(im) => recipients.partition(|r| im.is_local(r)),
+        None => (Vec::new(), recipients.collect()),
     };
     if let Some(im) = ib.inmail.as_ref().filter(|_| !local.is_empty()) {
         let origin = crate::inmail::Origin {

@@ -9,6 +9,7 @@
 
 pub mod api;
 mod auth;
+mod auth_limit;
 pub mod config;
 mod delivery;
 mod http_server;

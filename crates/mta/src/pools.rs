@@ -119,6 +119,11 @@ impl Pools {
         })
     }
 
+    /// The pools a message may name.
+    pub fn names(&self) -> Vec<String> {
+        self.pools.keys().cloned().collect()
+    }
+
     pub fn source(&self, name: &str) -> Option<&SourceInfo> {
         self.sources.get(name)
     }

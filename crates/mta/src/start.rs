@@ -78,6 +78,8 @@ pub enum StartError {
     Config(#[from] crate::validate::ConfigProblems),
     #[error("bounce rules: {0}")]
     Bounce(#[from] cartero_bounce::RuleError),
+    #[error("{0}")]
+    Smtp(String),
 }
 
 /// What the embedding program provides besides the config.
@@ -295,6 +297,7 @@ struct Delivery {
     sched: SchedulerHandle,
     shaping: Arc<dyn Limits>,
     inmail: Option<Arc<InMail>>,
+    pools: Arc<Pools>,
 }
 
 fn assemble_delivery(
@@ -343,7 +346,7 @@ fn assemble_delivery(
     let ctx = QueueCtx {
         clock: opts.clock.clone(),
         limits: shaping.clone(),
-        pools,
+        pools: pools.clone(),
         launcher: Arc::new(Workers(workers)),
         one_recipient_per_transaction,
         route_cache_ms: u64::try_from(cfg.delivery.route_cache.as_millis()).unwrap_or(u64::MAX),
@@ -361,6 +364,7 @@ fn assemble_delivery(
         sched,
         shaping,
         inmail,
+        pools,
     })
 }
 
@@ -463,22 +467,26 @@ impl Mta {
             data_dir: cfg.data_dir.clone(),
             clock: opts.clock.clone(),
         });
+        let postmaster =
+            inbound::postmaster_target(&cfg.smtp, &cfg.hostname, &cfg.inmail.bounce_domains)
+                .map_err(StartError::Smtp)?;
+        let policy = Arc::new(api::Policy::new(&cfg.http, delivery.pools.names()));
         let inbound = Arc::new(Inbound::new(
             cfg.smtp.clone(),
             cfg.hostname.clone(),
             acceptor,
             injector,
             mta.inmail.clone(),
+            postmaster,
         ));
         let mut tasks = delivery.start(&cfg, recovered).await;
-        tasks.extend(serve_all(
-            &cfg,
-            &mta,
-            listeners,
-            inbound,
-            stop_rx,
-            opts.metrics,
-        ));
+        let api = ApiState {
+            mta: mta.clone(),
+            tokens: mta.tokens.clone(),
+            metrics: opts.metrics,
+            policy,
+        };
+        tasks.extend(serve_all(&cfg, api, listeners, inbound, stop_rx));
         *mta.tasks.lock() = tasks;
         Ok(mta)
     }
@@ -487,22 +495,16 @@ impl Mta {
 /// Starts serving SMTP and HTTP on the bound listeners.
 fn serve_all(
     cfg: &MtaConfig,
-    mta: &Arc<Mta>,
+    state: ApiState,
     listeners: Listeners,
     inbound: Arc<Inbound>,
     stop_rx: watch::Receiver<bool>,
-    metrics: Option<MetricsRender>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks: Vec<JoinHandle<()>> = listeners
         .smtp
         .into_iter()
         .map(|l| tokio::spawn(inbound::serve(l, inbound.clone(), stop_rx.clone())))
         .collect();
-    let state = ApiState {
-        mta: mta.clone(),
-        tokens: mta.tokens.clone(),
-        metrics,
-    };
     let app = api::router(state, cfg.http.max_body);
     let limits = crate::http_server::HttpLimits {
         header_timeout: cfg.http.header_timeout,

@@ -30,6 +30,19 @@ impl RawClient<TcpStream> {
         (c, banner)
     }
 
+    /// Connects from `local` (another loopback address: a second client IP) and reads the banner.
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> (Self, Reply) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let mut c = RawClient {
+            stream,
+            buf: Vec::new(),
+        };
+        let banner = c.reply().await.expect("banner");
+        (c, banner)
+    }
+
     /// Sends STARTTLS (expects 220) and upgrades without verifying the certificate.
     pub async fn starttls(mut self) -> RawClient<TlsStream<TcpStream>> {
         let r = self.cmd("STARTTLS").await.expect("STARTTLS reply");
@@ -67,15 +80,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
             .expect("no reply from the server in time")
     }
 
+    /// Like [`Self::reply`] but gives up after `wait`: `Err` when nothing complete arrived yet.
+    /// What was read so far is kept for the next call.
+    pub async fn reply_within(&mut self, wait: Duration) -> Result<Option<Reply>, ()> {
+        tokio::time::timeout(wait, self.reply_untimed())
+            .await
+            .map_err(|_| ())
+    }
+
+    /// Takes lines from the buffer only once the whole reply is there, so a caller that gives up
+    /// waiting (see [`Self::reply_within`]) loses nothing.
     async fn reply_untimed(&mut self) -> Option<Reply> {
-        let mut lines: Vec<String> = Vec::new();
         loop {
-            while let Some(pos) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..pos + 2).take(pos).collect();
-                let line = String::from_utf8_lossy(&line).into_owned();
+            let mut lines: Vec<String> = Vec::new();
+            let mut at = 0;
+            while let Some(pos) = self.buf[at..].windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[at..at + pos]).into_owned();
+                at += pos + 2;
                 let last = line.as_bytes().get(3) != Some(&b'-');
                 lines.push(line);
                 if last {
+                    self.buf.drain(..at);
                     return Reply::from_lines(&lines);
                 }
             }

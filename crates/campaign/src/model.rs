@@ -1,0 +1,175 @@
+//! The campaign layer's vocabulary (SPEC §3): deliveries, their log rows, addresses and KPI
+//! counters. Plain data shared by the rules (`log`, `quarantine`, `kpi`, `analysis`) and the
+//! storage (`store`), which persists exactly these fields.
+
+use cartero_bounce::{BounceClass, FailureType, Reason};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch, as every clock of cartero reads it.
+pub type UnixMillis = u64;
+
+/// A delivery (SPEC §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeliveryId(pub i64);
+
+/// One row of a delivery's log: one targeted recipient of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogId(pub i64);
+
+/// A recipient list to target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ListId(pub i64);
+
+/// A recipient profile (e-mail plus free attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RecipientId(pub i64);
+
+/// The state of a delivery. `Finished` means every log row reached a final status (or the
+/// validity ended); `Stopped` means an operator stopped it and what the MTA had not taken was
+/// cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Draft,
+    Analyzed,
+    Running,
+    Paused,
+    Finished,
+    Stopped,
+}
+
+/// A delivery log status (SPEC §3.3, Email Feedback Service mode). Stored as its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogStatus {
+    /// Generated, not yet in the MTA.
+    Pending = 0,
+    /// "Taken into account by the service provider": the MTA spooled it.
+    Taken = 1,
+    /// The receiving server accepted it (2xx after the data).
+    Sent = 2,
+    /// A hard bounce, an expiry, or an asynchronous bounce after Sent.
+    Failed = 3,
+    /// Excluded at analysis (no address, invalid, duplicate, quarantine, denylisted).
+    Ignored = 4,
+}
+
+impl LogStatus {
+    /// Sent, Failed and Ignored are final: the delivery's figures count them as settled.
+    pub fn is_final(self) -> bool {
+        matches!(self, LogStatus::Sent | LogStatus::Failed | LogStatus::Ignored)
+    }
+
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => LogStatus::Pending,
+            1 => LogStatus::Taken,
+            2 => LogStatus::Sent,
+            3 => LogStatus::Failed,
+            4 => LogStatus::Ignored,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a row failed or was ignored, or the last soft failure of a row still on its way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    pub r#type: FailureType,
+    pub reason: Reason,
+    /// The bounce class the MTA gave, when the failure came from the MTA.
+    pub class: Option<BounceClass>,
+    /// The exact reply or explanation (`raw_reason` of the event).
+    pub text: String,
+    /// The rule that classified it (classifier rule or inbound rule name).
+    pub rule: String,
+}
+
+/// One attempt the MTA reported for a row (delay, delivery, bounce, expiration, async bounce).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub at: UnixMillis,
+    /// The event type as the MTA named it (`delivery`, `delay`, `bounce`, ...).
+    pub kind: String,
+    pub text: String,
+}
+
+/// How many attempts a row keeps: the history is for reading, not an archive.
+pub const MAX_ATTEMPTS_KEPT: usize = 10;
+
+/// A delivery log row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub id: LogId,
+    pub delivery: DeliveryId,
+    /// As targeted (after trimming); empty when the recipient had none.
+    pub address: String,
+    /// Lower-cased domain of `address`, for the breakdown by domain.
+    pub domain: String,
+    pub status: LogStatus,
+    /// Set for Failed and Ignored rows, and updated by soft bounces on rows still on their way.
+    pub failure: Option<FailureInfo>,
+    /// The MTA's message id once it took the message.
+    pub message_id: Option<String>,
+    /// Time of the newest event applied: an older event never undoes a newer state.
+    pub last_event_at: UnixMillis,
+    /// Newest last; at most [`MAX_ATTEMPTS_KEPT`].
+    pub attempts: Vec<Attempt>,
+}
+
+/// Address quality status (SPEC §3.5), shared by every delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressStatus {
+    Valid,
+    WithErrors,
+    Quarantine,
+    Denylisted,
+}
+
+/// The quality record of one address (lower-cased), shared by all deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressState {
+    pub address: String,
+    pub status: AddressStatus,
+    /// Significant soft errors counted (at most one per 24 h by default).
+    pub error_count: u32,
+    /// When the last *counted* error happened.
+    pub last_counted_at: Option<UnixMillis>,
+    /// The last error seen, counted or not.
+    pub last_error: Option<FailureInfo>,
+    pub last_error_at: Option<UnixMillis>,
+    /// When it entered Quarantine or Denylisted, and why.
+    pub since: Option<UnixMillis>,
+    pub reason: Option<Reason>,
+}
+
+/// A delivery's counters, kept up to date by every transition so a read costs the same at
+/// 100 or 10,000,000 rows (SPEC §3.3). Rates are computed from these at read time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kpis {
+    /// Rows analysis kept (the denominator of Success %).
+    pub to_deliver: u64,
+    pub pending: u64,
+    pub taken: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    /// Failed rows by reason value.
+    pub failed_by_reason: BTreeMap<u8, u64>,
+    /// Ignored rows by reason value.
+    pub ignored_by_reason: BTreeMap<u8, u64>,
+    pub hard_bounces: u64,
+    pub soft_bounces: u64,
+    pub complaints: u64,
+    pub unsubscribes: u64,
+    pub new_quarantines: u64,
+    /// Failed rows by recipient domain, and sent rows by recipient domain.
+    pub failed_by_domain: BTreeMap<String, u64>,
+    pub sent_by_domain: BTreeMap<String, u64>,
+}

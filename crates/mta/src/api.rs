@@ -48,10 +48,10 @@ impl IntoResponse for ApiError {
 
 impl From<InjectError> for ApiError {
     fn from(e: InjectError) -> Self {
-        let status = if e.is_transient() {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
+        let status = match e {
+            InjectError::KeyInFlight(_) => StatusCode::CONFLICT,
+            _ if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError(status, e.to_string())
     }
@@ -147,9 +147,10 @@ async fn inject(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Valu
         let Injected {
             message_id,
             recipient_ids,
+            repeated,
         } = s.mta.inject(inj).await?;
-        for (address, id) in addrs.into_iter().zip(recipient_ids) {
-            recipients.push(json!({ "address": address, "id": id }));
+        for ((address, id), repeated) in addrs.into_iter().zip(recipient_ids).zip(repeated) {
+            recipients.push(json!({ "address": address, "id": id, "repeated": repeated }));
         }
         messages.push(message_id);
     }

@@ -239,6 +239,9 @@ pub struct DeliveryConfig {
     /// Upper bound of any validity (SPEC: 3.5 days).
     #[serde(with = "humantime_serde")]
     pub max_validity: Duration,
+    /// How long an injected recipient's idempotency key is remembered (SPEC §2.1).
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
     pub retry: RetryConfig,
     /// Per SMTP phase (RFC 5321 §4.5.3.2 values by default), and the idle time of a kept
     /// connection. The type (and so its defaults) is the SMTP client's own, which shaping layers
@@ -274,6 +277,7 @@ impl Default for DeliveryConfig {
         Self {
             default_validity: validity,
             max_validity: validity,
+            idempotency_window: Duration::from_secs(24 * 3600),
             retry: RetryConfig::default(),
             timeouts: Timeouts::default(),
             port: 25,

@@ -2,10 +2,11 @@
 //! durably, then queue its recipients. A message is acknowledged only after `Spool::insert`
 //! returned, i.e. after the fsync barrier.
 
+use crate::idempotency::{KeyHash, Keys, Lookup, MAX_KEY_LEN, Recorded};
 use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
 use cartero_clock::SharedClock;
 use cartero_events::{EventSink, EventType};
-use cartero_spool::{Envelope, Spool, SpoolError};
+use cartero_spool::{Envelope, MessageId, Spool, SpoolError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ pub struct Injection {
     pub pool: Option<String>,
     /// A trace header (`Received: ...\r\n`) to prepend, for SMTP injection.
     pub trace: Option<String>,
+    /// One optional idempotency key per recipient (empty: none). A recipient whose key was
+    /// injected before, within `delivery.idempotency_window`, is not spooled again: its
+    /// original id is returned (SPEC §2.1).
+    pub idempotency_keys: Vec<Option<String>>,
 }
 
 /// The spooled message: its id and one id per recipient (`<message id>.<index>`).
@@ -30,6 +35,8 @@ pub struct Injection {
 pub struct Injected {
     pub message_id: String,
     pub recipient_ids: Vec<String>,
+    /// Per recipient: `true` when its idempotency key was known and the original id returned.
+    pub repeated: Vec<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +51,16 @@ pub enum InjectError {
     EmptyBody,
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    #[error("idempotency keys: {0}")]
+    BadKeys(String),
+    #[error("an injection with idempotency key {0:?} is in progress; retry")]
+    KeyInFlight(String),
 }
 
 impl InjectError {
     /// True when retrying the same request can succeed (the spool failed, not the input).
     pub fn is_transient(&self) -> bool {
-        matches!(self, InjectError::Spool(_))
+        matches!(self, InjectError::Spool(_) | InjectError::KeyInFlight(_))
     }
 }
 
@@ -61,6 +72,55 @@ pub(crate) struct Injector {
     pub hostname: String,
     pub default_validity: Duration,
     pub max_validity: Duration,
+    pub keys: Arc<Keys>,
+    pub idempotency_window: Duration,
+}
+
+/// What the keys of an injection said: which recipients were seen before, which keys this
+/// injection claimed (to record or give back).
+struct KeyCheck {
+    /// Per requested recipient.
+    known: Vec<Option<Recorded>>,
+    /// Per requested recipient; empty when the injection has no keys.
+    claimed: Vec<Option<KeyHash>>,
+}
+
+fn claimed_hashes(check: &KeyCheck) -> Vec<KeyHash> {
+    check.claimed.iter().flatten().copied().collect()
+}
+
+/// An id per requested recipient, in request order: the original for repeats, the new
+/// message's for the rest (`fresh` lists their request positions in spool order).
+fn answer(
+    id: Option<MessageId>,
+    known: &[Option<Recorded>],
+    fresh: &[usize],
+    repeated: Vec<bool>,
+) -> Injected {
+    // `fresh` is in request order, so the n-th recipient not known is recipient n of `id`.
+    debug_assert_eq!(fresh.len(), known.iter().filter(|k| k.is_none()).count());
+    let mut next = 0u32;
+    let recipient_ids: Vec<String> = known
+        .iter()
+        .map(|k| match (k, id) {
+            (Some(r), _) => format!("{}.{}", r.message, r.index),
+            (None, Some(id)) => {
+                next += 1;
+                format!("{id}.{}", next - 1)
+            }
+            (None, None) => String::new(),
+        })
+        .collect();
+    let first_known = known.iter().flatten().next().map(|r| r.message);
+    let message_id = id
+        .or(first_known)
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    Injected {
+        message_id,
+        recipient_ids,
+        repeated,
+    }
 }
 
 /// A mailbox must have a local part and a domain, and no characters that would break the
@@ -70,6 +130,41 @@ pub(crate) fn valid_address(a: &str) -> bool {
 }
 
 impl Injector {
+    /// Claims the keys of `inj`; a key in flight elsewhere gives all claims back.
+    fn check_keys(&self, inj: &Injection, now: u64) -> Result<KeyCheck, InjectError> {
+        let n = inj.recipients.len();
+        let mut check = KeyCheck {
+            known: vec![None; n],
+            claimed: Vec::new(),
+        };
+        if inj.idempotency_keys.is_empty() {
+            return Ok(check);
+        }
+        check.claimed = vec![None; n];
+        if inj.idempotency_keys.len() != n {
+            let e = format!("{} keys for {n} recipients", inj.idempotency_keys.len());
+            return Err(InjectError::BadKeys(e));
+        }
+        for (i, key) in inj.idempotency_keys.iter().enumerate() {
+            let Some(key) = key else { continue };
+            if key.is_empty() || key.len() > MAX_KEY_LEN {
+                let e = format!("key {i} must be 1 to {MAX_KEY_LEN} bytes");
+                self.keys.release(&claimed_hashes(&check));
+                return Err(InjectError::BadKeys(e));
+            }
+            let h = KeyHash::of(key);
+            match self.keys.claim(h, now) {
+                Lookup::Claimed => check.claimed[i] = Some(h),
+                Lookup::Known(r) => check.known[i] = Some(r),
+                Lookup::InFlight => {
+                    self.keys.release(&claimed_hashes(&check));
+                    return Err(InjectError::KeyInFlight(key.clone()));
+                }
+            }
+        }
+        Ok(check)
+    }
+
     pub async fn inject(&self, inj: Injection) -> Result<Injected, InjectError> {
         if inj.recipients.is_empty() {
             return Err(InjectError::NoRecipients);
@@ -84,6 +179,40 @@ impl Injector {
             return Err(InjectError::EmptyBody);
         }
         let now = self.clock.now_ms();
+        let check = self.check_keys(&inj, now)?;
+        let result = self.spool_new(inj, &check, now).await;
+        if result.is_err() {
+            self.keys.release(&claimed_hashes(&check));
+        }
+        result
+    }
+
+    /// Spools the recipients whose keys were not known, records their keys, queues them, and
+    /// answers with an id per requested recipient (the original one for repeats).
+    async fn spool_new(
+        &self,
+        mut inj: Injection,
+        check: &KeyCheck,
+        now: u64,
+    ) -> Result<Injected, InjectError> {
+        let repeated: Vec<bool> = check.known.iter().map(Option::is_some).collect();
+        let requested = inj.recipients.len();
+        let fresh: Vec<usize> = (0..requested).filter(|&i| !repeated[i]).collect();
+        if fresh.is_empty() {
+            return Ok(answer(None, &check.known, &[], repeated));
+        }
+        let claimed_of = |i: usize| check.claimed.get(i).copied().flatten();
+        let hashes: Vec<String> = match check.claimed.is_empty() {
+            true => Vec::new(),
+            false => fresh
+                .iter()
+                .map(|&i| claimed_of(i).map_or_else(String::new, KeyHash::to_hex))
+                .collect(),
+        };
+        if fresh.len() < requested {
+            let mut all = std::mem::take(&mut inj.recipients);
+            inj.recipients = fresh.iter().map(|&i| std::mem::take(&mut all[i])).collect();
+        }
         let body = self.complete(inj.body, inj.trace.as_deref(), now);
         let validity = inj
             .validity
@@ -96,9 +225,29 @@ impl Injector {
             expires_at: now.saturating_add(u64::try_from(validity.as_millis()).unwrap_or(u64::MAX)),
             metadata: inj.metadata,
             pool: inj.pool,
+            idempotency: hashes,
         };
         let size = body.len() as u64;
         let id = self.spool.insert(&env, body.into()).await?;
+        let keep = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
+        let records: Vec<(KeyHash, Recorded)> = fresh
+            .iter()
+            .enumerate()
+            .filter_map(|(index, &i)| {
+                let r = Recorded {
+                    message: id,
+                    index: u32::try_from(index).ok()?,
+                    expires_at: now.saturating_add(keep),
+                };
+                Some((claimed_of(i)?, r))
+            })
+            .collect();
+        // The message is spooled: it goes out whatever happens to the key file, whose failure
+        // only weakens the guarantee across a restart (the keys stay known in memory).
+        if let Err(e) = self.keys.record(records).await {
+            tracing::error!(error = %e, message = %id, "idempotency keys not written");
+            metrics::counter!("cartero_idempotency_write_errors_total").increment(1);
+        }
         metrics::counter!("cartero_messages_accepted_total").increment(1);
         let msg = Arc::new(Msg { id, env, size });
         let rcpts: Vec<QRcpt> = (0..msg.env.recipients.len() as u32)
@@ -120,12 +269,8 @@ impl Injector {
                 self.clock.as_ref(),
             ));
         }
-        let recipient_ids = rcpts.iter().map(|r| format!("{}.{}", id, r.idx)).collect();
         self.sched.send(Cmd::Enqueue(rcpts)).await;
-        Ok(Injected {
-            message_id: id.to_string(),
-            recipient_ids,
-        })
+        Ok(answer(Some(id), &check.known, &fresh, repeated))
     }
 
     /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8). DKIM signing

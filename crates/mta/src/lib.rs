@@ -13,6 +13,7 @@ mod auth_limit;
 pub mod config;
 mod delivery;
 mod http_server;
+pub mod idempotency;
 mod inbound;
 mod inject;
 pub mod inmail;

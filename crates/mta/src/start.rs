@@ -80,6 +80,8 @@ pub enum StartError {
     Bounce(#[from] cartero_bounce::RuleError),
     #[error("{0}")]
     Smtp(String),
+    #[error("{0}")]
+    Idempotency(String),
 }
 
 /// What the embedding program provides besides the config.
@@ -221,6 +223,33 @@ fn report_lost(
         }
         metrics::counter!("cartero_spool_lost_messages_total").increment(1);
     }
+}
+
+/// The idempotency keys carried by recovered envelopes (see `idempotency`: the file may miss
+/// the keys of mail spooled just before a crash).
+fn recovered_keys(
+    recovered: &[Recovered],
+    window: std::time::Duration,
+) -> Vec<(crate::idempotency::KeyHash, crate::idempotency::Recorded)> {
+    let keep = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    for rec in recovered {
+        for (index, hex) in rec.envelope.idempotency.iter().enumerate() {
+            let (Some(k), Ok(index)) = (
+                crate::idempotency::KeyHash::from_hex(hex),
+                u32::try_from(index),
+            ) else {
+                continue;
+            };
+            let r = crate::idempotency::Recorded {
+                message: rec.id,
+                index,
+                expires_at: rec.envelope.received_at.saturating_add(keep),
+            };
+            out.push((k, r));
+        }
+    }
+    out
 }
 
 /// Turns what the spool recovered into queue entries.
@@ -425,6 +454,11 @@ impl Mta {
             Some(c) => c,
             None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
         };
+        let keys = Arc::new(
+            crate::idempotency::Keys::open(&cfg.data_dir, opts.clock.now_ms())
+                .map_err(|e| StartError::Idempotency(e.to_string()))?,
+        );
+        keys.restore(recovered_keys(&recovered, cfg.delivery.idempotency_window));
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
@@ -442,6 +476,8 @@ impl Mta {
             hostname: cfg.hostname.clone(),
             default_validity: cfg.delivery.default_validity,
             max_validity: cfg.delivery.max_validity,
+            keys,
+            idempotency_window: cfg.delivery.idempotency_window,
         });
         let (stop, stop_rx) = watch::channel(false);
         let smtp_addrs = listeners

@@ -53,6 +53,7 @@ async fn run(n: usize, dir: PathBuf) -> Result<(), Box<dyn std::error::Error>> {
                     expires_at: 0,
                     metadata: serde_json::Map::new(),
                     pool: None,
+                    idempotency: Vec::new(),
                 };
                 spool.insert(&env, body.clone()).await?;
             }

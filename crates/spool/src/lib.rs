@@ -99,6 +99,10 @@ pub struct Envelope {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Egress pool requested for this message.
     pub pool: Option<String>,
+    /// Hashes of the recipients' idempotency keys, aligned with `recipients` (empty string: no
+    /// key; empty list: none at all). Kept so a restart still knows keys of spooled mail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub idempotency: Vec<String>,
 }
 
 /// Delivery status of one recipient.

@@ -32,6 +32,7 @@ fn envelope(n: u64) -> Envelope {
         expires_at: n + 1000,
         metadata: serde_json::Map::new(),
         pool: None,
+        idempotency: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ fn envelope(tag: usize, rcpts: usize) -> Envelope {
         expires_at: 1_700_000_000_000 + 86_400_000,
         metadata,
         pool: tag.is_multiple_of(2).then(|| "bulk".to_string()),
+        idempotency: Vec::new(),
     }
 }
 

@@ -354,7 +354,17 @@ fn render(req: &InjectRequest<'_>, policy: &Policy) -> Result<Vec<Injection>, St
         (None, None) => return Err("mail_from or content.from is required".into()),
     };
     let list = &req.recipients.list;
-    let personal = list.iter().any(|r| matches!(r, RecipientSpec::Full { .. }));
+    // A key alone does not make a message personal: it is kept per recipient either way.
+    let personal = list.iter().any(RecipientSpec::has_data);
+    let keys = |rs: &mut dyn Iterator<Item = &RecipientSpec<'_>>| -> Vec<Option<String>> {
+        let keys: Vec<Option<String>> = rs
+            .map(|r| r.idempotency_key().map(str::to_string))
+            .collect();
+        match keys.iter().any(Option::is_some) {
+            true => keys,
+            false => Vec::new(),
+        }
+    };
     let mut spent = Spent::new(policy);
     let base = Injection {
         sender,
@@ -367,6 +377,7 @@ fn render(req: &InjectRequest<'_>, policy: &Policy) -> Result<Vec<Injection>, St
         spent.add(shared.data_bytes, body.len())?;
         return Ok(vec![Injection {
             recipients: list.iter().map(|r| r.address().to_string()).collect(),
+            idempotency_keys: keys(&mut list.iter()),
             body,
             metadata: shared.metadata,
             ..base
@@ -382,6 +393,7 @@ fn render(req: &InjectRequest<'_>, policy: &Policy) -> Result<Vec<Injection>, St
         spent.add(bytes, body.len())?;
         out.push(Injection {
             recipients: vec![r.address().to_string()],
+            idempotency_keys: keys(&mut std::iter::once(r)),
             body,
             metadata,
             ..base.clone()

@@ -135,6 +135,7 @@ pub enum RecipientSpec<'a> {
         address: String,
         metadata: Option<&'a RawValue>,
         substitution_data: Option<&'a RawValue>,
+        idempotency_key: Option<String>,
     },
 }
 
@@ -144,6 +145,24 @@ impl RecipientSpec<'_> {
             RecipientSpec::Address(a) | RecipientSpec::Full { address: a, .. } => a,
         }
     }
+
+    pub fn idempotency_key(&self) -> Option<&str> {
+        match self {
+            RecipientSpec::Full {
+                idempotency_key, ..
+            } => idempotency_key.as_deref(),
+            RecipientSpec::Address(_) => None,
+        }
+    }
+
+    /// Whether the recipient brings data of its own (so its message is rendered apart).
+    pub fn has_data(&self) -> bool {
+        matches!(
+            self,
+            RecipientSpec::Full { metadata, substitution_data, .. }
+                if metadata.is_some() || substitution_data.is_some()
+        )
+    }
 }
 
 struct RecipientVisitor;
@@ -152,7 +171,9 @@ impl<'de> Visitor<'de> for RecipientVisitor {
     type Value = RecipientSpec<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an address or {\"address\", \"metadata\", \"substitution_data\"}")
+        f.write_str(
+            "an address or {\"address\", \"metadata\", \"substitution_data\", \"idempotency_key\"}",
+        )
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -161,6 +182,7 @@ impl<'de> Visitor<'de> for RecipientVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut address, mut metadata, mut substitution_data) = (None, None, None);
+        let mut idempotency_key = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "address" => address = Some(map.next_value::<String>()?),
@@ -168,6 +190,7 @@ impl<'de> Visitor<'de> for RecipientVisitor {
                 "substitution_data" => {
                     substitution_data = map.next_value::<Option<&'de RawValue>>()?;
                 }
+                "idempotency_key" => idempotency_key = map.next_value::<Option<String>>()?,
                 // Unknown keys were always ignored here; they are skipped without being kept.
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -179,6 +202,7 @@ impl<'de> Visitor<'de> for RecipientVisitor {
             address,
             metadata,
             substitution_data,
+            idempotency_key,
         })
     }
 }

@@ -122,6 +122,7 @@ mod tests {
             expires_at,
             metadata: Default::default(),
             pool: None,
+            idempotency: Vec::new(),
         };
         let msg = Arc::new(Msg {
             id: MessageId(1),

@@ -240,11 +240,10 @@ impl Keys {
 }
 
 fn append_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
+    cartero_spool::private_file()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// Replaces the file with the live keys only (a crash leaves the old file or the new one).

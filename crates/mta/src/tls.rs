@@ -82,24 +82,15 @@ pub fn ensure_certificate(
 
 /// Creates a directory (and its parents) readable by the MTA's user only: `data_dir` holds the
 /// spool, keys and events.
-pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(path)
-}
+pub(crate) use cartero_spool::private_dir;
 
 pub(crate) fn write_secret_file(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
+    let mut f = cartero_spool::private_file()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }

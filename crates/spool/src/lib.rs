@@ -24,6 +24,8 @@ mod record;
 mod recovery;
 mod writer;
 
+pub use writer::{private_dir, private_file};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -56,8 +56,8 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 }
 
 /// Options for every file the spool creates: readable by the MTA's user only, since segments
-/// hold queued mail.
-pub(crate) fn private_file() -> OpenOptions {
+/// hold queued mail. (The MTA uses them for its other files in `data_dir` too.)
+pub fn private_file() -> OpenOptions {
     let mut o = OpenOptions::new();
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
@@ -65,7 +65,7 @@ pub(crate) fn private_file() -> OpenOptions {
 }
 
 /// Creates a directory (and its parents) readable by the MTA's user only.
-pub(crate) fn private_dir(path: &Path) -> std::io::Result<()> {
+pub fn private_dir(path: &Path) -> std::io::Result<()> {
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
     #[cfg(unix)]

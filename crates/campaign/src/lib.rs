@@ -20,6 +20,7 @@
 
 pub mod analysis;
 pub mod import;
+pub mod inject;
 pub mod kpi;
 pub mod log;
 pub mod model;

@@ -1,0 +1,94 @@
+//! The one way the campaign layer hands messages to an MTA. The binary implements
+//! [`Injector`] over the in-process MTA; remote MTA mode implements it over a cartero's HTTP
+//! API. The campaign layer never sees MTA types.
+//!
+//! Every message carries an idempotency key derived from its log row, so handing the same row
+//! over twice — after a crash between the MTA's acknowledgement and the row being marked Taken,
+//! or after a timeout — never sends twice: the MTA answers the repeat with the original id.
+
+use crate::model::{DeliveryId, LogId};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// The event metadata key that names the delivery (also the MTA's `delivery_id` field).
+pub const META_DELIVERY_ID: &str = "delivery_id";
+/// The event metadata key that names the log row.
+pub const META_LOG_ID: &str = "log_id";
+
+/// One rendered message for one log row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub delivery: DeliveryId,
+    pub row: LogId,
+    /// Envelope sender.
+    pub sender: String,
+    pub recipient: String,
+    /// The complete RFC 5322 message, CRLF line endings.
+    pub body: Vec<u8>,
+    pub validity: Duration,
+    pub pool: Option<String>,
+}
+
+impl Outgoing {
+    /// The key the MTA deduplicates this row's message by: stable for the row, whatever
+    /// process or node hands it over.
+    pub fn idempotency_key(&self) -> String {
+        format!("cartero-campaign:{}:{}", self.delivery.0, self.row.0)
+    }
+
+    /// The metadata the MTA echoes in every event about this message.
+    pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(META_DELIVERY_ID.into(), self.delivery.0.to_string().into());
+        m.insert(META_LOG_ID.into(), self.row.0.into());
+        m
+    }
+}
+
+/// What the MTA said about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handed {
+    /// Spooled (or already spooled before, for a repeated key): the row is Taken.
+    Taken { message_id: String },
+    /// Refused for good (bad address, message too large...): the row fails with this text.
+    Refused { reason: String },
+}
+
+/// Why a batch could not be handed over at all; the rows stay Pending and are tried again.
+#[derive(Debug, thiserror::Error)]
+#[error("MTA unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+/// A boxed future, so the trait can be used as `dyn Injector`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Hands messages to an MTA. One answer per message, in order.
+pub trait Injector: Send + Sync {
+    fn inject<'a>(
+        &'a self,
+        batch: &'a [Outgoing],
+    ) -> BoxFuture<'a, Result<Vec<Handed>, Unavailable>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_and_metadata_name_the_row() {
+        let o = Outgoing {
+            delivery: DeliveryId(7),
+            row: LogId(42),
+            sender: "news@a.test".into(),
+            recipient: "ana@b.test".into(),
+            body: b"x".to_vec(),
+            validity: Duration::from_secs(60),
+            pool: None,
+        };
+        assert_eq!(o.idempotency_key(), "cartero-campaign:7:42");
+        let m = o.metadata();
+        assert_eq!(m[META_DELIVERY_ID], "7");
+        assert_eq!(m[META_LOG_ID], 42);
+    }
+}

@@ -58,7 +58,10 @@ pub enum LogStatus {
 impl LogStatus {
     /// Sent, Failed and Ignored are final: the delivery's figures count them as settled.
     pub fn is_final(self) -> bool {
-        matches!(self, LogStatus::Sent | LogStatus::Failed | LogStatus::Ignored)
+        matches!(
+            self,
+            LogStatus::Sent | LogStatus::Failed | LogStatus::Ignored
+        )
     }
 
     pub fn as_u8(self) -> u8 {

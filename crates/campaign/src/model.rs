@@ -123,6 +123,32 @@ pub struct LogRow {
     pub last_event_at: UnixMillis,
     /// Newest last; at most [`MAX_ATTEMPTS_KEPT`].
     pub attempts: Vec<Attempt>,
+    /// Complaint and unsubscribe received about this row's message: counted once per row,
+    /// however many reports arrive (the KPIs count rows, not reports).
+    #[serde(default)]
+    pub feedback: Feedback,
+}
+
+/// Recipient feedback about a delivered message (SPEC §2.8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Feedback {
+    pub complained: bool,
+    pub unsubscribed: bool,
+}
+
+impl Feedback {
+    /// As one small integer, for a compact column: bit 0 complained, bit 1 unsubscribed.
+    pub fn bits(self) -> u8 {
+        u8::from(self.complained) | (u8::from(self.unsubscribed) << 1)
+    }
+
+    /// The inverse of [`Feedback::bits`]; unknown bits are ignored.
+    pub fn from_bits(bits: u8) -> Self {
+        Self {
+            complained: bits & 1 != 0,
+            unsubscribed: bits & 2 != 0,
+        }
+    }
 }
 
 /// Address quality status (SPEC §3.5), shared by every delivery.

@@ -7,14 +7,10 @@
 //! or after a timeout — never sends twice: the MTA answers the repeat with the original id.
 
 use crate::model::{DeliveryId, LogId};
+use crate::observe::{DELIVERY_ID_KEY, LOG_ID_KEY};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
-
-/// The event metadata key that names the delivery (also the MTA's `delivery_id` field).
-pub const META_DELIVERY_ID: &str = "delivery_id";
-/// The event metadata key that names the log row.
-pub const META_LOG_ID: &str = "log_id";
 
 /// One rendered message for one log row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +33,12 @@ impl Outgoing {
         format!("cartero-campaign:{}:{}", self.delivery.0, self.row.0)
     }
 
-    /// The metadata the MTA echoes in every event about this message.
+    /// The metadata the MTA echoes in every event about this message (read back by
+    /// `observe`).
     pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
-        m.insert(META_DELIVERY_ID.into(), self.delivery.0.to_string().into());
-        m.insert(META_LOG_ID.into(), self.row.0.into());
+        m.insert(DELIVERY_ID_KEY.into(), self.delivery.0.to_string().into());
+        m.insert(LOG_ID_KEY.into(), self.row.0.into());
         m
     }
 }
@@ -88,7 +85,7 @@ mod tests {
         };
         assert_eq!(o.idempotency_key(), "cartero-campaign:7:42");
         let m = o.metadata();
-        assert_eq!(m[META_DELIVERY_ID], "7");
-        assert_eq!(m[META_LOG_ID], 42);
+        assert_eq!(m[DELIVERY_ID_KEY], "7");
+        assert_eq!(m[LOG_ID_KEY], 42);
     }
 }

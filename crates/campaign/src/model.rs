@@ -202,3 +202,39 @@ pub struct Kpis {
     pub failed_by_domain: BTreeMap<String, u64>,
     pub sent_by_domain: BTreeMap<String, u64>,
 }
+
+/// A recipient profile: an e-mail and free attributes (CSV columns or API JSON), the values
+/// templates personalize with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub id: RecipientId,
+    pub list: ListId,
+    pub email: String,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How long a delivery keeps trying by default (SPEC §3.1); the MTA caps each message at its own
+/// maximum (3.5 days).
+pub const DEFAULT_VALIDITY_MS: u64 = 5 * 24 * 3_600_000;
+
+/// A delivery (SPEC §3.1): what to send, to whom, until when, through which pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub name: String,
+    /// The From header (and the envelope sender unless the pool says otherwise).
+    pub from: String,
+    pub subject: String,
+    pub text_template: Option<String>,
+    pub html_template: Option<String>,
+    pub list: ListId,
+    pub validity_ms: u64,
+    /// The MTA egress pool; `None` is the MTA's default pool.
+    pub pool: Option<String>,
+    pub state: DeliveryState,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    /// When it first went Running, and when it became Finished or Stopped.
+    pub started_at: Option<UnixMillis>,
+    pub ended_at: Option<UnixMillis>,
+}

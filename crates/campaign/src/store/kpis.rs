@@ -1,0 +1,207 @@
+//! A delivery's counters (model::Kpis). The store changes them in the same transaction as the
+//! rows they count: the per-status counts and the breakdowns follow from each row's status
+//! before and after, so they cannot drift from the rows; only the event-driven counters (bounces,
+//! complaints, …) come from the caller ([`super::EventCounters`]). A read is two small queries
+//! whatever the number of rows.
+
+use super::codec::{ms_from, reason_from};
+use super::events::EventCounters;
+use super::{Store, StoreError, Tx};
+use crate::model::{DeliveryId, Kpis, LogStatus};
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::BTreeMap;
+
+const SCALARS: [&str; 11] = [
+    "to_deliver",
+    "pending",
+    "taken",
+    "sent",
+    "failed",
+    "ignored",
+    "hard_bounces",
+    "soft_bounces",
+    "complaints",
+    "unsubscribes",
+    "new_quarantines",
+];
+const TO_DELIVER: usize = 0;
+const HARD: usize = 6;
+
+const FAILED_BY_REASON: i64 = 0;
+const IGNORED_BY_REASON: i64 = 1;
+const FAILED_BY_DOMAIN: i64 = 2;
+const SENT_BY_DOMAIN: i64 = 3;
+
+#[derive(Default)]
+struct DeliveryDelta {
+    scalars: [i64; SCALARS.len()],
+    /// (kind, reason value or domain id) → change.
+    breakdown: BTreeMap<(i64, i64), i64>,
+}
+
+/// The counter changes of one transaction, by delivery.
+#[derive(Default)]
+pub(crate) struct KpiChanges(BTreeMap<i64, DeliveryDelta>);
+
+/// How a row counts: its status, the reason of its failure, its domain.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counted {
+    pub delivery: i64,
+    pub status: LogStatus,
+    pub reason: Option<u8>,
+    pub domain_id: i64,
+}
+
+impl KpiChanges {
+    /// Counts a row as it now is (`sign` 1) or uncounts it as it was (`sign` -1).
+    pub(crate) fn row(&mut self, row: Counted, sign: i64) {
+        let d = self.0.entry(row.delivery).or_default();
+        if row.status != LogStatus::Ignored {
+            d.scalars[TO_DELIVER] += sign;
+        }
+        d.scalars[1 + row.status.as_u8() as usize] += sign;
+        let reason = i64::from(row.reason.unwrap_or(0));
+        let mut add = |kind, item| *d.breakdown.entry((kind, item)).or_insert(0) += sign;
+        match row.status {
+            LogStatus::Failed => {
+                add(FAILED_BY_REASON, reason);
+                add(FAILED_BY_DOMAIN, row.domain_id);
+            }
+            LogStatus::Ignored => add(IGNORED_BY_REASON, reason),
+            LogStatus::Sent => add(SENT_BY_DOMAIN, row.domain_id),
+            LogStatus::Pending | LogStatus::Taken => {}
+        }
+    }
+
+    pub(crate) fn events(&mut self, delivery: i64, c: &EventCounters) {
+        let d = self.0.entry(delivery).or_default();
+        let values = [
+            c.hard_bounces,
+            c.soft_bounces,
+            c.complaints,
+            c.unsubscribes,
+            c.new_quarantines,
+        ];
+        for (i, v) in values.into_iter().enumerate() {
+            d.scalars[HARD + i] += v;
+        }
+    }
+
+    /// Writes the changes (nothing for a delivery whose changes cancel out).
+    pub(crate) async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        for (delivery, d) in &self.0 {
+            let changed: Vec<usize> = (0..SCALARS.len()).filter(|&i| d.scalars[i] != 0).collect();
+            if !changed.is_empty() {
+                let sets: Vec<String> = changed
+                    .iter()
+                    .enumerate()
+                    .map(|(n, &i)| format!("{0} = {0} + ${1}", SCALARS[i], n + 2))
+                    .collect();
+                let sql = format!("UPDATE kpi SET {} WHERE delivery_id = $1", sets.join(", "));
+                let mut q = sqlx::query(AssertSqlSafe(sql)).bind(*delivery);
+                for &i in &changed {
+                    q = q.bind(d.scalars[i]);
+                }
+                q.execute(&mut **tx).await?;
+            }
+            for (&(kind, item), &change) in &d.breakdown {
+                if change == 0 {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO kpi_breakdown (delivery_id, kind, item, count) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (delivery_id, kind, item) \
+                     DO UPDATE SET count = kpi_breakdown.count + excluded.count",
+                )
+                .bind(*delivery)
+                .bind(kind)
+                .bind(item)
+                .bind(change)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The counters of a delivery.
+    pub async fn kpis(&self, delivery: DeliveryId) -> Result<Kpis, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM kpi WHERE delivery_id = $1",
+            SCALARS.join(", ")
+        );
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(delivery.0)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound {
+                what: "delivery",
+                id: delivery.0,
+            })?;
+        let mut v = [0_u64; SCALARS.len()];
+        for (i, slot) in v.iter_mut().enumerate() {
+            *slot = ms_from(row.try_get(i)?);
+        }
+        let mut k = Kpis {
+            to_deliver: v[0],
+            pending: v[1],
+            taken: v[2],
+            sent: v[3],
+            failed: v[4],
+            ignored: v[5],
+            hard_bounces: v[6],
+            soft_bounces: v[7],
+            complaints: v[8],
+            unsubscribes: v[9],
+            new_quarantines: v[10],
+            ..Kpis::default()
+        };
+        self.read_breakdown(delivery, &mut k).await?;
+        Ok(k)
+    }
+
+    async fn read_breakdown(&self, delivery: DeliveryId, k: &mut Kpis) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "SELECT b.kind, b.item, b.count, d.name FROM kpi_breakdown b \
+             LEFT JOIN domain d ON d.id = b.item AND b.kind IN (2, 3) \
+             WHERE b.delivery_id = $1 AND b.count > 0",
+        )
+        .bind(delivery.0)
+        .fetch_all(&self.read)
+        .await?;
+        for row in rows {
+            let kind: i64 = row.try_get("kind")?;
+            let item: i64 = row.try_get("item")?;
+            let count = ms_from(row.try_get("count")?);
+            let domain = || -> Result<String, StoreError> {
+                Ok(row
+                    .try_get::<Option<String>, _>("name")?
+                    .unwrap_or_default())
+            };
+            match kind {
+                FAILED_BY_REASON => {
+                    k.failed_by_reason.insert(reason_from(item)?.value(), count);
+                }
+                IGNORED_BY_REASON => {
+                    k.ignored_by_reason
+                        .insert(reason_from(item)?.value(), count);
+                }
+                FAILED_BY_DOMAIN => {
+                    k.failed_by_domain.insert(domain()?, count);
+                }
+                SENT_BY_DOMAIN => {
+                    k.sent_by_domain.insert(domain()?, count);
+                }
+                other => {
+                    return Err(StoreError::Corrupt {
+                        column: "kpi_breakdown.kind",
+                        value: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! Delivery log rows: insertion (analysis output), claiming Pending rows to send, marking them
+//! Taken, reading them back, and writing changed rows with their counter changes.
+
+use super::codec::{
+    FailureIds, decode_attempts, domain_ids, encode_attempts, failure_from_row, ms, ms_from,
+    status_from,
+};
+use super::kpis::{Counted, KpiChanges};
+use super::{Backend, Store, StoreError, Tx, check_limit, in_list, values_list};
+use crate::model::{DeliveryId, LogId, LogRow, LogStatus, UnixMillis};
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
+
+/// Rows per multi-row statement: 10 parameters each stays far below SQLite's and PostgreSQL's
+/// parameter limits.
+pub(super) const ROW_CHUNK: usize = 300;
+
+/// The row as the model has it, joined with its domain and failure.
+pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.status, l.domain_id, \
+     l.last_event_at, l.address, l.message_id, l.attempts, d.name AS domain, \
+     f.ftype, f.reason AS freason, f.class, f.text, f.rule \
+     FROM log_row l JOIN domain d ON d.id = l.domain_id LEFT JOIN failure f ON f.id = l.failure_id";
+
+/// A row the MTA took, with the message id it gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Taken {
+    pub id: LogId,
+    pub message_id: String,
+}
+
+/// A row as stored: the model's row plus what the counters need.
+#[derive(Debug, Clone)]
+pub(super) struct Stored {
+    pub row: LogRow,
+    pub domain_id: i64,
+}
+
+impl Stored {
+    pub(super) fn counted(&self) -> Counted {
+        counted(&self.row, self.domain_id)
+    }
+}
+
+fn counted(row: &LogRow, domain_id: i64) -> Counted {
+    Counted {
+        delivery: row.delivery.0,
+        status: row.status,
+        reason: row.failure.as_ref().map(|f| f.reason.value()),
+        domain_id,
+    }
+}
+
+impl Store {
+    /// Inserts rows (analysis output) and counts them, in one transaction. Ids are assigned by
+    /// the database: the rows' `id` fields are ignored. Returns how many were inserted.
+    pub async fn insert_log_rows(&self, rows: &[LogRow]) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let names: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
+        let domains = domain_ids(&mut tx, &names).await?;
+        let mut failures = FailureIds::default();
+        let mut kpi = KpiChanges::default();
+        for chunk in rows.chunks(ROW_CHUNK) {
+            let mut failure_ids = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                failure_ids.push(match &r.failure {
+                    Some(f) => Some(failures.id(&mut tx, f).await?),
+                    None => None,
+                });
+            }
+            let sql = format!(
+                "INSERT INTO log_row (delivery_id, status, reason, domain_id, failure_id, \
+                 last_event_at, address, message_id, attempts) VALUES {}",
+                values_list(1, chunk.len(), 9)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (r, failure_id) in chunk.iter().zip(failure_ids) {
+                let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
+                kpi.row(counted(r, domain_id), 1);
+                q = q
+                    .bind(r.delivery.0)
+                    .bind(i64::from(r.status.as_u8()))
+                    .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
+                    .bind(domain_id)
+                    .bind(failure_id)
+                    .bind(ms(r.last_event_at))
+                    .bind(r.address.as_str())
+                    .bind(r.message_id.as_deref())
+                    .bind(encode_attempts(&r.attempts));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        kpi.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Claims up to `limit` Pending rows of a delivery to hand to the MTA, in id order, with a
+    /// lease until `now + lease_ms`: another claim skips them until the lease ends, which is
+    /// how rows claimed by a sender that crashed before marking them Taken come back. On
+    /// PostgreSQL the candidates are locked with `FOR UPDATE SKIP LOCKED`, so concurrent
+    /// claimers on several nodes never wait on nor take the same rows; on SQLite the single
+    /// writer serializes claims.
+    pub async fn claim_pending(
+        &self,
+        delivery: DeliveryId,
+        limit: u32,
+        now: UnixMillis,
+        lease_ms: u64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let skip_locked = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE log_row SET claim_until = $1 WHERE id IN (SELECT id FROM log_row \
+             WHERE delivery_id = $2 AND status = 0 AND (claim_until IS NULL OR claim_until <= $3) \
+             ORDER BY id LIMIT $4{skip_locked}) RETURNING id"
+        );
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(ms(now.saturating_add(lease_ms)))
+            .bind(delivery.0)
+            .bind(ms(now))
+            .bind(check_limit(limit)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rows = fetch_rows(&mut tx, &ids, "").await?;
+        tx.commit().await?;
+        rows.sort_by_key(|s| s.row.id);
+        Ok(rows.into_iter().map(|s| s.row).collect())
+    }
+
+    /// Gives claimed rows back before their lease ends (the MTA refused them for now).
+    pub async fn release_claims(&self, ids: &[LogId]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for chunk in ids.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "UPDATE log_row SET claim_until = NULL WHERE status = 0 AND id IN ({})",
+                in_list(1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the MTA's message ids; rows still Pending become Taken (counted). A row an
+    /// event already moved further only gets its message id. Returns how many became Taken.
+    pub async fn mark_taken(&self, taken: &[Taken]) -> Result<u64, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut kpi = KpiChanges::default();
+        let mut moved = 0;
+        for chunk in taken.chunks(ROW_CHUNK) {
+            let with = format!(
+                "WITH v(id, mid) AS (VALUES {})",
+                values_list(1, chunk.len(), 2)
+            );
+            let sql = format!(
+                "{with} UPDATE log_row SET status = 1, message_id = v.mid, claim_until = NULL \
+                 FROM v WHERE log_row.id = v.id AND log_row.status = 0 RETURNING delivery_id"
+            );
+            let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
+            for t in chunk {
+                q = q.bind(t.id.0).bind(t.message_id.as_str());
+            }
+            let deliveries: Vec<i64> = q.fetch_all(&mut *tx).await?;
+            for delivery in deliveries {
+                moved += 1;
+                for (status, sign) in [(LogStatus::Pending, -1), (LogStatus::Taken, 1)] {
+                    let c = Counted {
+                        delivery,
+                        status,
+                        reason: None,
+                        domain_id: 0,
+                    };
+                    kpi.row(c, sign);
+                }
+            }
+            let sql = format!(
+                "{with} UPDATE log_row SET message_id = v.mid FROM v \
+                 WHERE log_row.id = v.id AND log_row.message_id IS NULL"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for t in chunk {
+                q = q.bind(t.id.0).bind(t.message_id.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        kpi.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// The rows with these ids (those that exist), in id order.
+    pub async fn load_rows(&self, ids: &[LogId]) -> Result<Vec<LogRow>, StoreError> {
+        let raw: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        let mut conn = self.read.acquire().await?;
+        let mut rows = fetch_rows(&mut conn, &raw, "").await?;
+        rows.sort_by_key(|s| s.row.id);
+        Ok(rows.into_iter().map(|s| s.row).collect())
+    }
+
+    /// Writes changed rows (a stop that cancels Pending rows, an injection the MTA refused)
+    /// with their counter changes, in one transaction. Event ingestion uses
+    /// [`Store::apply_event_batch`] instead.
+    pub async fn update_rows(&self, rows: &[LogRow]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
+        let lock = self.lock_log_rows();
+        let before: HashMap<i64, Stored> = fetch_rows(&mut tx, &ids, lock)
+            .await?
+            .into_iter()
+            .map(|s| (s.row.id.0, s))
+            .collect();
+        let mut kpi = KpiChanges::default();
+        write_rows(&mut tx, &before, rows, &mut kpi).await?;
+        kpi.apply(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The lock clause for reading log rows one is about to change.
+    pub(super) fn lock_log_rows(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE OF l",
+        }
+    }
+}
+
+/// Rows by id (chunked `IN` lists), with `lock` appended to each query.
+pub(super) async fn fetch_rows(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    lock: &str,
+) -> Result<Vec<Stored>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROW_CHUNK) {
+        let sql = format!(
+            "{SELECT_ROWS} WHERE l.id IN ({}){lock}",
+            in_list(1, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            out.push(stored_from_row(&row)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
+    let failure = failure_from_row(r)?;
+    let attempts: Option<String> = r.try_get("attempts")?;
+    Ok(Stored {
+        row: LogRow {
+            id: LogId(r.try_get("id")?),
+            delivery: DeliveryId(r.try_get("delivery_id")?),
+            address: r.try_get("address")?,
+            domain: r.try_get("domain")?,
+            status: status_from(r.try_get("status")?)?,
+            failure,
+            message_id: r.try_get("message_id")?,
+            last_event_at: ms_from(r.try_get("last_event_at")?),
+            attempts: decode_attempts(attempts.as_deref())?,
+        },
+        domain_id: r.try_get("domain_id")?,
+    })
+}
+
+/// Writes `after` over the stored `before` rows and adds the counter changes to `kpi`. A row
+/// keeps its delivery, address and domain: changing them is refused.
+pub(super) async fn write_rows(
+    tx: &mut Tx,
+    before: &HashMap<i64, Stored>,
+    after: &[LogRow],
+    kpi: &mut KpiChanges,
+) -> Result<(), StoreError> {
+    let mut seen = std::collections::HashSet::with_capacity(after.len());
+    if let Some(dup) = after.iter().find(|r| !seen.insert(r.id)) {
+        // Counting a row's old status out twice would make the counters drift.
+        return Err(StoreError::Invalid(format!(
+            "log row {} is written twice in one batch",
+            dup.id.0
+        )));
+    }
+    let mut failures = FailureIds::default();
+    for chunk in after.chunks(ROW_CHUNK) {
+        let mut failure_ids = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let old = before.get(&r.id.0).ok_or(StoreError::NotFound {
+                what: "log row",
+                id: r.id.0,
+            })?;
+            if old.row.delivery != r.delivery
+                || old.row.address != r.address
+                || old.row.domain != r.domain
+            {
+                return Err(StoreError::Invalid(format!(
+                    "log row {} cannot change its delivery, address or domain",
+                    r.id.0
+                )));
+            }
+            kpi.row(old.counted(), -1);
+            kpi.row(counted(r, old.domain_id), 1);
+            failure_ids.push(match &r.failure {
+                Some(f) => Some(failures.id(tx, f).await?),
+                None => None,
+            });
+        }
+        let sql = format!(
+            "WITH v(id, status, reason, failure_id, message_id, last_event_at, attempts) AS \
+             (VALUES {}) UPDATE log_row SET status = v.status, reason = v.reason, \
+             failure_id = v.failure_id, message_id = v.message_id, \
+             last_event_at = v.last_event_at, attempts = v.attempts, \
+             claim_until = CASE WHEN v.status = 0 THEN log_row.claim_until END \
+             FROM v WHERE log_row.id = v.id",
+            values_list(1, chunk.len(), 7)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (r, failure_id) in chunk.iter().zip(failure_ids) {
+            q = q
+                .bind(r.id.0)
+                .bind(i64::from(r.status.as_u8()))
+                .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
+                .bind(failure_id)
+                .bind(r.message_id.as_deref())
+                .bind(ms(r.last_event_at))
+                .bind(encode_attempts(&r.attempts));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}

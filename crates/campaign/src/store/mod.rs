@@ -1,0 +1,327 @@
+//! Persistence of the campaign layer: SQLite embedded by default, PostgreSQL by URL
+//! (docs/campaign.md, "Storage").
+//!
+//! One [`Store`] struct over sqlx's `Any` driver rather than a trait with one implementation per
+//! database: every operation is written once, with `$N` placeholders that both SQLite and
+//! PostgreSQL accept, and the few statements that must differ (row locking with
+//! `FOR UPDATE SKIP LOCKED`, the write-transaction opener) are picked from [`Backend`] at run
+//! time. Two implementations would mean every query written, reviewed and tested twice.
+//! Queries are checked at run time (no compile-time macros, which need a live database at build).
+//!
+//! Transactions are short and batch-oriented: one per batch of recipients, log rows, claimed
+//! rows or events. On SQLite one pooled connection writes (WAL lets the other connections read
+//! meanwhile), so writes from this process never wait on each other's locks; several nodes need
+//! PostgreSQL.
+
+mod address;
+mod codec;
+mod deliveries;
+mod events;
+mod kpis;
+mod logs;
+mod logs_list;
+mod recipients;
+
+pub use address::{ReleaseAudit, ReleaseFilter};
+pub use deliveries::NewDelivery;
+pub use events::{EventBatch, EventBatchChanges, EventCounters, EventKey};
+pub use logs::Taken;
+pub use logs_list::{LogCursor, LogFilter, LogPage};
+pub use recipients::{ImportSession, ImportTarget, NewRecipient};
+
+use sqlx::AnyConnection;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, Executor, SqlSafeStr, Transaction};
+use std::path::Path;
+use std::time::Duration;
+
+/// The SQLite file the store creates under the data directory.
+pub const SQLITE_FILE: &str = "campaign.sqlite";
+
+/// The most rows one listing or claim returns.
+pub const MAX_PAGE: u32 = 10_000;
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What a SQLite commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` under WAL: a commit survives a crash of the process (`kill -9`)
+    /// but the last commits may be lost if the machine loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: each commit is on disk before it returns, at a cost in write speed.
+    Full,
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite only (PostgreSQL's durability is the server's `synchronous_commit`).
+    pub durability: Durability,
+    /// Connections in the pool (PostgreSQL), or readers beside the one writer (SQLite).
+    pub max_connections: u32,
+    /// How long a SQLite statement waits for a lock held by another process.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Normal,
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL scheme {0:?}: use postgres://… (or no URL for SQLite)")]
+    UnsupportedUrl(String),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("unexpected value {value} in column {column}")]
+    Corrupt { column: &'static str, value: String },
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("a recipient list named {0:?} already exists")]
+    ListExists(String),
+    #[error("delivery {id} is {actual:?}, not {expected:?}")]
+    StateConflict {
+        id: i64,
+        expected: Vec<crate::model::DeliveryState>,
+        actual: crate::model::DeliveryState,
+    },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+/// The campaign database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// Writes (one connection on SQLite).
+    write: AnyPool,
+    /// Reads (the same pool on PostgreSQL).
+    read: AnyPool,
+    backend: Backend,
+}
+
+type Tx = Transaction<'static, Any>;
+
+impl Store {
+    /// Opens the store the configuration names: PostgreSQL when `database_url` is a
+    /// `postgres://` URL, else SQLite in `data_dir` ([`SQLITE_FILE`]). Applies the migrations.
+    pub async fn open(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        options: &StoreOptions,
+    ) -> Result<Store, StoreError> {
+        match database_url {
+            None | Some("") => Store::open_sqlite(data_dir, options).await,
+            Some(url) => Store::open_postgres(url, options).await,
+        }
+    }
+
+    /// Opens (creating when absent) the SQLite database in `dir`.
+    pub async fn open_sqlite(dir: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            percent_encode_path(&dir.join(SQLITE_FILE).to_string_lossy())
+        );
+        let write = sqlite_pool(1, options).connect(&url).await?;
+        migrator(Backend::Sqlite).run(&write).await?;
+        let read = sqlite_pool(options.max_connections.max(1), options)
+            .connect(&url)
+            .await?;
+        Ok(Store {
+            write,
+            read,
+            backend: Backend::Sqlite,
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://` or `postgresql://`).
+    pub async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
+        let scheme = url.split("://").next().unwrap_or_default();
+        if scheme != "postgres" && scheme != "postgresql" {
+            // The scheme only: the rest of a URL may hold a password.
+            return Err(StoreError::UnsupportedUrl(scheme.to_string()));
+        }
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .connect(url)
+            .await?;
+        migrator(Backend::Postgres).run(&pool).await?;
+        Ok(Store {
+            write: pool.clone(),
+            read: pool,
+            backend: Backend::Postgres,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Waits for the connections to close (a checkpoint of the SQLite WAL happens then).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    /// Starts a write transaction. SQLite's opener takes the write lock at once, so that a
+    /// transaction that reads before it writes never fails to upgrade its lock when another
+    /// process (a CLI next to the server) writes too.
+    async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.write.begin().await?,
+        })
+    }
+}
+
+fn sqlite_pool(connections: u32, options: &StoreOptions) -> AnyPoolOptions {
+    let synchronous = match options.durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    let pragmas = format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+        options.busy_timeout.as_millis()
+    );
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .after_connect(move |conn: &mut AnyConnection, _| {
+            let pragmas = pragmas.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                Ok(())
+            })
+        })
+}
+
+fn migrator(backend: Backend) -> Migrator {
+    let sql = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_campaign.sql"),
+        Backend::Postgres => include_str!("../../migrations/postgres/0001_campaign.sql"),
+    };
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "campaign".into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )])
+}
+
+/// Percent-encodes what a URL path cannot hold as is (`?`, `#`, `%`, spaces, non-ASCII).
+fn percent_encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `($1,$2,$3),($4,$5,$6)…`: `rows` tuples of `cols` placeholders, numbered from `first`.
+fn values_list(first: usize, rows: usize, cols: usize) -> String {
+    let mut out = String::with_capacity(rows * cols * 5);
+    for r in 0..rows {
+        if r > 0 {
+            out.push(',');
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("${}", first + r * cols + c));
+        }
+        out.push(')');
+    }
+    out
+}
+
+/// `$first,$first+1,…` for an `IN (…)` list of `n` values.
+fn in_list(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A value to bind to a query built at run time.
+enum Param {
+    Int(i64),
+    Text(String),
+}
+
+fn bind_params<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    params: &[Param],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind(*v),
+            Param::Text(v) => q.bind(v.clone()),
+        };
+    }
+    q
+}
+
+/// The text placeholder `$n` for the next parameter, after pushing it.
+fn push_param(params: &mut Vec<Param>, p: Param) -> String {
+    params.push(p);
+    format!("${}", params.len())
+}
+
+fn check_limit(limit: u32) -> Result<i64, StoreError> {
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(StoreError::Invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, not {limit}"
+        )));
+    }
+    Ok(i64::from(limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_list_numbers_placeholders_row_by_row() {
+        assert_eq!(values_list(3, 2, 2), "($3,$4),($5,$6)");
+        assert_eq!(in_list(1, 3), "$1,$2,$3");
+    }
+
+    #[test]
+    fn paths_with_url_syntax_are_encoded() {
+        assert_eq!(percent_encode_path("/a b/c?d#e%"), "/a%20b/c%3Fd%23e%25");
+    }
+}

@@ -1,0 +1,79 @@
+//! Opening a fresh store for a test: SQLite in a temporary directory always, PostgreSQL in a
+//! schema of its own when `CARTERO_TEST_POSTGRES_URL` is set.
+
+#![allow(dead_code)]
+
+use cartero_campaign::store::{Store, StoreOptions};
+use sqlx::Connection;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const URL_VAR: &str = "CARTERO_TEST_POSTGRES_URL";
+
+pub async fn sqlite() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(None, dir.path(), &StoreOptions::default())
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+/// A store in a new schema of the test database, or `None` (with a printed reason) when no
+/// database is configured. Under `CI=true` a missing database fails the test.
+pub async fn postgres(test: &str) -> Option<Store> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{URL_VAR} must be set under CI: the store tests run on PostgreSQL too");
+        }
+        println!("SKIPPED: {test} on PostgreSQL ({URL_VAR} is not set)");
+        return None;
+    };
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let schema = format!(
+        "t_{}_{}_{}",
+        test,
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let ddl = format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let store = Store::open(
+        Some(&scoped),
+        std::path::Path::new("."),
+        &StoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    Some(store)
+}
+
+/// Runs each named `async fn(Store)` as two tests: `NAME::sqlite` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let (store, _dir) = crate::common::sqlite().await;
+                    super::$name(store.clone()).await;
+                    store.close().await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(store) = crate::common::postgres(stringify!($name)).await {
+                        super::$name(store.clone()).await;
+                        store.close().await;
+                    }
+                }
+            }
+        )*
+    };
+}

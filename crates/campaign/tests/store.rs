@@ -1,0 +1,813 @@
+//! The campaign store, on SQLite and (when configured) on PostgreSQL.
+
+mod common;
+
+use cartero_bounce::{BounceClass, FailureType, Reason};
+use cartero_campaign::model::*;
+use cartero_campaign::store::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+const T0: UnixMillis = 1_700_000_000_000;
+
+on_both_backends!(
+    lists_and_recipients,
+    delivery_state_changes_by_compare_and_set,
+    log_rows_round_trip_and_are_counted,
+    claimed_rows_are_never_claimed_twice,
+    expired_claims_come_back_and_released_claims_too,
+    mark_taken_moves_only_pending_rows,
+    event_batch_applies_rows_counters_and_keys_together,
+    failure_mid_event_batch_applies_nothing,
+    keyset_paging_with_filters_sees_each_row_once,
+    address_states_upsert_and_read_lower_cased,
+    bulk_release_previews_releases_and_audits,
+    processed_events_are_pruned_after_the_delivery_ends,
+    update_rows_refuses_to_move_a_row_to_another_address,
+);
+
+fn failure(reason: Reason, text: &str) -> FailureInfo {
+    FailureInfo {
+        r#type: FailureType::Hard,
+        reason,
+        class: Some(BounceClass(10)),
+        text: text.into(),
+        rule: "rule-1".into(),
+    }
+}
+
+fn row(delivery: DeliveryId, address: &str, status: LogStatus) -> LogRow {
+    let domain = address.rsplit('@').next().unwrap_or("").to_lowercase();
+    LogRow {
+        id: LogId(0),
+        delivery,
+        address: address.into(),
+        domain,
+        status,
+        failure: None,
+        message_id: None,
+        last_event_at: 0,
+        attempts: Vec::new(),
+    }
+}
+
+async fn delivery(store: &Store, name: &str) -> DeliveryId {
+    let list = store.create_list(name, T0).await.unwrap();
+    let d = NewDelivery {
+        name: name.into(),
+        from: "news@example.org".into(),
+        subject: "Hello {{ first_name }}".into(),
+        text_template: Some("Hi".into()),
+        html_template: None,
+        list,
+        validity_ms: DEFAULT_VALIDITY_MS,
+        pool: Some("warm".into()),
+    };
+    store.create_delivery(&d, T0).await.unwrap().id
+}
+
+/// `n` Pending rows to a@d0.test … spread over 3 domains.
+async fn pending_rows(store: &Store, d: DeliveryId, n: usize) -> Vec<LogRow> {
+    let rows: Vec<LogRow> = (0..n)
+        .map(|i| {
+            row(
+                d,
+                &format!("user{i:05}@d{}.test", i % 3),
+                LogStatus::Pending,
+            )
+        })
+        .collect();
+    store.insert_log_rows(&rows).await.unwrap();
+    all_rows(store, d).await
+}
+
+async fn all_rows(store: &Store, d: DeliveryId) -> Vec<LogRow> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_log_rows(d, &LogFilter::default(), after.as_ref(), 1000)
+            .await
+            .unwrap();
+        out.extend(page.rows);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
+    }
+}
+
+async fn lists_and_recipients(store: Store) {
+    let list = store.create_list("spring", T0).await.unwrap();
+    assert!(matches!(
+        store.create_list("spring", T0).await,
+        Err(StoreError::ListExists(_))
+    ));
+    assert_eq!(store.list_by_name("spring").await.unwrap(), Some(list));
+    let mut attributes = serde_json::Map::new();
+    attributes.insert("first_name".into(), "Zoë".into());
+    let people: Vec<NewRecipient> = (0..1200)
+        .map(|i| NewRecipient {
+            email: format!("p{i}@example.org"),
+            attributes: attributes.clone(),
+        })
+        .collect();
+    store.add_recipients(list, &people, T0).await.unwrap();
+    assert_eq!(store.count_recipients(list).await.unwrap(), 1200);
+    let first = store.recipients_page(list, None, 1000).await.unwrap();
+    let rest = store
+        .recipients_page(list, Some(first.last().unwrap().id), 1000)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (1000, 200));
+    assert_eq!(first[0].email, "p0@example.org");
+    assert_eq!(first[0].attributes["first_name"], "Zoë");
+    assert!(matches!(
+        store.add_recipients(ListId(9999), &people[..1], T0).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn delivery_state_changes_by_compare_and_set(store: Store) {
+    let d = delivery(&store, "cas").await;
+    let got = store.delivery(d).await.unwrap().unwrap();
+    assert_eq!(got.state, DeliveryState::Draft);
+    assert_eq!(got.pool.as_deref(), Some("warm"));
+    use DeliveryState::*;
+    store
+        .set_delivery_state(d, &[Draft], Analyzed, T0 + 1)
+        .await
+        .unwrap();
+    let err = store.set_delivery_state(d, &[Draft], Running, T0 + 2).await;
+    assert!(matches!(
+        err,
+        Err(StoreError::StateConflict {
+            actual: Analyzed,
+            ..
+        })
+    ));
+    store
+        .set_delivery_state(d, &[Analyzed], Running, T0 + 3)
+        .await
+        .unwrap();
+    store
+        .set_delivery_state(d, &[Running], Paused, T0 + 4)
+        .await
+        .unwrap();
+    store
+        .set_delivery_state(d, &[Paused], Running, T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.deliveries_in(&[Running, Paused]).await.unwrap().len(),
+        1
+    );
+    store
+        .set_delivery_state(d, &[Running], Finished, T0 + 6)
+        .await
+        .unwrap();
+    let got = store.delivery(d).await.unwrap().unwrap();
+    // Started once (the resume did not move it), ended at the finish.
+    assert_eq!((got.started_at, got.ended_at), (Some(T0 + 3), Some(T0 + 6)));
+    assert!(
+        store
+            .deliveries_in(&[Running, Paused])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn log_rows_round_trip_and_are_counted(store: Store) {
+    let d = delivery(&store, "round").await;
+    let mut failed = row(d, "Gone@Example.ORG", LogStatus::Failed);
+    failed.domain = "example.org".into();
+    failed.failure = Some(failure(
+        Reason::UserUnknown,
+        "550 5.1.1 <gone@example.org> unknown",
+    ));
+    failed.message_id = Some("0000000100000002".into());
+    failed.last_event_at = T0 + 10;
+    failed.attempts = vec![
+        Attempt {
+            at: T0 + 5,
+            kind: "delay".into(),
+            text: "451 later".into(),
+        },
+        Attempt {
+            at: T0 + 10,
+            kind: "bounce".into(),
+            text: "550 5.1.1 unknown".into(),
+        },
+    ];
+    let mut dup = row(d, "x@example.org", LogStatus::Ignored);
+    dup.failure = Some(FailureInfo {
+        r#type: FailureType::Ignored,
+        reason: Reason::Duplicate,
+        class: None,
+        text: "duplicate in this delivery".into(),
+        rule: "analysis".into(),
+    });
+    let mut none = row(d, "", LogStatus::Ignored);
+    none.failure = Some(failure(Reason::AddressNotSpecified, "no address"));
+    let pending = row(d, "ok@other.test", LogStatus::Pending);
+    let input = vec![failed.clone(), dup.clone(), none, pending];
+    assert_eq!(store.insert_log_rows(&input).await.unwrap(), 4);
+    let stored = all_rows(&store, d).await;
+    assert_eq!(stored.len(), 4);
+    let back = store.load_rows(&[stored[0].id]).await.unwrap();
+    failed.id = stored[0].id;
+    assert_eq!(back, vec![failed]);
+    dup.id = stored[1].id;
+    assert_eq!(stored[1], dup);
+    let k = store.kpis(d).await.unwrap();
+    assert_eq!((k.to_deliver, k.pending, k.failed, k.ignored), (2, 1, 1, 2));
+    assert_eq!(k.failed_by_reason, BTreeMap::from([(1, 1)]));
+    assert_eq!(k.ignored_by_reason, BTreeMap::from([(7, 1), (10, 1)]));
+    assert_eq!(
+        k.failed_by_domain,
+        BTreeMap::from([("example.org".to_string(), 1)])
+    );
+    assert_eq!(store.count_log_rows(d).await.unwrap(), [1, 0, 0, 1, 2]);
+}
+
+async fn claimed_rows_are_never_claimed_twice(store: Store) {
+    let d = delivery(&store, "claims").await;
+    pending_rows(&store, d, 1000).await;
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..100 {
+                let batch = store.claim_pending(d, 37, T0, 60_000).await.unwrap();
+                if batch.is_empty() {
+                    break;
+                }
+                let taken: Vec<Taken> = batch
+                    .iter()
+                    .map(|r| Taken {
+                        id: r.id,
+                        message_id: format!("w{w}-{}", r.id.0),
+                    })
+                    .collect();
+                assert_eq!(store.mark_taken(&taken).await.unwrap(), taken.len() as u64);
+                mine.extend(batch.into_iter().map(|r| r.id));
+            }
+            mine
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut total = 0;
+    for w in workers {
+        for id in w.await.unwrap() {
+            total += 1;
+            assert!(seen.insert(id), "row {id:?} was claimed twice");
+        }
+    }
+    assert_eq!((total, seen.len()), (1000, 1000));
+    let k = store.kpis(d).await.unwrap();
+    assert_eq!((k.pending, k.taken, k.to_deliver), (0, 1000, 1000));
+    assert!(
+        store
+            .claim_pending(d, 10, T0 + 120_000, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn expired_claims_come_back_and_released_claims_too(store: Store) {
+    let d = delivery(&store, "lease").await;
+    let rows = pending_rows(&store, d, 10).await;
+    let first = store.claim_pending(d, 4, T0, 1000).await.unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.id).collect::<Vec<_>>(),
+        rows[..4].iter().map(|r| r.id).collect::<Vec<_>>()
+    );
+    // Within the lease the claimed rows are skipped…
+    let second = store.claim_pending(d, 10, T0 + 999, 1000).await.unwrap();
+    assert_eq!(second.len(), 6);
+    assert!(
+        store
+            .claim_pending(d, 10, T0 + 999, 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // …after it (a sender that crashed before marking them Taken) they come back.
+    let again = store.claim_pending(d, 10, T0 + 1000, 1000).await.unwrap();
+    assert_eq!(again.len(), 4);
+    store.release_claims(&[again[0].id]).await.unwrap();
+    let released = store.claim_pending(d, 10, T0 + 1001, 1000).await.unwrap();
+    assert_eq!(
+        released.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![again[0].id]
+    );
+}
+
+async fn mark_taken_moves_only_pending_rows(store: Store) {
+    let d = delivery(&store, "taken").await;
+    let rows = pending_rows(&store, d, 3).await;
+    let mut sent = rows[1].clone();
+    sent.status = LogStatus::Sent;
+    sent.last_event_at = T0;
+    store.update_rows(&[sent]).await.unwrap();
+    let taken: Vec<Taken> = rows
+        .iter()
+        .map(|r| Taken {
+            id: r.id,
+            message_id: format!("m{}", r.id.0),
+        })
+        .collect();
+    // The row an event already moved to Sent keeps Sent but learns its message id.
+    assert_eq!(store.mark_taken(&taken).await.unwrap(), 2);
+    assert_eq!(store.mark_taken(&taken).await.unwrap(), 0);
+    let back = all_rows(&store, d).await;
+    assert_eq!(
+        back.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![LogStatus::Taken, LogStatus::Sent, LogStatus::Taken]
+    );
+    assert!(
+        back.iter()
+            .all(|r| r.message_id.as_deref() == Some(&format!("m{}", r.id.0)[..]))
+    );
+    let k = store.kpis(d).await.unwrap();
+    assert_eq!((k.pending, k.taken, k.sent), (0, 2, 1));
+    assert_eq!(
+        k.sent_by_domain,
+        BTreeMap::from([("d1.test".to_string(), 1)])
+    );
+}
+
+fn key(row: LogId, event: &str) -> EventKey {
+    EventKey {
+        row,
+        event_id: event.into(),
+    }
+}
+
+/// The rules of the tests: every event delivers its row and counts a soft bounce, unless
+/// already applied.
+fn deliver_all(batch: EventBatch, keys: &[EventKey]) -> EventBatchChanges {
+    let mut changes = EventBatchChanges::default();
+    for k in keys {
+        if batch.already_applied.contains(k) {
+            continue;
+        }
+        let mut r = batch.rows[&k.row].clone();
+        r.status = LogStatus::Sent;
+        r.last_event_at = T0 + 50;
+        r.attempts.push(Attempt {
+            at: T0 + 50,
+            kind: "delivery".into(),
+            text: "250 ok".into(),
+        });
+        let mut state = AddressState {
+            address: r.address.clone(),
+            status: AddressStatus::Valid,
+            error_count: 0,
+            last_counted_at: None,
+            last_error: None,
+            last_error_at: None,
+            since: None,
+            reason: None,
+        };
+        if let Some(old) = batch.addresses.get(&r.address.to_lowercase()) {
+            state.error_count = old.error_count;
+        }
+        changes.addresses.push(state);
+        changes.counters.entry(r.delivery).or_default().soft_bounces += 1;
+        changes.rows.push(r);
+        changes.applied.push(k.clone());
+    }
+    changes
+}
+
+async fn event_batch_applies_rows_counters_and_keys_together(store: Store) {
+    let d = delivery(&store, "events").await;
+    let rows = pending_rows(&store, d, 4).await;
+    let keys: Vec<EventKey> = rows[..3]
+        .iter()
+        .map(|r| key(r.id, &format!("e{}", r.id.0)))
+        .collect();
+    let k2 = keys.clone();
+    store
+        .apply_event_batch(&keys, move |b| deliver_all(b, &k2))
+        .await
+        .unwrap();
+    let k = store.kpis(d).await.unwrap();
+    assert_eq!((k.pending, k.sent, k.soft_bounces), (1, 3, 3));
+    let back = store.load_rows(&[rows[0].id]).await.unwrap();
+    assert_eq!(back[0].status, LogStatus::Sent);
+    assert_eq!(back[0].attempts.len(), 1);
+    assert!(
+        store
+            .address_state(&rows[0].address)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Replayed: the store says they were applied, nothing changes.
+    let mut seen = BTreeSet::new();
+    store
+        .apply_event_batch(&keys, |b| {
+            seen = b.already_applied.clone();
+            EventBatchChanges::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, keys.iter().cloned().collect());
+    assert_eq!(store.kpis(d).await.unwrap(), k);
+}
+
+async fn failure_mid_event_batch_applies_nothing(store: Store) {
+    let d = delivery(&store, "atomic").await;
+    let rows = pending_rows(&store, d, 3).await;
+    let old = key(rows[0].id, "old");
+    let o2 = old.clone();
+    store
+        .apply_event_batch(&[old.clone()], move |b| deliver_all(b, &[o2]))
+        .await
+        .unwrap();
+    let before_rows = all_rows(&store, d).await;
+    let before_kpis = store.kpis(d).await.unwrap();
+    // Rules that change two rows and (wrongly) record an event that was already applied: the
+    // rows and counters are written first, then the key fails, and all of it rolls back.
+    let keys = vec![key(rows[1].id, "a"), key(rows[2].id, "b")];
+    let k2 = keys.clone();
+    let err = store
+        .apply_event_batch(&keys, move |b| {
+            let mut changes = deliver_all(b, &k2);
+            changes.applied.push(old);
+            changes
+        })
+        .await;
+    assert!(matches!(err, Err(StoreError::Db(_))), "{err:?}");
+    assert_eq!(all_rows(&store, d).await, before_rows);
+    assert_eq!(store.kpis(d).await.unwrap(), before_kpis);
+    assert!(
+        store
+            .address_state(&rows[1].address)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // And the events are not marked applied: a retry applies them.
+    let k3 = keys.clone();
+    store
+        .apply_event_batch(&keys, move |b| deliver_all(b, &k3))
+        .await
+        .unwrap();
+    assert_eq!(store.kpis(d).await.unwrap().sent, 3);
+}
+
+async fn pages(store: &Store, d: DeliveryId, filter: &LogFilter, size: u32) -> Vec<LogRow> {
+    let mut out = Vec::new();
+    let mut after: Option<LogCursor> = None;
+    for _ in 0..1000 {
+        let page = store
+            .list_log_rows(d, filter, after.as_ref(), size)
+            .await
+            .unwrap();
+        out.extend(page.rows);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+    panic!("paging did not end");
+}
+
+async fn keyset_paging_with_filters_sees_each_row_once(store: Store) {
+    let a = delivery(&store, "page-a").await;
+    let b = delivery(&store, "page-b").await;
+    // Interleaved inserts: the deliveries' ids are mixed.
+    for chunk in 0..5 {
+        let mut rows_a = Vec::new();
+        for i in 0..20 {
+            let n = chunk * 20 + i;
+            let mut r = row(
+                a,
+                &format!("{}{n:03}@d{}.test", ["ann", "bob"][n % 2], n % 3),
+                LogStatus::Pending,
+            );
+            if n % 4 == 0 {
+                r.status = LogStatus::Failed;
+                r.failure = Some(failure(
+                    if n % 8 == 0 {
+                        Reason::UserUnknown
+                    } else {
+                        Reason::Refused
+                    },
+                    "550 no",
+                ));
+            }
+            rows_a.push(r);
+        }
+        store.insert_log_rows(&rows_a).await.unwrap();
+        store
+            .insert_log_rows(&[row(b, "bob999@d0.test", LogStatus::Pending)])
+            .await
+            .unwrap();
+    }
+    let all = pages(&store, a, &LogFilter::default(), 7).await;
+    assert_eq!(all.len(), 100);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let cases: Vec<(LogFilter, Box<dyn Fn(&LogRow) -> bool>)> = vec![
+        (
+            LogFilter {
+                status: Some(LogStatus::Failed),
+                ..Default::default()
+            },
+            Box::new(|r| r.status == LogStatus::Failed),
+        ),
+        (
+            LogFilter {
+                reason: Some(Reason::Refused),
+                ..Default::default()
+            },
+            Box::new(|r| r.failure.as_ref().map(|f| f.reason) == Some(Reason::Refused)),
+        ),
+        (
+            LogFilter {
+                domain: Some("D1.test".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.domain == "d1.test"),
+        ),
+        (
+            LogFilter {
+                address_prefix: Some("bob".into()),
+                ..Default::default()
+            },
+            Box::new(|r| r.address.starts_with("bob")),
+        ),
+        (
+            LogFilter {
+                status: Some(LogStatus::Pending),
+                domain: Some("d0.test".into()),
+                address_prefix: Some("ann".into()),
+                ..Default::default()
+            },
+            Box::new(|r| {
+                r.status == LogStatus::Pending
+                    && r.domain == "d0.test"
+                    && r.address.starts_with("ann")
+            }),
+        ),
+    ];
+    for (filter, want) in cases {
+        let got = pages(&store, a, &filter, 3).await;
+        let mut expected: Vec<LogRow> = all.iter().filter(|r| want(r)).cloned().collect();
+        if filter.address_prefix.is_some() {
+            expected.sort_by(|x, y| (&x.address, x.id).cmp(&(&y.address, y.id)));
+        }
+        assert!(!expected.is_empty(), "{filter:?}");
+        assert_eq!(got, expected, "{filter:?}");
+    }
+    let unknown = LogFilter {
+        domain: Some("nowhere.test".into()),
+        ..Default::default()
+    };
+    assert!(pages(&store, a, &unknown, 5).await.is_empty());
+    assert!(matches!(
+        store.list_log_rows(a, &LogFilter::default(), None, 0).await,
+        Err(StoreError::Invalid(_))
+    ));
+    if store.backend() == Backend::Sqlite {
+        for (filter, index) in [
+            (LogFilter::default(), "log_by_delivery"),
+            (
+                LogFilter {
+                    status: Some(LogStatus::Pending),
+                    ..Default::default()
+                },
+                "log_by_status",
+            ),
+            (
+                LogFilter {
+                    reason: Some(Reason::Refused),
+                    ..Default::default()
+                },
+                "log_by_reason",
+            ),
+            (
+                LogFilter {
+                    domain: Some("d1.test".into()),
+                    ..Default::default()
+                },
+                "log_by_domain",
+            ),
+            (
+                LogFilter {
+                    address_prefix: Some("bob".into()),
+                    ..Default::default()
+                },
+                "log_by_address",
+            ),
+        ] {
+            let plan = store.explain_log_listing(a, &filter).await.unwrap();
+            assert!(plan.contains(index), "{filter:?} uses:\n{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
+        }
+    }
+}
+
+fn quarantined(address: &str, reason: Reason, text: &str, since: UnixMillis) -> AddressState {
+    AddressState {
+        address: address.into(),
+        status: AddressStatus::Quarantine,
+        error_count: 5,
+        last_counted_at: Some(since),
+        last_error: Some(failure(reason, text)),
+        last_error_at: Some(since),
+        since: Some(since),
+        reason: Some(reason),
+    }
+}
+
+async fn address_states_upsert_and_read_lower_cased(store: Store) {
+    let s = quarantined("Mixed@Example.ORG", Reason::MailboxFull, "552 full", T0);
+    store.upsert_address_states(&[s.clone()]).await.unwrap();
+    let got = store
+        .address_state("mixed@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got,
+        AddressState {
+            address: "mixed@example.org".into(),
+            ..s
+        }
+    );
+    let mut valid = got.clone();
+    valid.status = AddressStatus::Valid;
+    valid.error_count = 0;
+    store.upsert_address_states(&[valid.clone()]).await.unwrap();
+    assert_eq!(
+        store.address_state("MIXED@example.org").await.unwrap(),
+        Some(valid)
+    );
+    let many = store
+        .address_states(&["mixed@EXAMPLE.org".into(), "never@seen.test".into()])
+        .await
+        .unwrap();
+    assert_eq!(many.keys().collect::<Vec<_>>(), vec!["mixed@example.org"]);
+}
+
+async fn bulk_release_previews_releases_and_audits(store: Store) {
+    let incident = "421 4.7.0 too many connections from your IP";
+    let states = vec![
+        quarantined("a@big.test", Reason::Refused, incident, T0 + 10),
+        quarantined("b@big.test", Reason::Refused, incident, T0 + 20),
+        quarantined("c@small.test", Reason::Refused, incident, T0 + 30),
+        quarantined("d@big.test", Reason::Refused, incident, T0 + 5_000),
+        quarantined(
+            "e@big.test",
+            Reason::UserUnknown,
+            "550 unknown 100%_off",
+            T0 + 10,
+        ),
+    ];
+    store.upsert_address_states(&states).await.unwrap();
+    let filter = ReleaseFilter {
+        text_contains: Some("TOO MANY connections".into()),
+        since_from: Some(T0),
+        since_until: Some(T0 + 1_000),
+        domain: Some("BIG.test".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count_release(&filter).await.unwrap(), 2);
+    let listed = store.list_addresses(&filter, None, 10).await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|s| s.address.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a@big.test", "b@big.test"]
+    );
+    let audit = store
+        .release(&filter, "ops@corp", "provider incident #42", T0 + 9_000)
+        .await
+        .unwrap();
+    assert_eq!(audit.count, 2);
+    assert_eq!(store.count_release(&filter).await.unwrap(), 0);
+    let a = store.address_state("a@big.test").await.unwrap().unwrap();
+    assert_eq!(
+        (a.status, a.error_count, a.since),
+        (AddressStatus::Valid, 0, None)
+    );
+    assert_eq!(
+        a.last_error.unwrap().text,
+        incident,
+        "the last error stays for the record"
+    );
+    assert_eq!(
+        store
+            .address_state("d@big.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        AddressStatus::Quarantine
+    );
+    // LIKE wildcards in the pattern are literal.
+    let literal = ReleaseFilter {
+        text_contains: Some("100%_".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count_release(&literal).await.unwrap(), 1);
+    let wildcard = ReleaseFilter {
+        text_contains: Some("1%f".into()),
+        ..Default::default()
+    };
+    assert_eq!(store.count_release(&wildcard).await.unwrap(), 0);
+    let one = ReleaseFilter {
+        address: Some("E@big.test".into()),
+        reason: Some(Reason::UserUnknown),
+        ..Default::default()
+    };
+    store
+        .release(&one, "ops@corp", "confirmed by the user", T0 + 9_500)
+        .await
+        .unwrap();
+    let trail = store.release_audit(10).await.unwrap();
+    assert_eq!(trail.len(), 2);
+    assert_eq!(
+        (
+            trail[1].actor.as_str(),
+            trail[1].why.as_str(),
+            trail[1].count,
+            trail[1].at
+        ),
+        ("ops@corp", "provider incident #42", 2, T0 + 9_000)
+    );
+    assert_eq!(trail[1].filter, filter);
+    assert_eq!(trail[0].count, 1);
+    let no_why = store.release(&one, "ops@corp", " ", T0).await;
+    assert!(matches!(no_why, Err(StoreError::Invalid(_))));
+    let valid = ReleaseFilter {
+        statuses: vec![AddressStatus::Valid],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.count_release(&valid).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn processed_events_are_pruned_after_the_delivery_ends(store: Store) {
+    let d = delivery(&store, "prune").await;
+    let rows = pending_rows(&store, d, 2).await;
+    let keys = vec![key(rows[0].id, "x"), key(rows[1].id, "y")];
+    let k2 = keys.clone();
+    store
+        .apply_event_batch(&keys, move |b| deliver_all(b, &k2))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prune_processed_events(T0 + 1_000_000).await.unwrap(),
+        0,
+        "still running"
+    );
+    use DeliveryState::*;
+    store
+        .set_delivery_state(d, &[Draft], Stopped, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(store.prune_processed_events(T0 + 100).await.unwrap(), 0);
+    assert_eq!(store.prune_processed_events(T0 + 101).await.unwrap(), 2);
+    let mut seen = BTreeSet::from([key(LogId(0), "")]);
+    store
+        .apply_event_batch(&keys, |b| {
+            seen = b.already_applied;
+            EventBatchChanges::default()
+        })
+        .await
+        .unwrap();
+    assert!(seen.is_empty());
+}
+
+async fn update_rows_refuses_to_move_a_row_to_another_address(store: Store) {
+    let d = delivery(&store, "immutable").await;
+    let rows = pending_rows(&store, d, 1).await;
+    let mut moved = rows[0].clone();
+    moved.address = "other@d0.test".into();
+    assert!(matches!(
+        store.update_rows(&[moved]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let twice = vec![rows[0].clone(), rows[0].clone()];
+    assert!(matches!(
+        store.update_rows(&twice).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut ghost = rows[0].clone();
+    ghost.id = LogId(rows[0].id.0 + 1000);
+    assert!(matches!(
+        store.update_rows(&[ghost]).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.kpis(d).await.unwrap().pending, 1);
+}

@@ -2,9 +2,10 @@
 
 mod common;
 
-use cartero_bounce::{BounceClass, FailureType, Reason};
+use cartero_bounce::{FailureType, Reason};
 use cartero_campaign::model::*;
 use cartero_campaign::store::*;
+use common::failure;
 use std::collections::{BTreeMap, BTreeSet};
 
 const T0: UnixMillis = 1_700_000_000_000;
@@ -18,22 +19,11 @@ on_both_backends!(
     mark_taken_moves_only_pending_rows,
     event_batch_applies_rows_counters_and_keys_together,
     failure_mid_event_batch_applies_nothing,
+    an_event_that_changes_nothing_is_still_remembered,
     keyset_paging_with_filters_sees_each_row_once,
-    address_states_upsert_and_read_lower_cased,
-    bulk_release_previews_releases_and_audits,
     processed_events_are_pruned_after_the_delivery_ends,
     update_rows_refuses_to_move_a_row_to_another_address,
 );
-
-fn failure(reason: Reason, text: &str) -> FailureInfo {
-    FailureInfo {
-        r#type: FailureType::Hard,
-        reason,
-        class: Some(BounceClass(10)),
-        text: text.into(),
-        rule: "rule-1".into(),
-    }
-}
 
 fn row(delivery: DeliveryId, address: &str, status: LogStatus) -> LogRow {
     let domain = address.rsplit('@').next().unwrap_or("").to_lowercase();
@@ -274,6 +264,13 @@ async fn claimed_rows_are_never_claimed_twice(store: Store) {
             .unwrap()
             .is_empty()
     );
+    if store.backend() == Backend::Sqlite {
+        let plan = store.explain_claim().await.unwrap();
+        assert!(
+            plan.contains("log_by_status"),
+            "a claim must not walk the delivery:\n{plan}"
+        );
+    }
 }
 
 async fn expired_claims_come_back_and_released_claims_too(store: Store) {
@@ -422,27 +419,37 @@ async fn event_batch_applies_rows_counters_and_keys_together(store: Store) {
 
 async fn failure_mid_event_batch_applies_nothing(store: Store) {
     let d = delivery(&store, "atomic").await;
-    let rows = pending_rows(&store, d, 3).await;
+    // More rows than one write statement takes, so that the failure comes after writes.
+    let rows = pending_rows(&store, d, 700).await;
     let old = key(rows[0].id, "old");
     let o2 = old.clone();
     store
-        .apply_event_batch(&[old.clone()], move |b| deliver_all(b, &[o2]))
+        .apply_event_batch(std::slice::from_ref(&old), move |b| deliver_all(b, &[o2]))
         .await
         .unwrap();
     let before_rows = all_rows(&store, d).await;
     let before_kpis = store.kpis(d).await.unwrap();
-    // Rules that change two rows and (wrongly) record an event that was already applied: the
-    // rows and counters are written first, then the key fails, and all of it rolls back.
-    let keys = vec![key(rows[1].id, "a"), key(rows[2].id, "b")];
+    let keys: Vec<EventKey> = rows[1..]
+        .iter()
+        .map(|r| key(r.id, &format!("e{}", r.id.0)))
+        .collect();
+    // Rules that change 699 rows and then one the batch never loaded: the first statements
+    // ran, the last one fails, and all of it rolls back.
     let k2 = keys.clone();
+    let ghost = rows[0].id.0 + 10_000;
     let err = store
         .apply_event_batch(&keys, move |b| {
             let mut changes = deliver_all(b, &k2);
-            changes.applied.push(old);
+            let mut r = changes.rows[0].clone();
+            r.id = LogId(ghost);
+            changes.rows.push(r);
             changes
         })
         .await;
-    assert!(matches!(err, Err(StoreError::Db(_))), "{err:?}");
+    assert!(
+        matches!(err, Err(StoreError::NotFound { id, .. }) if id == ghost),
+        "{err:?}"
+    );
     assert_eq!(all_rows(&store, d).await, before_rows);
     assert_eq!(store.kpis(d).await.unwrap(), before_kpis);
     assert!(
@@ -452,13 +459,52 @@ async fn failure_mid_event_batch_applies_nothing(store: Store) {
             .unwrap()
             .is_none()
     );
-    // And the events are not marked applied: a retry applies them.
+    // Rules that (wrongly) record an event already applied fail the batch the same way.
     let k3 = keys.clone();
+    let err = store
+        .apply_event_batch(&keys, move |b| {
+            let mut changes = deliver_all(b, &k3);
+            changes.applied.push(old);
+            changes
+        })
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+    assert_eq!(store.kpis(d).await.unwrap(), before_kpis);
+    // The events were not marked applied: a retry applies them.
+    let k4 = keys.clone();
     store
-        .apply_event_batch(&keys, move |b| deliver_all(b, &k3))
+        .apply_event_batch(&keys, move |b| deliver_all(b, &k4))
         .await
         .unwrap();
-    assert_eq!(store.kpis(d).await.unwrap().sent, 3);
+    assert_eq!(store.kpis(d).await.unwrap().sent, 700);
+    assert_eq!(store.count_log_rows(d).await.unwrap(), [0, 0, 700, 0, 0]);
+}
+
+async fn an_event_that_changes_nothing_is_still_remembered(store: Store) {
+    let d = delivery(&store, "noop").await;
+    let rows = pending_rows(&store, d, 1).await;
+    let k = vec![key(rows[0].id, "late-delay")];
+    let k2 = k.clone();
+    store
+        .apply_event_batch(&k, move |_| EventBatchChanges {
+            applied: k2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = BTreeSet::new();
+    store
+        .apply_event_batch(&k, |b| {
+            seen = b.already_applied;
+            EventBatchChanges::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, k.into_iter().collect());
+    assert_eq!(
+        store.load_rows(&[rows[0].id]).await.unwrap(),
+        vec![rows[0].clone()]
+    );
 }
 
 async fn pages(store: &Store, d: DeliveryId, filter: &LogFilter, size: u32) -> Vec<LogRow> {
@@ -477,6 +523,9 @@ async fn pages(store: &Store, d: DeliveryId, filter: &LogFilter, size: u32) -> V
     }
     panic!("paging did not end");
 }
+
+/// A filter and what it must select.
+type Case = (LogFilter, Box<dyn Fn(&LogRow) -> bool>);
 
 async fn keyset_paging_with_filters_sees_each_row_once(store: Store) {
     let a = delivery(&store, "page-a").await;
@@ -513,7 +562,7 @@ async fn keyset_paging_with_filters_sees_each_row_once(store: Store) {
     let all = pages(&store, a, &LogFilter::default(), 7).await;
     assert_eq!(all.len(), 100);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
-    let cases: Vec<(LogFilter, Box<dyn Fn(&LogRow) -> bool>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             LogFilter {
                 status: Some(LogStatus::Failed),
@@ -611,150 +660,6 @@ async fn keyset_paging_with_filters_sees_each_row_once(store: Store) {
             assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
         }
     }
-}
-
-fn quarantined(address: &str, reason: Reason, text: &str, since: UnixMillis) -> AddressState {
-    AddressState {
-        address: address.into(),
-        status: AddressStatus::Quarantine,
-        error_count: 5,
-        last_counted_at: Some(since),
-        last_error: Some(failure(reason, text)),
-        last_error_at: Some(since),
-        since: Some(since),
-        reason: Some(reason),
-    }
-}
-
-async fn address_states_upsert_and_read_lower_cased(store: Store) {
-    let s = quarantined("Mixed@Example.ORG", Reason::MailboxFull, "552 full", T0);
-    store.upsert_address_states(&[s.clone()]).await.unwrap();
-    let got = store
-        .address_state("mixed@example.org")
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        got,
-        AddressState {
-            address: "mixed@example.org".into(),
-            ..s
-        }
-    );
-    let mut valid = got.clone();
-    valid.status = AddressStatus::Valid;
-    valid.error_count = 0;
-    store.upsert_address_states(&[valid.clone()]).await.unwrap();
-    assert_eq!(
-        store.address_state("MIXED@example.org").await.unwrap(),
-        Some(valid)
-    );
-    let many = store
-        .address_states(&["mixed@EXAMPLE.org".into(), "never@seen.test".into()])
-        .await
-        .unwrap();
-    assert_eq!(many.keys().collect::<Vec<_>>(), vec!["mixed@example.org"]);
-}
-
-async fn bulk_release_previews_releases_and_audits(store: Store) {
-    let incident = "421 4.7.0 too many connections from your IP";
-    let states = vec![
-        quarantined("a@big.test", Reason::Refused, incident, T0 + 10),
-        quarantined("b@big.test", Reason::Refused, incident, T0 + 20),
-        quarantined("c@small.test", Reason::Refused, incident, T0 + 30),
-        quarantined("d@big.test", Reason::Refused, incident, T0 + 5_000),
-        quarantined(
-            "e@big.test",
-            Reason::UserUnknown,
-            "550 unknown 100%_off",
-            T0 + 10,
-        ),
-    ];
-    store.upsert_address_states(&states).await.unwrap();
-    let filter = ReleaseFilter {
-        text_contains: Some("TOO MANY connections".into()),
-        since_from: Some(T0),
-        since_until: Some(T0 + 1_000),
-        domain: Some("BIG.test".into()),
-        ..Default::default()
-    };
-    assert_eq!(store.count_release(&filter).await.unwrap(), 2);
-    let listed = store.list_addresses(&filter, None, 10).await.unwrap();
-    assert_eq!(
-        listed
-            .iter()
-            .map(|s| s.address.as_str())
-            .collect::<Vec<_>>(),
-        vec!["a@big.test", "b@big.test"]
-    );
-    let audit = store
-        .release(&filter, "ops@corp", "provider incident #42", T0 + 9_000)
-        .await
-        .unwrap();
-    assert_eq!(audit.count, 2);
-    assert_eq!(store.count_release(&filter).await.unwrap(), 0);
-    let a = store.address_state("a@big.test").await.unwrap().unwrap();
-    assert_eq!(
-        (a.status, a.error_count, a.since),
-        (AddressStatus::Valid, 0, None)
-    );
-    assert_eq!(
-        a.last_error.unwrap().text,
-        incident,
-        "the last error stays for the record"
-    );
-    assert_eq!(
-        store
-            .address_state("d@big.test")
-            .await
-            .unwrap()
-            .unwrap()
-            .status,
-        AddressStatus::Quarantine
-    );
-    // LIKE wildcards in the pattern are literal.
-    let literal = ReleaseFilter {
-        text_contains: Some("100%_".into()),
-        ..Default::default()
-    };
-    assert_eq!(store.count_release(&literal).await.unwrap(), 1);
-    let wildcard = ReleaseFilter {
-        text_contains: Some("1%f".into()),
-        ..Default::default()
-    };
-    assert_eq!(store.count_release(&wildcard).await.unwrap(), 0);
-    let one = ReleaseFilter {
-        address: Some("E@big.test".into()),
-        reason: Some(Reason::UserUnknown),
-        ..Default::default()
-    };
-    store
-        .release(&one, "ops@corp", "confirmed by the user", T0 + 9_500)
-        .await
-        .unwrap();
-    let trail = store.release_audit(10).await.unwrap();
-    assert_eq!(trail.len(), 2);
-    assert_eq!(
-        (
-            trail[1].actor.as_str(),
-            trail[1].why.as_str(),
-            trail[1].count,
-            trail[1].at
-        ),
-        ("ops@corp", "provider incident #42", 2, T0 + 9_000)
-    );
-    assert_eq!(trail[1].filter, filter);
-    assert_eq!(trail[0].count, 1);
-    let no_why = store.release(&one, "ops@corp", " ", T0).await;
-    assert!(matches!(no_why, Err(StoreError::Invalid(_))));
-    let valid = ReleaseFilter {
-        statuses: vec![AddressStatus::Valid],
-        ..Default::default()
-    };
-    assert!(matches!(
-        store.count_release(&valid).await,
-        Err(StoreError::Invalid(_))
-    ));
 }
 
 async fn processed_events_are_pruned_after_the_delivery_ends(store: Store) {

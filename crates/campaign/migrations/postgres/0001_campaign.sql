@@ -64,11 +64,13 @@ CREATE TABLE log_row (
     claim_until   BIGINT,
     last_event_at BIGINT   NOT NULL,
     address       TEXT COLLATE "C" NOT NULL,
+    mta_id        BIGINT,
     message_id    TEXT,
-    attempts      TEXT
+    attempts      BYTEA,
+    events        BYTEA
 );
 CREATE INDEX log_by_delivery ON log_row(delivery_id, id);
-CREATE INDEX log_by_status ON log_row(delivery_id, status, id);
+CREATE INDEX log_by_status ON log_row(delivery_id, status, id) WHERE status <> 2;
 CREATE INDEX log_by_domain ON log_row(delivery_id, domain_id, id);
 CREATE INDEX log_by_reason ON log_row(delivery_id, reason, id) WHERE reason IS NOT NULL;
 CREATE INDEX log_by_address ON log_row(delivery_id, address, id);
@@ -94,12 +96,6 @@ CREATE TABLE kpi_breakdown (
     item        BIGINT   NOT NULL,
     count       BIGINT   NOT NULL,
     PRIMARY KEY (delivery_id, kind, item)
-);
-
-CREATE TABLE processed_event (
-    log_id     BIGINT NOT NULL,
-    event_hash BIGINT NOT NULL,
-    PRIMARY KEY (log_id, event_hash)
 );
 
 CREATE TABLE address_state (

@@ -63,7 +63,10 @@ CREATE INDEX failure_hash ON failure(hash);
 
 -- One row per targeted recipient of a delivery. `reason` repeats failure.reason so that the
 -- reason filter has its own index; `claim_until` is the lease of a sender that claimed a Pending
--- row and has not yet reported it Taken.
+-- row and has not yet reported it Taken. The MTA's message id is `mta_id` when it has the MTA's
+-- form (16 hex digits, stored as the 64-bit number), else `message_id`. `attempts` is a compact
+-- blob (store/codec.rs) and `events` the 64-bit hashes of the last events applied to the row,
+-- which make event ingestion idempotent without a table of its own.
 CREATE TABLE log_row (
     id            INTEGER PRIMARY KEY,
     delivery_id   INTEGER NOT NULL REFERENCES delivery(id) ON DELETE CASCADE,
@@ -74,13 +77,16 @@ CREATE TABLE log_row (
     claim_until   INTEGER,
     last_event_at INTEGER NOT NULL,
     address       TEXT    NOT NULL,
+    mta_id        INTEGER,
     message_id    TEXT,
-    attempts      TEXT
+    attempts      BLOB,
+    events        BLOB
 );
 -- The unfiltered listing (keyset on id within a delivery).
 CREATE INDEX log_by_delivery ON log_row(delivery_id);
--- The status filter and the claim of Pending rows.
-CREATE INDEX log_by_status ON log_row(delivery_id, status);
+-- The status filter and the claim of Pending rows. Sent rows, the bulk of a delivery, are left
+-- out: listing them walks log_by_delivery, where they are the dense majority.
+CREATE INDEX log_by_status ON log_row(delivery_id, status) WHERE status <> 2;
 CREATE INDEX log_by_domain ON log_row(delivery_id, domain_id);
 CREATE INDEX log_by_reason ON log_row(delivery_id, reason) WHERE reason IS NOT NULL;
 CREATE INDEX log_by_address ON log_row(delivery_id, address);
@@ -109,15 +115,6 @@ CREATE TABLE kpi_breakdown (
     item        INTEGER NOT NULL,
     count       INTEGER NOT NULL,
     PRIMARY KEY (delivery_id, kind, item)
-) WITHOUT ROWID;
-
--- Events already applied, for at-least-once ingestion: one key per (row, event). The event id is
--- kept as a 64-bit FNV-1a hash; a collision would have to happen between two events of the same
--- row. Pruned per delivery some time after it ended (Store::prune_processed_events).
-CREATE TABLE processed_event (
-    log_id     INTEGER NOT NULL,
-    event_hash INTEGER NOT NULL,
-    PRIMARY KEY (log_id, event_hash)
 ) WITHOUT ROWID;
 
 -- Address quality (model::AddressState), lower-cased address as the key.

@@ -6,7 +6,7 @@ use super::codec::{
     reason_from,
 };
 use super::{Backend, Param, Store, StoreError, Tx, bind_params, check_limit, push_param};
-use super::{in_list, values_list};
+use super::{Marks, in_list, rows_per_statement, values_list};
 use crate::model::{AddressState, AddressStatus, UnixMillis};
 use cartero_bounce::Reason;
 use serde::{Deserialize, Serialize};
@@ -209,10 +209,10 @@ impl Store {
             Backend::Postgres => " FOR UPDATE OF a",
         };
         let mut out = BTreeMap::new();
-        for chunk in keys.chunks(500) {
+        for chunk in keys.chunks(rows_per_statement(1)) {
             let sql = format!(
                 "{SELECT_STATES} WHERE a.address IN ({}){lock}",
-                in_list(1, chunk.len())
+                in_list(Marks::of(conn), 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for k in chunk {
@@ -232,7 +232,7 @@ impl Store {
         states: &[AddressState],
     ) -> Result<(), StoreError> {
         let mut failures = FailureIds::default();
-        for chunk in states.chunks(200) {
+        for chunk in states.chunks(rows_per_statement(8)) {
             let mut error_ids = Vec::with_capacity(chunk.len());
             for s in chunk {
                 error_ids.push(match &s.last_error {
@@ -247,7 +247,7 @@ impl Store {
                  error_count = excluded.error_count, last_counted_at = excluded.last_counted_at, \
                  last_error_id = excluded.last_error_id, last_error_at = excluded.last_error_at, \
                  since = excluded.since, reason = excluded.reason",
-                values_list(1, chunk.len(), 8)
+                values_list(Marks::of(tx), chunk.len(), 8)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (s, error_id) in chunk.iter().zip(error_ids) {

@@ -1,7 +1,7 @@
 //! How model values become compact columns and back: small integers for enums, dictionary ids
 //! for domains and failures, a JSON array for attempts (NULL when there are none).
 
-use super::{StoreError, Tx, in_list};
+use super::{Marks, StoreError, Tx, in_list};
 use crate::model::{AddressStatus, Attempt, DeliveryState, FailureInfo, LogStatus};
 use cartero_bounce::{BounceClass, FailureType, Reason};
 use sqlx::any::AnyRow;
@@ -126,30 +126,169 @@ pub(crate) fn ms_from(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-/// `[[at,"kind","text"],…]`, or NULL for no attempts.
-pub(crate) fn encode_attempts(attempts: &[Attempt]) -> Option<String> {
+/// The event types of the MTA, coded as one byte in the attempts blob (0 means spelled out).
+const KINDS: [&str; 10] = [
+    "reception",
+    "delivery",
+    "delay",
+    "bounce",
+    "expiration",
+    "out_of_band",
+    "spam_complaint",
+    "list_unsubscribe",
+    "policy_rejection",
+    "shaping",
+];
+
+/// Attempts as a blob, or NULL for none: a version byte, then per attempt its time as a zigzag
+/// varint relative to the row's `last_event_at` (usually 0 or small: one byte), its kind as a
+/// [`KINDS`] code (or 0 and the name), and its text with a varint length. A JSON array of the same
+/// would spend about 20 more bytes on a one-attempt row.
+pub(crate) fn encode_attempts(attempts: &[Attempt], last_event_at: u64) -> Option<Vec<u8>> {
     if attempts.is_empty() {
         return None;
     }
-    let tuples: Vec<(u64, &str, &str)> = attempts
-        .iter()
-        .map(|a| (a.at, a.kind.as_str(), a.text.as_str()))
-        .collect();
-    serde_json::to_string(&tuples).ok()
+    let mut out = vec![ATTEMPTS_V1];
+    for a in attempts {
+        // Times past i64 are not real (year 292 million): clamped like every stored time.
+        let d = i128::from(last_event_at) - i128::from(a.at);
+        let delta = i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX });
+        put_varint(&mut out, ((delta << 1) ^ (delta >> 63)) as u64);
+        match KINDS.iter().position(|k| *k == a.kind) {
+            Some(code) => out.push(code as u8 + 1),
+            None => {
+                out.push(0);
+                put_bytes(&mut out, a.kind.as_bytes());
+            }
+        }
+        put_bytes(&mut out, a.text.as_bytes());
+    }
+    Some(out)
 }
 
-pub(crate) fn decode_attempts(json: Option<&str>) -> Result<Vec<Attempt>, StoreError> {
-    let Some(json) = json else {
+const ATTEMPTS_V1: u8 = 1;
+
+pub(crate) fn decode_attempts(
+    blob: Option<&[u8]>,
+    last_event_at: u64,
+) -> Result<Vec<Attempt>, StoreError> {
+    let Some(blob) = blob else {
         return Ok(Vec::new());
     };
-    let tuples: Vec<(u64, String, String)> =
-        serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-            column: "attempts",
-            value: e.to_string(),
-        })?;
-    Ok(tuples
-        .into_iter()
-        .map(|(at, kind, text)| Attempt { at, kind, text })
+    let bad = || StoreError::Corrupt {
+        column: "attempts",
+        value: format!("{} bytes", blob.len()),
+    };
+    let (&version, mut rest) = blob.split_first().ok_or_else(bad)?;
+    if version != ATTEMPTS_V1 {
+        return Err(bad());
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let z = take_varint(&mut rest).ok_or_else(bad)?;
+        let delta = ((z >> 1) as i64) ^ -((z & 1) as i64);
+        let at = u64::try_from(i128::from(last_event_at) - i128::from(delta)).map_err(|_| bad())?;
+        let (&code, tail) = rest.split_first().ok_or_else(bad)?;
+        rest = tail;
+        let kind = match code {
+            0 => take_string(&mut rest).ok_or_else(bad)?,
+            c => (*KINDS.get(usize::from(c) - 1).ok_or_else(bad)?).to_string(),
+        };
+        let text = take_string(&mut rest).ok_or_else(bad)?;
+        out.push(Attempt { at, kind, text });
+    }
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn take_varint(rest: &mut &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, tail) = rest.split_first()?;
+        *rest = tail;
+        v |= u64::from(b & 0x7F) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn take_string(rest: &mut &[u8]) -> Option<String> {
+    let len = usize::try_from(take_varint(rest)?).ok()?;
+    if len > rest.len() {
+        return None;
+    }
+    let (s, tail) = rest.split_at(len);
+    *rest = tail;
+    String::from_utf8(s.to_vec()).ok()
+}
+
+/// The MTA's message ids are 16 lower-case hex digits (a u64): such an id is stored as an
+/// integer (8 bytes instead of 17); any other text is stored as is.
+pub(crate) fn split_message_id(id: Option<&str>) -> (Option<i64>, Option<&str>) {
+    match id {
+        None => (None, None),
+        Some(s)
+            if s.len() == 16
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            match u64::from_str_radix(s, 16) {
+                Ok(v) => (Some(v as i64), None),
+                Err(_) => (None, Some(s)),
+            }
+        }
+        Some(s) => (None, Some(s)),
+    }
+}
+
+pub(crate) fn join_message_id(mta_id: Option<i64>, text: Option<String>) -> Option<String> {
+    match mta_id {
+        Some(v) => Some(format!("{:016x}", v as u64)),
+        None => text,
+    }
+}
+
+/// How many applied-event hashes a row keeps (the oldest go first): more than the events one
+/// message normally has (reception, delays, delivery, a late bounce or complaint).
+pub(crate) const MAX_EVENTS_KEPT: usize = 32;
+
+/// A row's applied-event hashes: 8 bytes each, little-endian.
+pub(crate) fn encode_events(hashes: &[i64]) -> Option<Vec<u8>> {
+    if hashes.is_empty() {
+        return None;
+    }
+    Some(hashes.iter().flat_map(|h| h.to_le_bytes()).collect())
+}
+
+pub(crate) fn decode_events(blob: Option<&[u8]>) -> Result<Vec<i64>, StoreError> {
+    let blob = blob.unwrap_or_default();
+    if !blob.len().is_multiple_of(8) {
+        return Err(StoreError::Corrupt {
+            column: "events",
+            value: format!("{} bytes", blob.len()),
+        });
+    }
+    Ok(blob
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0; 8];
+            b.copy_from_slice(c);
+            i64::from_le_bytes(b)
+        })
         .collect())
 }
 
@@ -264,10 +403,10 @@ pub(crate) async fn domain_ids(
     wanted.sort_unstable();
     wanted.dedup();
     let mut ids = HashMap::with_capacity(wanted.len());
-    for chunk in wanted.chunks(500) {
+    for chunk in wanted.chunks(super::rows_per_statement(1)) {
         let sql = format!(
             "SELECT id, name FROM domain WHERE name IN ({})",
-            in_list(1, chunk.len())
+            in_list(Marks::of(tx), 1, chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for name in chunk {
@@ -313,13 +452,46 @@ mod tests {
 
     #[test]
     fn attempts_round_trip_and_none_is_null() {
-        assert_eq!(encode_attempts(&[]), None);
-        let a = vec![Attempt {
-            at: 5,
-            kind: "delay".into(),
-            text: "451 \"later\"".into(),
-        }];
-        let json = encode_attempts(&a).unwrap();
-        assert_eq!(decode_attempts(Some(&json)).unwrap(), a);
+        assert_eq!(encode_attempts(&[], 0), None);
+        let a = vec![
+            Attempt {
+                at: 1_700_000_000_000,
+                kind: "delay".into(),
+                text: "451 \"later\" é".into(),
+            },
+            Attempt {
+                at: 1_700_000_900_000,
+                kind: "custom kind".into(),
+                text: String::new(),
+            },
+            Attempt {
+                at: 0,
+                kind: "delivery".into(),
+                text: "250 ok".into(),
+            },
+        ];
+        let blob = encode_attempts(&a, 1_700_000_500_000).unwrap();
+        assert_eq!(decode_attempts(Some(&blob), 1_700_000_500_000).unwrap(), a);
+        assert!(decode_attempts(Some(&blob[..blob.len() - 1]), 0).is_err());
+        assert!(decode_attempts(Some(&[9]), 0).is_err());
+    }
+
+    #[test]
+    fn canonical_message_ids_become_integers_and_others_stay_text() {
+        for id in ["00000001000000ff", "ffffffffffffffff"] {
+            let (n, t) = split_message_id(Some(id));
+            assert!(n.is_some() && t.is_none());
+            assert_eq!(join_message_id(n, None).as_deref(), Some(id));
+        }
+        for id in ["00000001000000FF", "m1", "00000001000000fff"] {
+            assert_eq!(split_message_id(Some(id)), (None, Some(id)));
+        }
+    }
+
+    #[test]
+    fn event_hashes_round_trip() {
+        let h = vec![-1, 0, i64::MAX];
+        assert_eq!(decode_events(encode_events(&h).as_deref()).unwrap(), h);
+        assert!(decode_events(Some(&[1, 2, 3])).is_err());
     }
 }

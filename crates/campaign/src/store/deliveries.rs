@@ -2,7 +2,7 @@
 //! (an operator's pause and the sender finishing) can never both win.
 
 use super::codec::{delivery_state_code, delivery_state_from, ms, ms_from};
-use super::{Store, StoreError, in_list};
+use super::{Marks, Store, StoreError, in_list};
 use crate::model::{Delivery, DeliveryId, DeliveryState, ListId, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -90,7 +90,7 @@ impl Store {
         }
         let sql = format!(
             "SELECT {COLUMNS} FROM delivery WHERE state IN ({}) ORDER BY id",
-            in_list(1, states.len())
+            in_list(self.marks(), 1, states.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for s in states {
@@ -117,7 +117,7 @@ impl Store {
             "UPDATE delivery SET state = $1, updated_at = $2, \
              started_at = COALESCE(started_at, $3), ended_at = COALESCE($4, ended_at) \
              WHERE id = $5 AND state IN ({})",
-            in_list(6, from.len().max(1))
+            in_list(Marks::Numbered, 6, from.len().max(1))
         );
         let mut q = sqlx::query(AssertSqlSafe(sql))
             .bind(delivery_state_code(to))

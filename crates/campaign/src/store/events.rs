@@ -2,14 +2,18 @@
 //! concern, tells which events were already applied, lets the caller's pure rules compute the
 //! new state, and writes rows, address states, counters and the applied event keys together.
 //! A failure anywhere rolls all of it back, so a retried batch starts from the same state.
+//!
+//! Applied events are remembered in the row itself, as 64-bit hashes of their ids (the last
+//! [`MAX_EVENTS_KEPT`](super::codec::MAX_EVENTS_KEPT)): 8 bytes an event, read with the row at
+//! no extra query, and gone with the row. A hash collision would have to happen between two
+//! events of the same row.
 
-use super::codec::fnv1a;
+use super::codec::{fnv1a, ms};
 use super::kpis::KpiChanges;
-use super::logs::{fetch_rows, write_rows};
-use super::{Store, StoreError, Tx, values_list};
+use super::logs::{Stored, fetch_rows, write_rows};
+use super::{Store, StoreError};
 use crate::model::{AddressState, DeliveryId, LogId, LogRow, UnixMillis};
-use sqlx::AssertSqlSafe;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One event as it concerns one row: events are idempotent by (row, event id).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,7 +51,8 @@ pub struct EventBatch {
 /// What the rules decided. Rows and address states are written as given; the per-status
 /// counters and breakdowns follow from the rows' old and new statuses; `counters` adds the
 /// event-driven ones; `applied` are the keys to remember (an already applied key here fails
-/// the whole batch).
+/// the whole batch: the rules must skip [`EventBatch::already_applied`] and fold duplicates
+/// within a batch).
 #[derive(Debug, Clone, Default)]
 pub struct EventBatchChanges {
     pub rows: Vec<LogRow>,
@@ -58,7 +63,9 @@ pub struct EventBatchChanges {
 
 impl Store {
     /// Applies a batch of events atomically (see the module doc). `keys` name the events of
-    /// the batch and so the rows to load; `rules` computes the changes.
+    /// the batch and so the rows to load; `rules` computes the changes. A key in
+    /// [`EventBatchChanges::applied`] that was already applied (or is there twice) fails the
+    /// batch with [`StoreError::Invalid`], as does a key or row the batch did not load.
     pub async fn apply_event_batch<F>(&self, keys: &[EventKey], rules: F) -> Result<(), StoreError>
     where
         F: FnOnce(EventBatch) -> EventBatchChanges,
@@ -74,83 +81,81 @@ impl Store {
             .collect();
         addresses.sort_unstable();
         addresses.dedup();
+        let before: HashMap<i64, Stored> = stored.into_iter().map(|s| (s.row.id.0, s)).collect();
         let batch = EventBatch {
-            rows: stored.iter().map(|s| (s.row.id, s.row.clone())).collect(),
+            rows: before.values().map(|s| (s.row.id, s.row.clone())).collect(),
             addresses: self.address_states_in(&mut tx, &addresses).await?,
-            already_applied: applied_among(&mut tx, keys).await?,
+            already_applied: keys
+                .iter()
+                .filter(|k| {
+                    before
+                        .get(&k.row.0)
+                        .is_some_and(|s| s.events.contains(&k.hash()))
+                })
+                .cloned()
+                .collect(),
         };
         let changes = rules(batch);
-        let before: HashMap<i64, _> = stored.into_iter().map(|s| (s.row.id.0, s)).collect();
+        let new_events = new_event_hashes(&before, &changes.applied)?;
+        // A row whose event changed nothing is still written: it must remember the event.
+        let mut rows = changes.rows;
+        let changed: HashSet<i64> = rows.iter().map(|r| r.id.0).collect();
+        for id in new_events.keys().filter(|id| !changed.contains(id)) {
+            rows.extend(before.get(id).map(|s| s.row.clone()));
+        }
         let mut kpi = KpiChanges::default();
-        write_rows(&mut tx, &before, &changes.rows, &mut kpi).await?;
+        write_rows(&mut tx, &before, &rows, &new_events, &mut kpi).await?;
         for (delivery, c) in &changes.counters {
             kpi.events(delivery.0, c);
         }
         kpi.apply(&mut tx).await?;
         self.write_address_states(&mut tx, &changes.addresses)
             .await?;
-        remember(&mut tx, &changes.applied).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Forgets the applied-event keys of deliveries that ended before `ended_before`: an event
+    /// Forgets the applied events of deliveries that ended before `ended_before`: an event
     /// replayed later is applied again (the log rules still never let it undo a newer final
-    /// state). Returns how many keys went.
+    /// state). Returns how many rows forgot theirs.
     pub async fn prune_processed_events(
         &self,
         ended_before: UnixMillis,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "DELETE FROM processed_event WHERE log_id IN (SELECT l.id FROM log_row l \
-             JOIN delivery d ON d.id = l.delivery_id \
-             WHERE d.ended_at IS NOT NULL AND d.ended_at < $1)",
+            "UPDATE log_row SET events = NULL WHERE events IS NOT NULL AND delivery_id IN \
+             (SELECT id FROM delivery WHERE ended_at IS NOT NULL AND ended_at < $1)",
         )
-        .bind(super::codec::ms(ended_before))
+        .bind(ms(ended_before))
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
     }
 }
 
-/// Which of `keys` are recorded as applied.
-async fn applied_among(tx: &mut Tx, keys: &[EventKey]) -> Result<BTreeSet<EventKey>, StoreError> {
-    let by_pair: HashMap<(i64, i64), &EventKey> =
-        keys.iter().map(|k| ((k.row.0, k.hash()), k)).collect();
-    let pairs: Vec<(i64, i64)> = by_pair.keys().copied().collect();
-    let mut out = BTreeSet::new();
-    for chunk in pairs.chunks(250) {
-        let sql = format!(
-            "WITH k(log_id, event_hash) AS (VALUES {}) SELECT p.log_id, p.event_hash \
-             FROM processed_event p JOIN k ON k.log_id = p.log_id AND k.event_hash = p.event_hash",
-            values_list(1, chunk.len(), 2)
-        );
-        let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
-        for (row, hash) in chunk {
-            q = q.bind(*row).bind(*hash);
+/// The hashes `applied` adds, by row; refuses keys already applied, twice in the batch, or for
+/// rows the batch did not load.
+fn new_event_hashes(
+    before: &HashMap<i64, Stored>,
+    applied: &[EventKey],
+) -> Result<HashMap<i64, Vec<i64>>, StoreError> {
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    for k in applied {
+        let old = before.get(&k.row.0).ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "event {} names row {}, not in the batch",
+                k.event_id, k.row.0
+            ))
+        })?;
+        let hash = k.hash();
+        let added = out.entry(k.row.0).or_default();
+        if old.events.contains(&hash) || added.contains(&hash) {
+            return Err(StoreError::Invalid(format!(
+                "event {} of row {} is already applied",
+                k.event_id, k.row.0
+            )));
         }
-        for pair in q.fetch_all(&mut **tx).await? {
-            if let Some(k) = by_pair.get(&pair) {
-                out.insert((*k).clone());
-            }
-        }
+        added.push(hash);
     }
     Ok(out)
-}
-
-/// Records keys as applied; a key already there (or twice in the batch: the rules must fold
-/// duplicates within a batch) is a unique violation that fails the batch.
-async fn remember(tx: &mut Tx, keys: &[EventKey]) -> Result<(), StoreError> {
-    for chunk in keys.chunks(250) {
-        let sql = format!(
-            "INSERT INTO processed_event (log_id, event_hash) VALUES {}",
-            values_list(1, chunk.len(), 2)
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for k in chunk {
-            q = q.bind(k.row.0).bind(k.hash());
-        }
-        q.execute(&mut **tx).await?;
-    }
-    Ok(())
 }

@@ -2,24 +2,27 @@
 //! Taken, reading them back, and writing changed rows with their counter changes.
 
 use super::codec::{
-    FailureIds, decode_attempts, domain_ids, encode_attempts, failure_from_row, ms, ms_from,
-    status_from,
+    FailureIds, MAX_EVENTS_KEPT, decode_attempts, decode_events, domain_ids, encode_attempts,
+    encode_events, failure_from_row, join_message_id, ms, ms_from, split_message_id, status_from,
 };
 use super::kpis::{Counted, KpiChanges};
-use super::{Backend, Store, StoreError, Tx, check_limit, in_list, values_list};
+use super::{
+    Backend, Marks, Param, Store, StoreError, Tx, check_limit, in_list, rows_per_statement,
+    values_list,
+};
 use crate::model::{DeliveryId, LogId, LogRow, LogStatus, UnixMillis};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
-/// Rows per multi-row statement: 10 parameters each stays far below SQLite's and PostgreSQL's
-/// parameter limits.
-pub(super) const ROW_CHUNK: usize = 300;
+/// Rows per statement: the widest statement here binds 10 parameters a row.
+const ROW_CHUNK: usize = rows_per_statement(10);
 
 /// The row as the model has it, joined with its domain and failure.
 pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.status, l.domain_id, \
-     l.last_event_at, l.address, l.message_id, l.attempts, d.name AS domain, \
+     l.last_event_at, l.address, l.mta_id, l.message_id, l.attempts, l.events, \
+     d.name AS domain, \
      f.ftype, f.reason AS freason, f.class, f.text, f.rule \
      FROM log_row l JOIN domain d ON d.id = l.domain_id LEFT JOIN failure f ON f.id = l.failure_id";
 
@@ -35,6 +38,8 @@ pub struct Taken {
 pub(super) struct Stored {
     pub row: LogRow,
     pub domain_id: i64,
+    /// Hashes of the events applied to the row, oldest first.
+    pub events: Vec<i64>,
 }
 
 impl Stored {
@@ -71,13 +76,14 @@ impl Store {
             }
             let sql = format!(
                 "INSERT INTO log_row (delivery_id, status, reason, domain_id, failure_id, \
-                 last_event_at, address, message_id, attempts) VALUES {}",
-                values_list(1, chunk.len(), 9)
+                 last_event_at, address, mta_id, message_id, attempts) VALUES {}",
+                values_list(Marks::of(&tx), chunk.len(), 10)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (r, failure_id) in chunk.iter().zip(failure_ids) {
                 let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
                 kpi.row(counted(r, domain_id), 1);
+                let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
                 q = q
                     .bind(r.delivery.0)
                     .bind(i64::from(r.status.as_u8()))
@@ -86,8 +92,9 @@ impl Store {
                     .bind(failure_id)
                     .bind(ms(r.last_event_at))
                     .bind(r.address.as_str())
-                    .bind(r.message_id.as_deref())
-                    .bind(encode_attempts(&r.attempts));
+                    .bind(mta_id)
+                    .bind(message_id)
+                    .bind(encode_attempts(&r.attempts, r.last_event_at));
             }
             q.execute(&mut *tx).await?;
         }
@@ -109,17 +116,8 @@ impl Store {
         now: UnixMillis,
         lease_ms: u64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        let skip_locked = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE log_row SET claim_until = $1 WHERE id IN (SELECT id FROM log_row \
-             WHERE delivery_id = $2 AND status = 0 AND (claim_until IS NULL OR claim_until <= $3) \
-             ORDER BY id LIMIT $4{skip_locked}) RETURNING id"
-        );
         let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(self.claim_sql()))
             .bind(ms(now.saturating_add(lease_ms)))
             .bind(delivery.0)
             .bind(ms(now))
@@ -132,13 +130,35 @@ impl Store {
         Ok(rows.into_iter().map(|s| s.row).collect())
     }
 
+    /// `status <> 2` repeats what `status = 0` implies so that SQLite sees that the partial
+    /// index log_by_status applies (without it the claim walks every row of the delivery).
+    fn claim_sql(&self) -> String {
+        let skip_locked = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        format!(
+            "UPDATE log_row SET claim_until = $1 WHERE id IN (SELECT id FROM log_row \
+             WHERE delivery_id = $2 AND status = 0 AND status <> 2 \
+             AND (claim_until IS NULL OR claim_until <= $3) \
+             ORDER BY id LIMIT $4{skip_locked}) RETURNING id"
+        )
+    }
+
+    /// SQLite's plan for a claim, as [`Store::explain_log_listing`] gives it for listings.
+    #[doc(hidden)]
+    pub async fn explain_claim(&self) -> Result<String, StoreError> {
+        let params = [Param::Int(0), Param::Int(1), Param::Int(0), Param::Int(10)];
+        self.explain(&self.claim_sql(), &params).await
+    }
+
     /// Gives claimed rows back before their lease ends (the MTA refused them for now).
     pub async fn release_claims(&self, ids: &[LogId]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for chunk in ids.chunks(ROW_CHUNK) {
             let sql = format!(
                 "UPDATE log_row SET claim_until = NULL WHERE status = 0 AND id IN ({})",
-                in_list(1, chunk.len())
+                in_list(Marks::of(&tx), 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {
@@ -158,16 +178,18 @@ impl Store {
         let mut moved = 0;
         for chunk in taken.chunks(ROW_CHUNK) {
             let with = format!(
-                "WITH v(id, mid) AS (VALUES {})",
-                values_list(1, chunk.len(), 2)
+                "WITH v(id, mta_id, message_id) AS (VALUES {})",
+                values_list(Marks::of(&tx), chunk.len(), 3)
             );
             let sql = format!(
-                "{with} UPDATE log_row SET status = 1, message_id = v.mid, claim_until = NULL \
+                "{with} UPDATE log_row SET status = 1, mta_id = v.mta_id, \
+                 message_id = v.message_id, claim_until = NULL \
                  FROM v WHERE log_row.id = v.id AND log_row.status = 0 RETURNING delivery_id"
             );
             let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
             for t in chunk {
-                q = q.bind(t.id.0).bind(t.message_id.as_str());
+                let (mta_id, text) = split_message_id(Some(&t.message_id));
+                q = q.bind(t.id.0).bind(mta_id).bind(text);
             }
             let deliveries: Vec<i64> = q.fetch_all(&mut *tx).await?;
             for delivery in deliveries {
@@ -183,12 +205,14 @@ impl Store {
                 }
             }
             let sql = format!(
-                "{with} UPDATE log_row SET message_id = v.mid FROM v \
-                 WHERE log_row.id = v.id AND log_row.message_id IS NULL"
+                "{with} UPDATE log_row SET mta_id = v.mta_id, message_id = v.message_id FROM v \
+                 WHERE log_row.id = v.id AND log_row.mta_id IS NULL \
+                 AND log_row.message_id IS NULL"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for t in chunk {
-                q = q.bind(t.id.0).bind(t.message_id.as_str());
+                let (mta_id, text) = split_message_id(Some(&t.message_id));
+                q = q.bind(t.id.0).bind(mta_id).bind(text);
             }
             q.execute(&mut *tx).await?;
         }
@@ -219,7 +243,7 @@ impl Store {
             .map(|s| (s.row.id.0, s))
             .collect();
         let mut kpi = KpiChanges::default();
-        write_rows(&mut tx, &before, rows, &mut kpi).await?;
+        write_rows(&mut tx, &before, rows, &HashMap::new(), &mut kpi).await?;
         kpi.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(())
@@ -244,7 +268,7 @@ pub(super) async fn fetch_rows(
     for chunk in ids.chunks(ROW_CHUNK) {
         let sql = format!(
             "{SELECT_ROWS} WHERE l.id IN ({}){lock}",
-            in_list(1, chunk.len())
+            in_list(Marks::of(conn), 1, chunk.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
@@ -258,8 +282,9 @@ pub(super) async fn fetch_rows(
 }
 
 pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
-    let failure = failure_from_row(r)?;
-    let attempts: Option<String> = r.try_get("attempts")?;
+    let last_event_at = ms_from(r.try_get("last_event_at")?);
+    let attempts: Option<Vec<u8>> = r.try_get("attempts")?;
+    let events: Option<Vec<u8>> = r.try_get("events")?;
     Ok(Stored {
         row: LogRow {
             id: LogId(r.try_get("id")?),
@@ -267,21 +292,24 @@ pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
             address: r.try_get("address")?,
             domain: r.try_get("domain")?,
             status: status_from(r.try_get("status")?)?,
-            failure,
-            message_id: r.try_get("message_id")?,
-            last_event_at: ms_from(r.try_get("last_event_at")?),
-            attempts: decode_attempts(attempts.as_deref())?,
+            failure: failure_from_row(r)?,
+            message_id: join_message_id(r.try_get("mta_id")?, r.try_get("message_id")?),
+            last_event_at,
+            attempts: decode_attempts(attempts.as_deref(), last_event_at)?,
         },
         domain_id: r.try_get("domain_id")?,
+        events: decode_events(events.as_deref())?,
     })
 }
 
-/// Writes `after` over the stored `before` rows and adds the counter changes to `kpi`. A row
-/// keeps its delivery, address and domain: changing them is refused.
+/// Writes `after` over the stored `before` rows, appends `new_events` (hashes by row id) to
+/// the rows' applied events, and adds the counter changes to `kpi`. A row keeps its delivery,
+/// address and domain: changing them is refused.
 pub(super) async fn write_rows(
     tx: &mut Tx,
     before: &HashMap<i64, Stored>,
     after: &[LogRow],
+    new_events: &HashMap<i64, Vec<i64>>,
     kpi: &mut KpiChanges,
 ) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::with_capacity(after.len());
@@ -294,49 +322,63 @@ pub(super) async fn write_rows(
     }
     let mut failures = FailureIds::default();
     for chunk in after.chunks(ROW_CHUNK) {
-        let mut failure_ids = Vec::with_capacity(chunk.len());
+        let mut extra = Vec::with_capacity(chunk.len());
         for r in chunk {
-            let old = before.get(&r.id.0).ok_or(StoreError::NotFound {
-                what: "log row",
-                id: r.id.0,
-            })?;
-            if old.row.delivery != r.delivery
-                || old.row.address != r.address
-                || old.row.domain != r.domain
-            {
-                return Err(StoreError::Invalid(format!(
-                    "log row {} cannot change its delivery, address or domain",
-                    r.id.0
-                )));
-            }
+            let old = unchanged_identity(before, r)?;
             kpi.row(old.counted(), -1);
             kpi.row(counted(r, old.domain_id), 1);
-            failure_ids.push(match &r.failure {
+            let failure_id = match &r.failure {
                 Some(f) => Some(failures.id(tx, f).await?),
                 None => None,
-            });
+            };
+            let mut events = old.events.clone();
+            events.extend(new_events.get(&r.id.0).into_iter().flatten());
+            let keep_from = events.len().saturating_sub(MAX_EVENTS_KEPT);
+            extra.push((failure_id, encode_events(&events[keep_from..])));
         }
         let sql = format!(
-            "WITH v(id, status, reason, failure_id, message_id, last_event_at, attempts) AS \
-             (VALUES {}) UPDATE log_row SET status = v.status, reason = v.reason, \
-             failure_id = v.failure_id, message_id = v.message_id, \
-             last_event_at = v.last_event_at, attempts = v.attempts, \
+            "WITH v(id, status, reason, failure_id, mta_id, message_id, last_event_at, attempts, \
+             events) AS (VALUES {}) UPDATE log_row SET status = v.status, reason = v.reason, \
+             failure_id = v.failure_id, mta_id = v.mta_id, message_id = v.message_id, \
+             last_event_at = v.last_event_at, attempts = v.attempts, events = v.events, \
              claim_until = CASE WHEN v.status = 0 THEN log_row.claim_until END \
              FROM v WHERE log_row.id = v.id",
-            values_list(1, chunk.len(), 7)
+            values_list(Marks::of(tx), chunk.len(), 9)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (r, failure_id) in chunk.iter().zip(failure_ids) {
+        for (r, (failure_id, events)) in chunk.iter().zip(extra) {
+            let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
             q = q
                 .bind(r.id.0)
                 .bind(i64::from(r.status.as_u8()))
                 .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
                 .bind(failure_id)
-                .bind(r.message_id.as_deref())
+                .bind(mta_id)
+                .bind(message_id)
                 .bind(ms(r.last_event_at))
-                .bind(encode_attempts(&r.attempts));
+                .bind(encode_attempts(&r.attempts, r.last_event_at))
+                .bind(events);
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// The stored row `r` replaces, provided `r` keeps its delivery, address and domain.
+fn unchanged_identity<'a>(
+    before: &'a HashMap<i64, Stored>,
+    r: &LogRow,
+) -> Result<&'a Stored, StoreError> {
+    let old = before.get(&r.id.0).ok_or(StoreError::NotFound {
+        what: "log row",
+        id: r.id.0,
+    })?;
+    if old.row.delivery != r.delivery || old.row.address != r.address || old.row.domain != r.domain
+    {
+        return Err(StoreError::Invalid(format!(
+            "log row {} cannot change its delivery, address or domain",
+            r.id.0
+        )));
+    }
+    Ok(old)
 }

@@ -3,15 +3,14 @@
 //! target, so a failed or abandoned import never leaves half a list.
 
 use super::codec::{ms, ms_from};
-use super::{Store, StoreError, check_limit, values_list};
+use super::{Marks, Store, StoreError, check_limit, rows_per_statement, values_list};
 use crate::model::{ListId, Recipient, RecipientId, UnixMillis};
 use sqlx::{AssertSqlSafe, Row};
 
 const IMPORTING: i64 = 0;
 const READY: i64 = 1;
 
-/// Rows per INSERT statement (3 parameters each: well under both databases' limits).
-const INSERT_CHUNK: usize = 500;
+const INSERT_CHUNK: usize = rows_per_statement(3);
 
 /// A recipient to add.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,7 +263,7 @@ impl Store {
         for chunk in recipients.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO recipient (list_id, email, attributes) VALUES {}",
-                values_list(1, chunk.len(), 3)
+                values_list(Marks::of(&tx), chunk.len(), 3)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for r in chunk {

@@ -3,9 +3,22 @@
 
 #![allow(dead_code)]
 
+use cartero_bounce::{BounceClass, FailureType, Reason};
+use cartero_campaign::model::FailureInfo;
 use cartero_campaign::store::{Store, StoreOptions};
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A hard failure as the MTA would qualify it.
+pub fn failure(reason: Reason, text: &str) -> FailureInfo {
+    FailureInfo {
+        r#type: FailureType::Hard,
+        reason,
+        class: Some(BounceClass(10)),
+        text: text.into(),
+        rule: "rule-1".into(),
+    }
+}
 
 pub const URL_VAR: &str = "CARTERO_TEST_POSTGRES_URL";
 
@@ -19,7 +32,7 @@ pub async fn sqlite() -> (Store, tempfile::TempDir) {
 
 /// A store in a new schema of the test database, or `None` (with a printed reason) when no
 /// database is configured. Under `CI=true` a missing database fails the test.
-pub async fn postgres(test: &str) -> Option<Store> {
+pub async fn postgres(test: &str) -> Option<(Store, String)> {
     let Ok(url) = std::env::var(URL_VAR) else {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{URL_VAR} must be set under CI: the store tests run on PostgreSQL too");
@@ -50,7 +63,20 @@ pub async fn postgres(test: &str) -> Option<Store> {
     )
     .await
     .unwrap();
-    Some(store)
+    Some((store, schema))
+}
+
+/// Drops a test's schema once the test passed (a failed test leaves it to look at).
+pub async fn drop_schema(schema: &str) {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        return;
+    };
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let ddl = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut admin)
+        .await
+        .unwrap();
 }
 
 /// Runs each named `async fn(Store)` as two tests: `NAME::sqlite` and `NAME::postgres`.
@@ -61,16 +87,17 @@ macro_rules! on_both_backends {
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    let (store, _dir) = crate::common::sqlite().await;
+                    let (store, _dir) = $crate::common::sqlite().await;
                     super::$name(store.clone()).await;
                     store.close().await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    if let Some(store) = crate::common::postgres(stringify!($name)).await {
+                    if let Some((store, schema)) = $crate::common::postgres(stringify!($name)).await {
                         super::$name(store.clone()).await;
                         store.close().await;
+                        $crate::common::drop_schema(&schema).await;
                     }
                 }
             }

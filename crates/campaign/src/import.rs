@@ -121,7 +121,7 @@ pub async fn import_csv<R: Read + Send>(
     let header = reader.next()?.ok_or(ImportError::Empty)?;
     let columns = Columns::from_header(&header.fields, &options.email_column)?;
     let session = store.begin_import(target, clock.now_ms()).await?;
-    match read_rows(
+    let read = read_rows(
         store,
         &session,
         &mut reader,
@@ -130,21 +130,24 @@ pub async fn import_csv<R: Read + Send>(
         clock,
         progress,
     )
-    .await
-    {
-        Ok(mut report) => {
-            report.list = store.commit_import(session, clock.now_ms()).await?;
-            Ok(report)
-        }
-        Err(e) => {
-            // The import's error is the one to report; a failed cleanup leaves a stale staging
-            // list that `discard_stale_imports` removes later.
-            if let Err(cleanup) = store.abort_import(session).await {
-                tracing::warn!(error = %cleanup, "could not discard an aborted import");
+    .await;
+    let failed = match read {
+        Ok(mut report) => match store.commit_import(&session, clock.now_ms()).await {
+            Ok(list) => {
+                report.list = list;
+                return Ok(report);
             }
-            Err(e)
-        }
+            // E.g. another import took the list's name meanwhile.
+            Err(e) => e.into(),
+        },
+        Err(e) => e,
+    };
+    // The import's error is the one to report; a failed cleanup leaves a stale staging list
+    // that `Store::discard_stale_imports` removes later.
+    if let Err(cleanup) = store.abort_import(&session).await {
+        tracing::warn!(error = %cleanup, "could not discard an aborted import");
     }
+    Err(failed)
 }
 
 async fn read_rows<R: Read + Send>(

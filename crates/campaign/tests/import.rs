@@ -4,7 +4,7 @@ mod common;
 
 use cartero_campaign::import::*;
 use cartero_campaign::model::ListId;
-use cartero_campaign::store::{ImportTarget, Store};
+use cartero_campaign::store::{ImportTarget, Store, StoreError};
 use cartero_clock::ManualClock;
 use std::io::Read;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ on_both_backends!(
     a_one_gigabyte_line_is_refused_without_reading_it,
     appending_to_an_existing_list_keeps_both_imports,
     header_problems_are_fatal,
+    losing_a_race_for_the_list_name_keeps_nothing,
 );
 
 fn clock() -> ManualClock {
@@ -290,4 +291,38 @@ async fn header_problems_are_fatal(store: Store) {
         .await
         .unwrap();
     assert_eq!(ok.imported, 1);
+}
+
+async fn losing_a_race_for_the_list_name_keeps_nothing(store: Store) {
+    let csv = |tag: &str| {
+        let mut s = String::from("email\n");
+        for i in 0..400 {
+            s.push_str(&format!("{tag}{i}@example.org\n"));
+        }
+        s
+    };
+    let (a, b) = (csv("a"), csv("b"));
+    let options = ImportOptions {
+        batch_rows: 50,
+        ..ImportOptions::default()
+    };
+    // Both start while the name is free; batches interleave; the second to commit loses.
+    let (ra, rb) = tokio::join!(
+        import(&store, a.as_bytes(), "contested", &options),
+        import(&store, b.as_bytes(), "contested", &options)
+    );
+    let (won, lost) = match (ra, rb) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("one import must win: {other:?}"),
+    };
+    assert!(
+        matches!(lost, ImportError::Store(StoreError::ListExists(_))),
+        "{lost}"
+    );
+    assert_eq!(store.count_recipients(won.list).await.unwrap(), 400);
+    assert_eq!(
+        store.discard_stale_imports(u64::MAX).await.unwrap(),
+        0,
+        "no staging left"
+    );
 }

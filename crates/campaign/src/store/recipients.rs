@@ -137,7 +137,7 @@ impl Store {
     /// Makes the imported rows part of their target, in one transaction; returns the list.
     pub async fn commit_import(
         &self,
-        session: ImportSession,
+        session: &ImportSession,
         now: UnixMillis,
     ) -> Result<ListId, StoreError> {
         let mut tx = self.begin().await?;
@@ -170,16 +170,18 @@ impl Store {
     }
 
     /// Drops an import and every row it wrote.
-    pub async fn abort_import(&self, session: ImportSession) -> Result<(), StoreError> {
-        self.drop_staging("id = $1", session.staging.0).await
+    pub async fn abort_import(&self, session: &ImportSession) -> Result<(), StoreError> {
+        self.drop_staging("id = $1", session.staging.0).await?;
+        Ok(())
     }
 
-    /// Drops the imports not written to since `before` (a crashed importer's leftovers).
-    pub async fn discard_stale_imports(&self, before: UnixMillis) -> Result<(), StoreError> {
+    /// Drops the imports not written to since `before` (a crashed importer's leftovers; an
+    /// import under way writes at least once a batch). Returns how many it dropped.
+    pub async fn discard_stale_imports(&self, before: UnixMillis) -> Result<u64, StoreError> {
         self.drop_staging("updated_at < $1", ms(before)).await
     }
 
-    async fn drop_staging(&self, which: &str, value: i64) -> Result<(), StoreError> {
+    async fn drop_staging(&self, which: &str, value: i64) -> Result<u64, StoreError> {
         let mut tx = self.begin().await?;
         let sql = format!(
             "DELETE FROM recipient WHERE list_id IN \
@@ -190,12 +192,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let sql = format!("DELETE FROM recipient_list WHERE state = {IMPORTING} AND {which}");
-        sqlx::query(AssertSqlSafe(sql))
+        let lists = sqlx::query(AssertSqlSafe(sql))
             .bind(value)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(lists)
     }
 
     /// How many recipients a list holds.

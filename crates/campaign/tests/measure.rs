@@ -93,6 +93,7 @@ async fn sqlite_bytes_per_log_row_and_import_rate() {
             message_id: None,
             last_event_at: 0,
             attempts: Vec::new(),
+            feedback: Feedback::default(),
         })
         .collect();
     let started = Instant::now();

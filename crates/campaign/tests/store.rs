@@ -37,6 +37,7 @@ fn row(delivery: DeliveryId, address: &str, status: LogStatus) -> LogRow {
         message_id: None,
         last_event_at: 0,
         attempts: Vec::new(),
+        feedback: Feedback::default(),
     }
 }
 
@@ -177,6 +178,10 @@ async fn log_rows_round_trip_and_are_counted(store: Store) {
     ));
     failed.message_id = Some("0000000100000002".into());
     failed.last_event_at = T0 + 10;
+    failed.feedback = Feedback {
+        complained: true,
+        unsubscribed: true,
+    };
     failed.attempts = vec![
         Attempt {
             at: T0 + 5,
@@ -210,6 +215,13 @@ async fn log_rows_round_trip_and_are_counted(store: Store) {
     dup.id = stored[1].id;
     assert_eq!(stored[1], dup);
     let k = store.kpis(d).await.unwrap();
+    // The counters are the rules' own sums over these rows.
+    let mut want = Kpis::default();
+    for r in &stored {
+        cartero_campaign::kpi::add_row(&mut want, r);
+    }
+    assert_eq!(k, want);
+    assert_eq!((k.hard_bounces, k.complaints, k.unsubscribes), (1, 1, 1));
     assert_eq!((k.to_deliver, k.pending, k.failed, k.ignored), (2, 1, 1, 2));
     assert_eq!(k.failed_by_reason, BTreeMap::from([(1, 1)]));
     assert_eq!(k.ignored_by_reason, BTreeMap::from([(7, 1), (10, 1)]));
@@ -373,7 +385,11 @@ fn deliver_all(batch: EventBatch, keys: &[EventKey]) -> EventBatchChanges {
             state.error_count = old.error_count;
         }
         changes.addresses.push(state);
-        changes.counters.entry(r.delivery).or_default().soft_bounces += 1;
+        changes
+            .counters
+            .entry(r.delivery)
+            .or_default()
+            .new_quarantines += 1;
         changes.rows.push(r);
         changes.applied.push(k.clone());
     }
@@ -393,7 +409,7 @@ async fn event_batch_applies_rows_counters_and_keys_together(store: Store) {
         .await
         .unwrap();
     let k = store.kpis(d).await.unwrap();
-    assert_eq!((k.pending, k.sent, k.soft_bounces), (1, 3, 3));
+    assert_eq!((k.pending, k.sent, k.new_quarantines), (1, 3, 3));
     let back = store.load_rows(&[rows[0].id]).await.unwrap();
     assert_eq!(back[0].status, LogStatus::Sent);
     assert_eq!(back[0].attempts.len(), 1);

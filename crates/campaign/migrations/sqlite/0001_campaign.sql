@@ -63,7 +63,7 @@ CREATE INDEX failure_hash ON failure(hash);
 
 -- One row per targeted recipient of a delivery. `reason` repeats failure.reason so that the
 -- reason filter has its own index; `claim_until` is the lease of a sender that claimed a Pending
--- row and has not yet reported it Taken. The MTA's message id is `mta_id` when it has the MTA's
+-- row and has not yet reported it Taken; `feedback` holds model::Feedback's bits. The MTA's message id is `mta_id` when it has the MTA's
 -- form (16 hex digits, stored as the 64-bit number), else `message_id`. `attempts` is a compact
 -- blob (store/codec.rs) and `events` the 64-bit hashes of the last events applied to the row,
 -- which make event ingestion idempotent without a table of its own.
@@ -71,6 +71,7 @@ CREATE TABLE log_row (
     id            INTEGER PRIMARY KEY,
     delivery_id   INTEGER NOT NULL REFERENCES delivery(id) ON DELETE CASCADE,
     status        INTEGER NOT NULL,
+    feedback      INTEGER NOT NULL,
     reason        INTEGER,
     domain_id     INTEGER NOT NULL REFERENCES domain(id),
     failure_id    INTEGER REFERENCES failure(id),

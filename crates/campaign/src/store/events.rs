@@ -28,13 +28,11 @@ impl EventKey {
     }
 }
 
-/// Counter changes that follow from events rather than from row statuses.
+/// Counter changes that follow from events rather than from rows: every other counter is a sum
+/// over the rows' states (docs/campaign.md, "KPIs") and follows the rows written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EventCounters {
-    pub hard_bounces: i64,
-    pub soft_bounces: i64,
-    pub complaints: i64,
-    pub unsubscribes: i64,
+    /// Addresses this delivery's events put in Quarantine or Denylisted.
     pub new_quarantines: i64,
 }
 
@@ -48,9 +46,8 @@ pub struct EventBatch {
     pub already_applied: BTreeSet<EventKey>,
 }
 
-/// What the rules decided. Rows and address states are written as given; the per-status
-/// counters and breakdowns follow from the rows' old and new statuses; `counters` adds the
-/// event-driven ones; `applied` are the keys to remember (an already applied key here fails
+/// What the rules decided. Rows and address states are written as given; the counters follow
+/// from the rows' old and new states; `counters` adds the event-driven ones; `applied` are the keys to remember (an already applied key here fails
 /// the whole batch: the rules must skip [`EventBatch::already_applied`] and fold duplicates
 /// within a batch).
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,15 @@
-//! A delivery's counters (model::Kpis). The store changes them in the same transaction as the
-//! rows they count: the per-status counts and the breakdowns follow from each row's status
-//! before and after, so they cannot drift from the rows; only the event-driven counters (bounces,
-//! complaints, …) come from the caller ([`super::EventCounters`]). A read is two small queries
-//! whatever the number of rows.
+//! A delivery's counters (model::Kpis), stored. The store changes them in the same transaction
+//! as the rows they count, and from the rows themselves: a written row is uncounted as it was
+//! and counted as it is, with the rules' own definition of what a row contributes
+//! ([`kpi::add_row`]), so the stored counters cannot drift from the rows. Only new quarantines
+//! come from the caller ([`super::EventCounters`]). A read is two small queries whatever the
+//! number of rows.
 
 use super::codec::{ms_from, reason_from};
 use super::events::EventCounters;
 use super::{Store, StoreError, Tx};
-use crate::model::{DeliveryId, Kpis, LogStatus};
+use crate::kpi;
+use crate::model::{DeliveryId, Kpis, LogRow};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 
@@ -24,8 +26,9 @@ const SCALARS: [&str; 11] = [
     "unsubscribes",
     "new_quarantines",
 ];
-const TO_DELIVER: usize = 0;
-const HARD: usize = 6;
+const PENDING: usize = 1;
+const TAKEN: usize = 2;
+const NEW_QUARANTINES: usize = 10;
 
 const FAILED_BY_REASON: i64 = 0;
 const IGNORED_BY_REASON: i64 = 1;
@@ -43,48 +46,56 @@ struct DeliveryDelta {
 #[derive(Default)]
 pub(crate) struct KpiChanges(BTreeMap<i64, DeliveryDelta>);
 
-/// How a row counts: its status, the reason of its failure, its domain.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Counted {
-    pub delivery: i64,
-    pub status: LogStatus,
-    pub reason: Option<u8>,
-    pub domain_id: i64,
-}
-
 impl KpiChanges {
-    /// Counts a row as it now is (`sign` 1) or uncounts it as it was (`sign` -1).
-    pub(crate) fn row(&mut self, row: Counted, sign: i64) {
-        let d = self.0.entry(row.delivery).or_default();
-        if row.status != LogStatus::Ignored {
-            d.scalars[TO_DELIVER] += sign;
+    /// Counts a row as it now is (`sign` 1) or uncounts it as it was (`sign` -1);
+    /// `domain_id` is the dictionary id of the row's domain.
+    pub(crate) fn row(&mut self, row: &LogRow, domain_id: i64, sign: i64) {
+        let mut k = Kpis::default();
+        kpi::add_row(&mut k, row);
+        let d = self.0.entry(row.delivery.0).or_default();
+        let values = [
+            k.to_deliver,
+            k.pending,
+            k.taken,
+            k.sent,
+            k.failed,
+            k.ignored,
+            k.hard_bounces,
+            k.soft_bounces,
+            k.complaints,
+            k.unsubscribes,
+            k.new_quarantines,
+        ];
+        for (slot, v) in d.scalars.iter_mut().zip(values) {
+            *slot += sign * i64::try_from(v).unwrap_or(0);
         }
-        d.scalars[1 + row.status.as_u8() as usize] += sign;
-        let reason = i64::from(row.reason.unwrap_or(0));
-        let mut add = |kind, item| *d.breakdown.entry((kind, item)).or_insert(0) += sign;
-        match row.status {
-            LogStatus::Failed => {
-                add(FAILED_BY_REASON, reason);
-                add(FAILED_BY_DOMAIN, row.domain_id);
-            }
-            LogStatus::Ignored => add(IGNORED_BY_REASON, reason),
-            LogStatus::Sent => add(SENT_BY_DOMAIN, row.domain_id),
-            LogStatus::Pending | LogStatus::Taken => {}
+        let mut add = |kind, item, n: u64| {
+            *d.breakdown.entry((kind, item)).or_insert(0) += sign * i64::try_from(n).unwrap_or(0);
+        };
+        for (reason, n) in k.failed_by_reason {
+            add(FAILED_BY_REASON, i64::from(reason), n);
+        }
+        for (reason, n) in k.ignored_by_reason {
+            add(IGNORED_BY_REASON, i64::from(reason), n);
+        }
+        // A row has one domain: whatever these maps hold is about `domain_id`.
+        for n in k.failed_by_domain.into_values() {
+            add(FAILED_BY_DOMAIN, domain_id, n);
+        }
+        for n in k.sent_by_domain.into_values() {
+            add(SENT_BY_DOMAIN, domain_id, n);
         }
     }
 
-    pub(crate) fn events(&mut self, delivery: i64, c: &EventCounters) {
+    /// Pending rows that became Taken and changed nothing else (what `mark_taken` does).
+    pub(crate) fn taken(&mut self, delivery: i64) {
         let d = self.0.entry(delivery).or_default();
-        let values = [
-            c.hard_bounces,
-            c.soft_bounces,
-            c.complaints,
-            c.unsubscribes,
-            c.new_quarantines,
-        ];
-        for (i, v) in values.into_iter().enumerate() {
-            d.scalars[HARD + i] += v;
-        }
+        d.scalars[PENDING] -= 1;
+        d.scalars[TAKEN] += 1;
+    }
+
+    pub(crate) fn events(&mut self, delivery: i64, c: &EventCounters) {
+        self.0.entry(delivery).or_default().scalars[NEW_QUARANTINES] += c.new_quarantines;
     }
 
     /// Writes the changes (nothing for a delivery whose changes cancel out).

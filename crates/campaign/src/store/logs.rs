@@ -5,22 +5,22 @@ use super::codec::{
     FailureIds, MAX_EVENTS_KEPT, decode_attempts, decode_events, domain_ids, encode_attempts,
     encode_events, failure_from_row, join_message_id, ms, ms_from, split_message_id, status_from,
 };
-use super::kpis::{Counted, KpiChanges};
+use super::kpis::KpiChanges;
 use super::{
     Backend, Marks, Param, Store, StoreError, Tx, check_limit, in_list, rows_per_statement,
     values_list,
 };
-use crate::model::{DeliveryId, LogId, LogRow, LogStatus, UnixMillis};
+use crate::model::{DeliveryId, Feedback, LogId, LogRow, UnixMillis};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
-/// Rows per statement: the widest statement here binds 10 parameters a row.
-const ROW_CHUNK: usize = rows_per_statement(10);
+/// Rows per statement: the widest statement here binds 11 parameters a row.
+const ROW_CHUNK: usize = rows_per_statement(11);
 
 /// The row as the model has it, joined with its domain and failure.
-pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.status, l.domain_id, \
+pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.status, l.feedback, l.domain_id, \
      l.last_event_at, l.address, l.mta_id, l.message_id, l.attempts, l.events, \
      d.name AS domain, \
      f.ftype, f.reason AS freason, f.class, f.text, f.rule \
@@ -42,21 +42,6 @@ pub(super) struct Stored {
     pub events: Vec<i64>,
 }
 
-impl Stored {
-    pub(super) fn counted(&self) -> Counted {
-        counted(&self.row, self.domain_id)
-    }
-}
-
-fn counted(row: &LogRow, domain_id: i64) -> Counted {
-    Counted {
-        delivery: row.delivery.0,
-        status: row.status,
-        reason: row.failure.as_ref().map(|f| f.reason.value()),
-        domain_id,
-    }
-}
-
 impl Store {
     /// Inserts rows (analysis output) and counts them, in one transaction. Ids are assigned by
     /// the database: the rows' `id` fields are ignored. Returns how many were inserted.
@@ -75,18 +60,19 @@ impl Store {
                 });
             }
             let sql = format!(
-                "INSERT INTO log_row (delivery_id, status, reason, domain_id, failure_id, \
-                 last_event_at, address, mta_id, message_id, attempts) VALUES {}",
-                values_list(Marks::of(&tx), chunk.len(), 10)
+                "INSERT INTO log_row (delivery_id, status, feedback, reason, domain_id, \
+                 failure_id, last_event_at, address, mta_id, message_id, attempts) VALUES {}",
+                values_list(Marks::of(&tx), chunk.len(), 11)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (r, failure_id) in chunk.iter().zip(failure_ids) {
                 let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
-                kpi.row(counted(r, domain_id), 1);
+                kpi.row(r, domain_id, 1);
                 let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
                 q = q
                     .bind(r.delivery.0)
                     .bind(i64::from(r.status.as_u8()))
+                    .bind(i64::from(r.feedback.bits()))
                     .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
                     .bind(domain_id)
                     .bind(failure_id)
@@ -194,15 +180,7 @@ impl Store {
             let deliveries: Vec<i64> = q.fetch_all(&mut *tx).await?;
             for delivery in deliveries {
                 moved += 1;
-                for (status, sign) in [(LogStatus::Pending, -1), (LogStatus::Taken, 1)] {
-                    let c = Counted {
-                        delivery,
-                        status,
-                        reason: None,
-                        domain_id: 0,
-                    };
-                    kpi.row(c, sign);
-                }
+                kpi.taken(delivery);
             }
             let sql = format!(
                 "{with} UPDATE log_row SET mta_id = v.mta_id, message_id = v.message_id FROM v \
@@ -296,6 +274,9 @@ pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
             message_id: join_message_id(r.try_get("mta_id")?, r.try_get("message_id")?),
             last_event_at,
             attempts: decode_attempts(attempts.as_deref(), last_event_at)?,
+            feedback: Feedback::from_bits(
+                u8::try_from(r.try_get::<i64, _>("feedback")?).unwrap_or_default(),
+            ),
         },
         domain_id: r.try_get("domain_id")?,
         events: decode_events(events.as_deref())?,
@@ -325,8 +306,8 @@ pub(super) async fn write_rows(
         let mut extra = Vec::with_capacity(chunk.len());
         for r in chunk {
             let old = unchanged_identity(before, r)?;
-            kpi.row(old.counted(), -1);
-            kpi.row(counted(r, old.domain_id), 1);
+            kpi.row(&old.row, old.domain_id, -1);
+            kpi.row(r, old.domain_id, 1);
             let failure_id = match &r.failure {
                 Some(f) => Some(failures.id(tx, f).await?),
                 None => None,
@@ -337,13 +318,14 @@ pub(super) async fn write_rows(
             extra.push((failure_id, encode_events(&events[keep_from..])));
         }
         let sql = format!(
-            "WITH v(id, status, reason, failure_id, mta_id, message_id, last_event_at, attempts, \
-             events) AS (VALUES {}) UPDATE log_row SET status = v.status, reason = v.reason, \
+            "WITH v(id, status, feedback, reason, failure_id, mta_id, message_id, last_event_at, \
+             attempts, events) AS (VALUES {}) UPDATE log_row SET status = v.status, \
+             feedback = v.feedback, reason = v.reason, \
              failure_id = v.failure_id, mta_id = v.mta_id, message_id = v.message_id, \
              last_event_at = v.last_event_at, attempts = v.attempts, events = v.events, \
              claim_until = CASE WHEN v.status = 0 THEN log_row.claim_until END \
              FROM v WHERE log_row.id = v.id",
-            values_list(Marks::of(tx), chunk.len(), 9)
+            values_list(Marks::of(tx), chunk.len(), 10)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (r, (failure_id, events)) in chunk.iter().zip(extra) {
@@ -351,6 +333,7 @@ pub(super) async fn write_rows(
             q = q
                 .bind(r.id.0)
                 .bind(i64::from(r.status.as_u8()))
+                .bind(i64::from(r.feedback.bits()))
                 .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
                 .bind(failure_id)
                 .bind(mta_id)

@@ -89,3 +89,10 @@ fn config_check_error_text_is_not_repeated() {
     assert!(!detail.is_empty(), "{err}");
     assert_eq!(err.matches(detail).count(), 1, "repeated: {err}");
 }
+
+#[test]
+fn config_check_refuses_a_postmaster_that_is_not_a_mailbox() {
+    let (code, _, err) = check("[smtp]\npostmaster = \"not an address\"\n", &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("smtp.postmaster"), "{err}");
+}

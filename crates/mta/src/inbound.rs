@@ -377,6 +377,11 @@ fn is_bare_postmaster(address: &str) -> bool {
     address.eq_ignore_ascii_case("postmaster")
 }
 
+/// `smtp.postmaster` is not a mailbox.
+#[derive(Debug, thiserror::Error)]
+#[error("smtp.postmaster: invalid address {0:?}")]
+pub struct BadPostmaster(pub String);
+
 /// The address `<postmaster>` is delivered to: `smtp.postmaster`, else `postmaster@` the first
 /// bounce domain (inMail reads it), else `postmaster@hostname`. It is fixed by the operator, so
 /// accepting it from anyone does not let a client choose where mail is relayed.
@@ -384,13 +389,10 @@ pub(crate) fn postmaster_target(
     smtp: &SmtpConfig,
     hostname: &str,
     bounce_domains: &[String],
-) -> Result<String, String> {
+) -> Result<String, BadPostmaster> {
     if !smtp.postmaster.is_empty() {
         if !valid_address(&smtp.postmaster) {
-            return Err(format!(
-                "smtp.postmaster: invalid address {:?}",
-                smtp.postmaster
-            ));
+            return Err(BadPostmaster(smtp.postmaster.clone()));
         }
         return Ok(smtp.postmaster.clone());
     }

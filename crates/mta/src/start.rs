@@ -79,9 +79,9 @@ pub enum StartError {
     #[error("bounce rules: {0}")]
     Bounce(#[from] cartero_bounce::RuleError),
     #[error("{0}")]
-    Smtp(String),
+    Postmaster(#[from] inbound::BadPostmaster),
     #[error("{0}")]
-    Idempotency(String),
+    Idempotency(#[from] crate::idempotency::KeysError),
 }
 
 /// What the embedding program provides besides the config.
@@ -454,10 +454,10 @@ impl Mta {
             Some(c) => c,
             None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
         };
-        let keys = Arc::new(
-            crate::idempotency::Keys::open(&cfg.data_dir, opts.clock.now_ms())
-                .map_err(|e| StartError::Idempotency(e.to_string()))?,
-        );
+        let keys = Arc::new(crate::idempotency::Keys::open(
+            &cfg.data_dir,
+            opts.clock.now_ms(),
+        )?);
         keys.restore(recovered_keys(&recovered, cfg.delivery.idempotency_window));
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
@@ -504,8 +504,7 @@ impl Mta {
             clock: opts.clock.clone(),
         });
         let postmaster =
-            inbound::postmaster_target(&cfg.smtp, &cfg.hostname, &cfg.inmail.bounce_domains)
-                .map_err(StartError::Smtp)?;
+            inbound::postmaster_target(&cfg.smtp, &cfg.hostname, &cfg.inmail.bounce_domains)?;
         let policy = Arc::new(api::Policy::new(&cfg.http, delivery.pools.names()));
         let inbound = Arc::new(Inbound::new(
             cfg.smtp.clone(),

@@ -129,6 +129,12 @@ fn files(cfg: &MtaConfig, problems: &mut Vec<String>) {
         );
     }
     check("tls", tls(cfg));
+    check(
+        "smtp",
+        crate::inbound::postmaster_target(&cfg.smtp, &cfg.hostname, &cfg.inmail.bounce_domains)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+    );
     for k in &cfg.dkim.keys {
         let r = std::fs::read_to_string(&k.key_file)
             .map_err(|e| e.to_string())

@@ -85,6 +85,12 @@ struct KeyCheck {
     claimed: Vec<Option<KeyHash>>,
 }
 
+/// Keeps the recipients at positions `keep` (ascending), in order.
+fn keep_only(recipients: &mut Vec<String>, keep: &[usize]) {
+    let mut all = std::mem::take(recipients);
+    *recipients = keep.iter().map(|&i| std::mem::take(&mut all[i])).collect();
+}
+
 fn claimed_hashes(check: &KeyCheck) -> Vec<KeyHash> {
     check.claimed.iter().flatten().copied().collect()
 }
@@ -210,8 +216,7 @@ impl Injector {
                 .collect(),
         };
         if fresh.len() < requested {
-            let mut all = std::mem::take(&mut inj.recipients);
-            inj.recipients = fresh.iter().map(|&i| std::mem::take(&mut all[i])).collect();
+            keep_only(&mut inj.recipients, &fresh);
         }
         let body = self.complete(inj.body, inj.trace.as_deref(), now);
         let validity = inj

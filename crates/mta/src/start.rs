@@ -225,6 +225,17 @@ fn report_lost(
     }
 }
 
+/// The remembered idempotency keys: the key file plus the keys of recovered mail.
+fn open_keys(
+    cfg: &MtaConfig,
+    opts: &StartOptions,
+    recovered: &[Recovered],
+) -> Result<Arc<crate::idempotency::Keys>, StartError> {
+    let keys = crate::idempotency::Keys::open(&cfg.data_dir, opts.clock.now_ms())?;
+    keys.restore(recovered_keys(recovered, cfg.delivery.idempotency_window));
+    Ok(Arc::new(keys))
+}
+
 /// The idempotency keys carried by recovered envelopes (see `idempotency`: the file may miss
 /// the keys of mail spooled just before a crash).
 fn recovered_keys(
@@ -454,11 +465,7 @@ impl Mta {
             Some(c) => c,
             None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
         };
-        let keys = Arc::new(crate::idempotency::Keys::open(
-            &cfg.data_dir,
-            opts.clock.now_ms(),
-        )?);
-        keys.restore(recovered_keys(&recovered, cfg.delivery.idempotency_window));
+        let keys = open_keys(&cfg, &opts, &recovered)?;
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
@@ -516,8 +523,8 @@ impl Mta {
         ));
         let mut tasks = delivery.start(&cfg, recovered).await;
         let api = ApiState {
-            mta: mta.clone(),
             tokens: mta.tokens.clone(),
+            mta: mta.clone(),
             metrics: opts.metrics,
             policy,
         };

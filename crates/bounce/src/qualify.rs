@@ -35,6 +35,27 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in value order.
+    pub const ALL: [Reason; 12] = [
+        Reason::NotDefined,
+        Reason::UserUnknown,
+        Reason::InvalidDomain,
+        Reason::Unreachable,
+        Reason::AccountDisabled,
+        Reason::MailboxFull,
+        Reason::AddressNotSpecified,
+        Reason::Denylisted,
+        Reason::Quarantine,
+        Reason::Duplicate,
+        Reason::Refused,
+        Reason::ErrorIgnored,
+    ];
+
+    /// The reason with this technical value, if any.
+    pub fn from_value(value: u8) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.value() == value)
+    }
+
     /// The technical value.
     pub fn value(self) -> u8 {
         self as u8

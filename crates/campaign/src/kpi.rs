@@ -205,23 +205,7 @@ fn by_reason(map: &BTreeMap<u8, u64>, of: u64) -> Vec<ReasonFigure> {
 
 /// The label of a reason value (SPEC §3.4); `"Unknown"` for a value outside the table.
 pub fn reason_label(value: u8) -> &'static str {
-    const ALL: [Reason; 12] = [
-        Reason::NotDefined,
-        Reason::UserUnknown,
-        Reason::InvalidDomain,
-        Reason::Unreachable,
-        Reason::AccountDisabled,
-        Reason::MailboxFull,
-        Reason::AddressNotSpecified,
-        Reason::Denylisted,
-        Reason::Quarantine,
-        Reason::Duplicate,
-        Reason::Refused,
-        Reason::ErrorIgnored,
-    ];
-    ALL.iter()
-        .find(|r| r.value() == value)
-        .map_or("Unknown", |r| r.label())
+    Reason::from_value(value).map_or("Unknown", Reason::label)
 }
 
 /// The EFS view at `now`.

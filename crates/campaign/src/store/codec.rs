@@ -35,26 +35,10 @@ pub(crate) fn status_from(v: i64) -> Result<LogStatus, StoreError> {
         .ok_or_else(|| corrupt("status", v))
 }
 
-const REASONS: [Reason; 12] = [
-    Reason::NotDefined,
-    Reason::UserUnknown,
-    Reason::InvalidDomain,
-    Reason::Unreachable,
-    Reason::AccountDisabled,
-    Reason::MailboxFull,
-    Reason::AddressNotSpecified,
-    Reason::Denylisted,
-    Reason::Quarantine,
-    Reason::Duplicate,
-    Reason::Refused,
-    Reason::ErrorIgnored,
-];
-
 pub(crate) fn reason_from(v: i64) -> Result<Reason, StoreError> {
-    REASONS
-        .iter()
-        .copied()
-        .find(|r| i64::from(r.value()) == v)
+    u8::try_from(v)
+        .ok()
+        .and_then(Reason::from_value)
         .ok_or_else(|| corrupt("reason", v))
 }
 
@@ -439,7 +423,7 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips_through_its_value() {
-        for r in REASONS {
+        for r in Reason::ALL {
             assert_eq!(reason_from(i64::from(r.value())).unwrap(), r);
         }
         assert!(reason_from(6).is_err());

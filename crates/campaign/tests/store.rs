@@ -372,16 +372,7 @@ fn deliver_all(batch: EventBatch, keys: &[EventKey]) -> EventBatchChanges {
             kind: "delivery".into(),
             text: "250 ok".into(),
         });
-        let mut state = AddressState {
-            address: r.address.clone(),
-            status: AddressStatus::Valid,
-            error_count: 0,
-            last_counted_at: None,
-            last_error: None,
-            last_error_at: None,
-            since: None,
-            reason: None,
-        };
+        let mut state = cartero_campaign::quarantine::new_state(&r.address);
         if let Some(old) = batch.addresses.get(&r.address.to_lowercase()) {
             state.error_count = old.error_count;
         }

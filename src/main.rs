@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cli;
+mod node;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +39,18 @@ enum Command {
     /// Bounce classification.
     #[command(subcommand)]
     Bounce(cli::bounce::BounceCmd),
+    /// Recipient lists (campaign layer).
+    #[command(subcommand)]
+    Recipients(cli::campaign::RecipientsCmd),
+    /// Deliveries: create, analyze, start, pause, resume, stop, status, logs.
+    #[command(subcommand)]
+    Delivery(cli::campaign::DeliveryCmd),
+    /// An address's quality record; release it from quarantine.
+    #[command(subcommand)]
+    Address(cli::campaign::AddressCmd),
+    /// Quarantined addresses: list, bulk release.
+    #[command(subcommand)]
+    Quarantine(cli::campaign::QuarantineCmd),
     /// Queue summary per domain and site of a running instance (like `mailq`).
     Queue(cli::remote::RemoteArgs),
     /// Show the queued recipients of one message.
@@ -90,6 +103,10 @@ fn main() -> std::process::ExitCode {
             Command::Dkim(c) => cli::dkim::run(c),
             Command::Passwd => cli::passwd(),
             Command::Bounce(c) => cli::bounce::run(c),
+            Command::Recipients(c) => cli::campaign::recipients(config, c).await,
+            Command::Delivery(c) => cli::campaign::delivery(config, c).await,
+            Command::Address(c) => cli::campaign::address(config, c).await,
+            Command::Quarantine(c) => cli::campaign::quarantine(config, c).await,
             Command::Queue(r) => cli::remote::queue(config, r).await,
             Command::Message { id, remote } => cli::remote::message(config, remote, &id).await,
             Command::Flush { domain, remote } => cli::remote::flush(config, remote, domain).await,

@@ -1,4 +1,5 @@
 use anyhow::Context;
+use cartero_campaign::config::CampaignConfig;
 use cartero_mta::MtaConfig;
 use clap::Subcommand;
 use std::path::Path;
@@ -11,27 +12,97 @@ pub enum ConfigCmd {
     Defaults,
 }
 
+/// The whole configuration file: the MTA's sections and `[campaign]`. The MTA's top-level keys
+/// are listed again here (rather than flattened, which serde cannot combine with
+/// `deny_unknown_fields`), so that an unknown key anywhere is reported with its line;
+/// [`CarteroConfig::split`] names every field, so a key added to the MTA fails to compile
+/// until it is added here too.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarteroConfig {
+    hostname: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
+    smtp: cartero_mta::config::SmtpConfig,
+    tls: cartero_mta::config::TlsConfig,
+    http: cartero_mta::config::HttpConfig,
+    delivery: cartero_mta::config::DeliveryConfig,
+    dkim: cartero_mta::config::DkimConfig,
+    events: cartero_mta::config::EventsConfig,
+    shaping: cartero_shaping::ShapingConfig,
+    inmail: cartero_mta::config::InMailConfig,
+    bounce: cartero_mta::config::BounceConfig,
+    campaign: CampaignConfig,
+}
+
+impl CarteroConfig {
+    pub fn split(self) -> (MtaConfig, CampaignConfig) {
+        let d = MtaConfig::default();
+        let mta = MtaConfig {
+            hostname: self.hostname.unwrap_or(d.hostname),
+            data_dir: self.data_dir.unwrap_or(d.data_dir),
+            smtp: self.smtp,
+            tls: self.tls,
+            http: self.http,
+            delivery: self.delivery,
+            dkim: self.dkim,
+            events: self.events,
+            shaping: self.shaping,
+            inmail: self.inmail,
+            bounce: self.bounce,
+        };
+        (mta, self.campaign)
+    }
+
+    /// The defaults as they are printed and documented.
+    pub fn defaults() -> Self {
+        let d = MtaConfig::default();
+        Self {
+            hostname: Some(d.hostname),
+            data_dir: Some(d.data_dir),
+            smtp: d.smtp,
+            tls: d.tls,
+            http: d.http,
+            delivery: d.delivery,
+            dkim: d.dkim,
+            events: d.events,
+            shaping: d.shaping,
+            inmail: d.inmail,
+            bounce: d.bounce,
+            campaign: CampaignConfig::default(),
+        }
+    }
+}
+
 /// Loads the config file, or the embedded defaults when none is given.
 pub fn load(path: Option<&Path>) -> anyhow::Result<MtaConfig> {
+    Ok(load_all(path)?.0)
+}
+
+/// Loads the MTA's and the campaign layer's configuration.
+pub fn load_all(path: Option<&Path>) -> anyhow::Result<(MtaConfig, CampaignConfig)> {
     let Some(path) = path else {
-        return Ok(MtaConfig::default());
+        return Ok(CarteroConfig::defaults().split());
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).with_context(|| format!("in {}", path.display()))
+    parse_all(&text).with_context(|| format!("in {}", path.display()))
 }
 
-pub fn parse(text: &str) -> anyhow::Result<MtaConfig> {
+pub fn parse_all(text: &str) -> anyhow::Result<(MtaConfig, CampaignConfig)> {
     // toml's error already names the line, column and the offending key.
-    toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))
+    let c: CarteroConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(c.split())
 }
 
 pub fn run(cmd: ConfigCmd, _global: Option<&Path>) -> anyhow::Result<()> {
     match cmd {
         ConfigCmd::Check { file } => {
-            let cfg = load(Some(&file))?;
+            let (cfg, campaign) = load_all(Some(&file))?;
             // The same checks `serve` makes before it starts, files included.
             let warnings = cartero_mta::validate::validate(&cfg)
+                .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
+            campaign
+                .validate()
                 .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
             for w in warnings {
                 eprintln!("warning: {w}");
@@ -39,8 +110,8 @@ pub fn run(cmd: ConfigCmd, _global: Option<&Path>) -> anyhow::Result<()> {
             println!("ok");
         }
         ConfigCmd::Defaults => {
-            let text =
-                toml::to_string_pretty(&MtaConfig::default()).context("printing the defaults")?;
+            let text = toml::to_string_pretty(&CarteroConfig::defaults())
+                .context("printing the defaults")?;
             print!("{text}");
         }
     }
@@ -53,23 +124,23 @@ mod tests {
 
     #[test]
     fn example_config_parses_and_equals_the_defaults() {
-        let example = parse(include_str!("../../docs/cartero.example.toml")).unwrap();
+        let example = parse_all(include_str!("../../docs/cartero.example.toml")).unwrap();
         assert_eq!(
             example,
-            MtaConfig::default(),
+            CarteroConfig::defaults().split(),
             "docs/cartero.example.toml drifted from the defaults"
         );
     }
 
     #[test]
     fn printed_defaults_parse_back() {
-        let text = toml::to_string_pretty(&MtaConfig::default()).unwrap();
-        assert_eq!(parse(&text).unwrap(), MtaConfig::default());
+        let text = toml::to_string_pretty(&CarteroConfig::defaults()).unwrap();
+        assert_eq!(parse_all(&text).unwrap(), CarteroConfig::defaults().split());
     }
 
     #[test]
     fn unknown_keys_are_reported_with_their_line() {
-        let e = parse("hostname = \"a\"\n[smtp]\nmax_mesage_size = 1\n")
+        let e = parse_all("hostname = \"a\"\n[smtp]\nmax_mesage_size = 1\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_mesage_size") && e.contains("line 3"), "{e}");
@@ -77,11 +148,11 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let e = parse("[shaping.default]\nmax_message_rate = \"10/fortnight\"\n")
+        let e = parse_all("[shaping.default]\nmax_message_rate = \"10/fortnight\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("fortnight"), "{e}");
-        let e = parse("[delivery]\nmax_validity = \"soon\"\n")
+        let e = parse_all("[delivery]\nmax_validity = \"soon\"\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_validity") || e.contains("soon"), "{e}");

@@ -2,6 +2,7 @@
 
 pub mod bounce;
 pub mod bounce_parse;
+pub mod campaign;
 pub mod config;
 pub mod dkim;
 pub mod remote;

@@ -1,3 +1,4 @@
+use crate::node::Campaign;
 use anyhow::Context;
 use cartero_mta::shaping::Reloader;
 use cartero_mta::{Mta, StartOptions};
@@ -5,19 +6,29 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let cfg = super::config::load(config)?;
+    let (cfg, campaign_cfg) = super::config::load_all(config)?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
-    let opts = StartOptions {
+    let mut opts = StartOptions {
         metrics: Some(Arc::new(move || handle.render())),
         reloader: config.map(reloader),
         ..StartOptions::default()
     };
+    let mut campaign = None;
+    if campaign_cfg.enabled {
+        let (c, for_mta) = Campaign::open(&cfg, &campaign_cfg, opts.clock.clone()).await?;
+        opts.sinks.push(for_mta.sink);
+        opts.routes = Some(for_mta.routes);
+        campaign = Some(c);
+    }
     let signals = Signals::install()?;
     let mta = Mta::start(cfg.clone(), opts)
         .await
         .context("starting the MTA")?;
+    if let Some(c) = &mut campaign {
+        c.run(mta.clone()).await?;
+    }
     for a in mta.smtp_addrs() {
         tracing::info!(addr = %a, "SMTP listening");
     }
@@ -27,7 +38,13 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
     signals.wait(&mta).await;
     tracing::info!("shutting down: finishing in-flight transactions");
+    if let Some(c) = &campaign {
+        c.stop_senders().await;
+    }
     mta.shutdown().await;
+    if let Some(c) = campaign {
+        c.finish().await;
+    }
     Ok(())
 }
 

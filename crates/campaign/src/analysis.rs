@@ -11,7 +11,9 @@
 //! per analysis, so no list can be built to collide on purpose.
 
 use crate::model::UnixMillis;
-use crate::model::{AddressState, DeliveryId, FailureInfo, Feedback, LogId, LogRow, LogStatus};
+use crate::model::{
+    AddressState, DeliveryId, FailureInfo, Feedback, LogId, LogRow, LogStatus, RecipientId,
+};
 use crate::quarantine::{self, QuarantineConfig};
 use cartero_address::{Address, AddressError};
 use cartero_bounce::{FailureType, Reason};
@@ -82,10 +84,16 @@ pub struct Decision<A> {
 
 impl<A> Decision<A> {
     /// The log row for this decision: Pending, or Ignored with its reason.
-    pub fn log_row(&self, id: LogId, delivery: DeliveryId) -> LogRow {
+    pub fn log_row(
+        &self,
+        id: LogId,
+        delivery: DeliveryId,
+        recipient: Option<RecipientId>,
+    ) -> LogRow {
         LogRow {
             id,
             delivery,
+            recipient,
             address: self.address.clone(),
             domain: self.domain.clone(),
             status: match self.exclusion {

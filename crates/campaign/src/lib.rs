@@ -14,11 +14,15 @@
 //! * [`analysis`] — building the send list and its exclusions (SPEC §3.2).
 //! * [`store`] — persistence (SQLite embedded, PostgreSQL by URL).
 //! * [`import`] — recipients from CSV.
+//! * [`engine`] — deliveries from draft to finished: analysis, senders, event intake.
 
 // No unwrap on input in production code; tests may (a panic there is a failure).
 #![deny(clippy::unwrap_used)]
 
 pub mod analysis;
+pub mod api;
+pub mod config;
+pub mod engine;
 pub mod import;
 pub mod inject;
 pub mod kpi;
@@ -26,4 +30,5 @@ pub mod log;
 pub mod model;
 pub mod observe;
 pub mod quarantine;
+pub mod render;
 pub mod store;

@@ -110,6 +110,9 @@ pub const MAX_ATTEMPTS_KEPT: usize = 10;
 pub struct LogRow {
     pub id: LogId,
     pub delivery: DeliveryId,
+    /// The recipient profile the row was made from: its attributes personalize the message.
+    #[serde(default)]
+    pub recipient: Option<RecipientId>,
     /// As targeted (after trimming); empty when the recipient had none.
     pub address: String,
     /// Lower-cased domain of `address`, for the breakdown by domain.

@@ -61,6 +61,7 @@ async fn sqlite_bytes_per_log_row_and_import_rate() {
         .map(|i| LogRow {
             id: LogId(0),
             delivery: d,
+            recipient: Some(RecipientId(i as i64 + 1)),
             address: format!("jane.doe{i}@mail{}.example", i % 500),
             domain: format!("mail{}.example", i % 500),
             status: LogStatus::Pending,

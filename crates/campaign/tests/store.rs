@@ -31,6 +31,7 @@ fn row(delivery: DeliveryId, address: &str, status: LogStatus) -> LogRow {
     LogRow {
         id: LogId(0),
         delivery,
+        recipient: Some(RecipientId(9)),
         address: address.into(),
         domain,
         status,

@@ -35,6 +35,8 @@ pub(crate) struct ApiState {
     pub metrics: Option<MetricsRender>,
     /// Budgets and pools an injection request is checked against.
     pub policy: Arc<Policy>,
+    /// The embedding program's routes ([`StartOptions::routes`](crate::StartOptions)).
+    pub routes: Option<Router>,
 }
 
 /// A JSON error body with a status.
@@ -70,7 +72,11 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/shaping/reload", post(shaping::reload))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let extra = state.routes.clone().map(|r| {
+        r.layer(middleware::from_fn_with_state(state.clone(), require_token))
+            .layer(DefaultBodyLimit::max(max_body))
+    });
+    let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/unsubscribe/{token}",
@@ -78,7 +84,11 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         )
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
-        .with_state(state)
+        .with_state(state);
+    match extra {
+        Some(r) => app.merge(r),
+        None => app,
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive (RFC 9110

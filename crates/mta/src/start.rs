@@ -94,6 +94,9 @@ pub struct StartOptions {
     pub classifier: Option<Arc<dyn Classifier>>,
     /// Re-reads the configuration for `reload_shaping` (SIGHUP, API); `None` disables reload.
     pub reloader: Option<crate::shaping::Reloader>,
+    /// More HTTP routes served on the API listener behind the same token check and body
+    /// limit (the campaign layer's API, which the MTA knows nothing else about).
+    pub routes: Option<axum::Router>,
 }
 
 impl Default for StartOptions {
@@ -104,6 +107,7 @@ impl Default for StartOptions {
             metrics: None,
             classifier: None,
             reloader: None,
+            routes: None,
         }
     }
 }
@@ -527,6 +531,7 @@ impl Mta {
             mta: mta.clone(),
             metrics: opts.metrics,
             policy,
+            routes: opts.routes,
         };
         tasks.extend(serve_all(&cfg, api, listeners, inbound, stop_rx));
         *mta.tasks.lock() = tasks;

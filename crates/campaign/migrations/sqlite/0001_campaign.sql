@@ -70,6 +70,7 @@ CREATE INDEX failure_hash ON failure(hash);
 CREATE TABLE log_row (
     id            INTEGER PRIMARY KEY,
     delivery_id   INTEGER NOT NULL REFERENCES delivery(id) ON DELETE CASCADE,
+    recipient_id  INTEGER,
     status        INTEGER NOT NULL,
     feedback      INTEGER NOT NULL,
     reason        INTEGER,
@@ -91,6 +92,9 @@ CREATE INDEX log_by_status ON log_row(delivery_id, status) WHERE status <> 2;
 CREATE INDEX log_by_domain ON log_row(delivery_id, domain_id);
 CREATE INDEX log_by_reason ON log_row(delivery_id, reason) WHERE reason IS NOT NULL;
 CREATE INDEX log_by_address ON log_row(delivery_id, address);
+-- Reports that name a message only by the MTA's id (inMail: asynchronous bounces, complaints,
+-- unsubscribes) find their row through this.
+CREATE INDEX log_by_mta_id ON log_row(mta_id) WHERE mta_id IS NOT NULL;
 
 -- Counters of a delivery (model::Kpis), changed in the same transaction as the rows they count.
 CREATE TABLE kpi (

@@ -10,21 +10,30 @@ use super::{
     Backend, Marks, Param, Store, StoreError, Tx, check_limit, in_list, rows_per_statement,
     values_list,
 };
-use crate::model::{DeliveryId, Feedback, LogId, LogRow, UnixMillis};
+use crate::model::{DeliveryId, Feedback, LogId, LogRow, RecipientId, UnixMillis};
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
-/// Rows per statement: the widest statement here binds 11 parameters a row.
-const ROW_CHUNK: usize = rows_per_statement(11);
+/// Rows per statement: the widest statement here binds 12 parameters a row.
+const ROW_CHUNK: usize = rows_per_statement(12);
 
 /// The row as the model has it, joined with its domain and failure.
-pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.status, l.feedback, l.domain_id, \
+pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.recipient_id, l.status, l.feedback, l.domain_id, \
      l.last_event_at, l.address, l.mta_id, l.message_id, l.attempts, l.events, \
      d.name AS domain, \
      f.ftype, f.reason AS freason, f.class, f.text, f.rule \
      FROM log_row l JOIN domain d ON d.id = l.domain_id LEFT JOIN failure f ON f.id = l.failure_id";
+
+/// Which Pending rows a claim takes.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// Unclaimed, or whose lease ended.
+    Free,
+    /// Claimed, whatever the lease.
+    Interrupted,
+}
 
 /// A row the MTA took, with the message id it gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,9 +69,10 @@ impl Store {
                 });
             }
             let sql = format!(
-                "INSERT INTO log_row (delivery_id, status, feedback, reason, domain_id, \
-                 failure_id, last_event_at, address, mta_id, message_id, attempts) VALUES {}",
-                values_list(Marks::of(&tx), chunk.len(), 11)
+                "INSERT INTO log_row (delivery_id, recipient_id, status, feedback, reason, \
+                 domain_id, failure_id, last_event_at, address, mta_id, message_id, attempts) \
+                 VALUES {}",
+                values_list(Marks::of(&tx), chunk.len(), 12)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (r, failure_id) in chunk.iter().zip(failure_ids) {
@@ -71,6 +81,7 @@ impl Store {
                 let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
                 q = q
                     .bind(r.delivery.0)
+                    .bind(r.recipient.map(|id| id.0))
                     .bind(i64::from(r.status.as_u8()))
                     .bind(i64::from(r.feedback.bits()))
                     .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
@@ -102,8 +113,34 @@ impl Store {
         now: UnixMillis,
         lease_ms: u64,
     ) -> Result<Vec<LogRow>, StoreError> {
+        self.claim(Claim::Free, delivery, limit, now, lease_ms).await
+    }
+
+    /// Claims Pending rows that carry a claim, expired or not: rows a sender claimed and may
+    /// have handed to the MTA before it stopped (a crash, a stop). Only for a delivery no
+    /// sender works on any more (a stopped one), whose interrupted hand-overs are finished
+    /// before the rest is cancelled.
+    pub async fn claim_interrupted(
+        &self,
+        delivery: DeliveryId,
+        limit: u32,
+        now: UnixMillis,
+        lease_ms: u64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        self.claim(Claim::Interrupted, delivery, limit, now, lease_ms)
+            .await
+    }
+
+    async fn claim(
+        &self,
+        which: Claim,
+        delivery: DeliveryId,
+        limit: u32,
+        now: UnixMillis,
+        lease_ms: u64,
+    ) -> Result<Vec<LogRow>, StoreError> {
         let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(self.claim_sql()))
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(self.claim_sql(which)))
             .bind(ms(now.saturating_add(lease_ms)))
             .bind(delivery.0)
             .bind(ms(now))
@@ -116,17 +153,50 @@ impl Store {
         Ok(rows.into_iter().map(|s| s.row).collect())
     }
 
+    /// Forgets every claim: on SQLite one process owns the database, so at its start no
+    /// sender is running and claims left by a crash can be taken again at once instead of
+    /// after their lease. Returns how many rows were claimed.
+    pub async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE log_row SET claim_until = NULL WHERE status = 0 AND status <> 2 \
+             AND claim_until IS NOT NULL",
+        )
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes a delivery's rows and zeroes its counters: a new analysis replaces the last
+    /// (or the part a crash left).
+    pub async fn reset_log(&self, delivery: DeliveryId) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for sql in [
+            "DELETE FROM log_row WHERE delivery_id = $1",
+            "DELETE FROM kpi_breakdown WHERE delivery_id = $1",
+            "DELETE FROM kpi WHERE delivery_id = $1",
+            "INSERT INTO kpi (delivery_id) VALUES ($1)",
+        ] {
+            sqlx::query(sql).bind(delivery.0).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// `status <> 2` repeats what `status = 0` implies so that SQLite sees that the partial
     /// index log_by_status applies (without it the claim walks every row of the delivery).
-    fn claim_sql(&self) -> String {
+    fn claim_sql(&self, which: Claim) -> String {
         let skip_locked = match self.backend {
             Backend::Sqlite => "",
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         };
+        // $3 is bound either way so both forms take the same parameters.
+        let claimable = match which {
+            Claim::Free => "(claim_until IS NULL OR claim_until <= $3)",
+            Claim::Interrupted => "claim_until IS NOT NULL AND $3 = $3",
+        };
         format!(
             "UPDATE log_row SET claim_until = $1 WHERE id IN (SELECT id FROM log_row \
-             WHERE delivery_id = $2 AND status = 0 AND status <> 2 \
-             AND (claim_until IS NULL OR claim_until <= $3) \
+             WHERE delivery_id = $2 AND status = 0 AND status <> 2 AND {claimable} \
              ORDER BY id LIMIT $4{skip_locked}) RETURNING id"
         )
     }
@@ -135,7 +205,7 @@ impl Store {
     #[doc(hidden)]
     pub async fn explain_claim(&self) -> Result<String, StoreError> {
         let params = [Param::Int(0), Param::Int(1), Param::Int(0), Param::Int(10)];
-        self.explain(&self.claim_sql(), &params).await
+        self.explain(&self.claim_sql(Claim::Free), &params).await
     }
 
     /// Gives claimed rows back before their lease ends (the MTA refused them for now).
@@ -197,6 +267,36 @@ impl Store {
         kpi.apply(&mut tx).await?;
         tx.commit().await?;
         Ok(moved)
+    }
+
+    /// The rows the MTA took under these message ids (the MTA's 16-hex-digit form; other ids
+    /// find nothing), as (message id, row id) pairs. Reports that carry only the message id
+    /// (inMail) find their row through this; the campaign injects one recipient per message.
+    pub async fn rows_by_message(
+        &self,
+        message_ids: &[&str],
+    ) -> Result<Vec<(String, LogId)>, StoreError> {
+        let numbers: Vec<i64> = message_ids
+            .iter()
+            .filter_map(|m| split_message_id(Some(m)).0)
+            .collect();
+        let mut out = Vec::with_capacity(numbers.len());
+        for chunk in numbers.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "SELECT id, mta_id FROM log_row WHERE mta_id IN ({})",
+                in_list(Marks::of_pool(self.backend), 1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(*n);
+            }
+            for (id, mta_id) in q.fetch_all(&self.read).await? {
+                if let Some(m) = join_message_id(Some(mta_id), None) {
+                    out.push((m, LogId(id)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The rows with these ids (those that exist), in id order.
@@ -267,6 +367,9 @@ pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
         row: LogRow {
             id: LogId(r.try_get("id")?),
             delivery: DeliveryId(r.try_get("delivery_id")?),
+            recipient: r
+                .try_get::<Option<i64>, _>("recipient_id")?
+                .map(RecipientId),
             address: r.try_get("address")?,
             domain: r.try_get("domain")?,
             status: status_from(r.try_get("status")?)?,

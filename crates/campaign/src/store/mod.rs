@@ -278,6 +278,14 @@ enum Marks {
 }
 
 impl Marks {
+    /// The marks of statements run on the pool of `backend` rather than on a connection.
+    fn of_pool(backend: Backend) -> Marks {
+        match backend {
+            Backend::Sqlite => Marks::Anonymous,
+            Backend::Postgres => Marks::Numbered,
+        }
+    }
+
     fn of(conn: &AnyConnection) -> Marks {
         if conn.backend_name() == "SQLite" {
             Marks::Anonymous

@@ -3,8 +3,9 @@
 //! target, so a failed or abandoned import never leaves half a list.
 
 use super::codec::{ms, ms_from};
-use super::{Marks, Store, StoreError, check_limit, rows_per_statement, values_list};
+use super::{Marks, Store, StoreError, check_limit, in_list, rows_per_statement, values_list};
 use crate::model::{ListId, Recipient, RecipientId, UnixMillis};
+use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
 const IMPORTING: i64 = 0;
@@ -218,29 +219,39 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Recipient>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, email, attributes FROM recipient WHERE list_id = $1 AND id > $2 \
-             ORDER BY id LIMIT $3",
+            "SELECT id, list_id, email, attributes FROM recipient WHERE list_id = $1 \
+             AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(list.0)
         .bind(after.map(|r| r.0).unwrap_or(0))
         .bind(check_limit(limit)?)
         .fetch_all(&self.read)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                let json: String = row.try_get("attributes")?;
-                let attributes = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
-                    column: "attributes",
-                    value: e.to_string(),
-                })?;
-                Ok(Recipient {
-                    id: RecipientId(row.try_get("id")?),
-                    list,
-                    email: row.try_get("email")?,
-                    attributes,
-                })
-            })
-            .collect()
+        rows.iter().map(recipient_from_row).collect()
+    }
+
+    /// The recipients with these ids (those that exist), in id order: the profiles a sender
+    /// renders its claimed rows with.
+    pub async fn recipients_by_id(
+        &self,
+        ids: &[RecipientId],
+    ) -> Result<Vec<Recipient>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let sql = format!(
+                "SELECT id, list_id, email, attributes FROM recipient WHERE id IN ({}) ORDER BY id",
+                in_list(Marks::of_pool(self.backend), 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            for row in q.fetch_all(&self.read).await? {
+                out.push(recipient_from_row(&row)?);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
     }
 
     pub(super) async fn ready_list(&self, list: ListId) -> Result<(), StoreError> {
@@ -303,4 +314,18 @@ fn name_taken_or(e: sqlx::Error, name: &str) -> StoreError {
         }
         _ => StoreError::Db(e),
     }
+}
+
+fn recipient_from_row(row: &AnyRow) -> Result<Recipient, StoreError> {
+    let json: String = row.try_get("attributes")?;
+    let attributes = serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+        column: "attributes",
+        value: e.to_string(),
+    })?;
+    Ok(Recipient {
+        id: RecipientId(row.try_get("id")?),
+        list: ListId(row.try_get("list_id")?),
+        email: row.try_get("email")?,
+        attributes,
+    })
 }

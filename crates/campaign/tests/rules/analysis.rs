@@ -3,7 +3,7 @@
 use crate::support::*;
 use cartero_bounce::{FailureType, Reason};
 use cartero_campaign::analysis::{self, Analyzer, Candidate, Counts, Exclusion};
-use cartero_campaign::model::{AddressState, DeliveryId, LogId, LogStatus};
+use cartero_campaign::model::{AddressState, DeliveryId, LogId, LogStatus, RecipientId};
 use cartero_campaign::quarantine::{self, QuarantineConfig, Signal};
 use std::collections::HashMap;
 
@@ -161,11 +161,12 @@ fn decisions_become_pending_or_ignored_rows() {
     let d = a.decide(c("  Jane@Example.COM "), |_| None);
     assert_eq!(d.address, "Jane@Example.COM");
     assert_eq!(d.domain, "example.com");
-    let r = d.log_row(LogId(1), DeliveryId(2));
+    let r = d.log_row(LogId(1), DeliveryId(2), Some(RecipientId(5)));
     assert_eq!(r.status, LogStatus::Pending);
+    assert_eq!(r.recipient, Some(RecipientId(5)));
     assert!(r.failure.is_none());
     let d = a.decide(c(""), |_| None);
-    let r = d.log_row(LogId(2), DeliveryId(2));
+    let r = d.log_row(LogId(2), DeliveryId(2), None);
     assert_eq!(r.status, LogStatus::Ignored);
     let f = r.failure.unwrap();
     assert_eq!(

@@ -56,6 +56,7 @@ pub fn row() -> LogRow {
     LogRow {
         id: LogId(LOG),
         delivery: DeliveryId(DELIVERY),
+        recipient: None,
         address: RCPT.into(),
         domain: "example.com".into(),
         status: LogStatus::Pending,

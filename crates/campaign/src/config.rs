@@ -1,0 +1,125 @@
+//! `[campaign]`: the campaign layer's configuration (docs/config.md, "[campaign]").
+
+use crate::engine::EngineConfig;
+use crate::quarantine::QuarantineConfig;
+use crate::store::MAX_PAGE;
+use cartero_bounce::Qualifier;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    /// Run the campaign layer inside `cartero serve`. Default true.
+    pub enabled: bool,
+    /// `postgres://user:password@host/db` for PostgreSQL; empty (the default) for the embedded
+    /// SQLite file `campaign.sqlite` under `data_dir/campaign`.
+    pub database_url: String,
+    /// Rows claimed, rendered and handed to the MTA together. Default 500.
+    pub batch: u32,
+    /// Batches of one delivery on their way at the same time. Default 4.
+    pub senders: usize,
+    /// How long a claim holds rows for the sender that claimed them (rows a dead node held
+    /// come back after it). Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// First wait before handing over again when the MTA is unavailable; doubles up to
+    /// `retry_max`. Defaults `1s` and `30s`.
+    #[serde(with = "humantime_serde")]
+    pub retry_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Recipients read per analysis page. Default 2000.
+    pub analysis_page: u32,
+    /// Events applied to the logs per transaction. Default 1000.
+    pub event_batch: usize,
+    pub quarantine: QuarantineConfig,
+}
+
+impl Default for CampaignConfig {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        Self {
+            enabled: true,
+            database_url: String::new(),
+            batch: e.batch,
+            senders: e.senders,
+            lease: e.lease,
+            retry_min: e.retry_min,
+            retry_max: e.retry_max,
+            analysis_page: e.analysis_page,
+            event_batch: 1000,
+            quarantine: QuarantineConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("[campaign] {0}")]
+pub struct CampaignConfigError(String);
+
+impl CampaignConfig {
+    pub fn validate(&self) -> Result<(), CampaignConfigError> {
+        let bad = |m: String| Err(CampaignConfigError(m));
+        let page = 1..=MAX_PAGE;
+        if !page.contains(&self.batch) || !page.contains(&self.analysis_page) {
+            return bad(format!("batch and analysis_page must be 1 to {MAX_PAGE}"));
+        }
+        if !(1..=64).contains(&self.senders) {
+            return bad("senders must be 1 to 64".into());
+        }
+        if !(1..=100_000).contains(&self.event_batch) {
+            return bad("event_batch must be 1 to 100000".into());
+        }
+        if self.lease < Duration::from_secs(1) {
+            return bad("lease must be at least 1s".into());
+        }
+        if self.retry_min.is_zero() || self.retry_min > self.retry_max {
+            return bad("retry_min must be positive and at most retry_max".into());
+        }
+        if !self.database_url.is_empty() && !self.database_url.starts_with("postgres") {
+            return bad("database_url must be postgres://… (or empty for SQLite)".into());
+        }
+        self.quarantine
+            .validate()
+            .map_err(|e| CampaignConfigError(format!("quarantine: {e}")))
+    }
+
+    /// The engine's settings; `qualifier` is the MTA's `[bounce.qualification]`.
+    pub fn engine(&self, qualifier: Qualifier) -> EngineConfig {
+        EngineConfig {
+            batch: self.batch,
+            senders: self.senders,
+            lease: self.lease,
+            retry_min: self.retry_min,
+            retry_max: self.retry_max,
+            analysis_page: self.analysis_page,
+            quarantine: self.quarantine.clone(),
+            qualifier,
+            ..EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_out_of_range_values_are_named() {
+        assert_eq!(CampaignConfig::default().validate(), Ok(()));
+        let cases: [(fn(&mut CampaignConfig), &str); 5] = [
+            (|c| c.batch = 0, "batch"),
+            (|c| c.senders = 0, "senders"),
+            (|c| c.lease = Duration::ZERO, "lease"),
+            (|c| c.retry_min = Duration::from_secs(60), "retry_min"),
+            (|c| c.database_url = "mysql://x".into(), "database_url"),
+        ];
+        for (change, field) in cases {
+            let mut c = CampaignConfig::default();
+            change(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! The campaign engine end to end over a scripted injector (an MTA that answers as told) and
+//! hand-built MTA events, on SQLite and (when configured) on PostgreSQL. The whole path through
+//! the real MTA is in the binary's tests; these pin the engine's own rules: analysis, the
+//! state machine, never twice and never skipped, stop, MTA outages, event intake.
+
+mod common;
+
+use cartero_bounce::Reason;
+use cartero_campaign::engine::{Engine, EngineConfig, EngineError};
+use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable};
+use cartero_campaign::model::*;
+use cartero_campaign::quarantine;
+use cartero_campaign::store::*;
+use cartero_clock::{Clock, ManualClock};
+use cartero_events::{Event, EventType};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+const T0: UnixMillis = 1_700_000_000_000;
+
+on_both_backends!(
+    a_delivery_goes_from_analysis_to_finished,
+    pause_and_resume_never_send_twice_nor_skip,
+    stop_cancels_what_the_mta_has_not_taken,
+    rows_wait_while_the_mta_is_unavailable,
+    a_lost_acknowledgement_is_handed_over_again_with_the_same_key,
+    an_async_bounce_named_by_message_id_fails_a_sent_row,
+);
+
+/// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
+/// the real one does.
+#[derive(Default)]
+struct ScriptedMta {
+    /// Key → message id.
+    keys: Mutex<HashMap<String, String>>,
+    /// Every message handed over, repeats included.
+    calls: Mutex<Vec<Outgoing>>,
+    unavailable: AtomicBool,
+    /// Take the batch, then answer "unavailable" (an acknowledgement lost on the way).
+    lose_answers: AtomicBool,
+    refuse: Mutex<Vec<String>>,
+    /// When set, each batch waits for a permit.
+    gate: Option<Semaphore>,
+    /// Batches that reached the MTA (before the gate).
+    entered: AtomicUsize,
+}
+
+impl ScriptedMta {
+    fn gated() -> Self {
+        Self {
+            gate: Some(Semaphore::new(0)),
+            ..Self::default()
+        }
+    }
+
+    fn distinct(&self) -> usize {
+        self.keys.lock().len()
+    }
+
+    fn handed(&self) -> usize {
+        self.calls.lock().len()
+    }
+
+    fn message_of(&self, row: LogId) -> Option<Outgoing> {
+        self.calls.lock().iter().find(|o| o.row == row).cloned()
+    }
+}
+
+impl Injector for ScriptedMta {
+    fn inject<'a>(
+        &'a self,
+        batch: &'a [Outgoing],
+    ) -> BoxFuture<'a, Result<Vec<Handed>, Unavailable>> {
+        Box::pin(async move {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            if let Some(g) = &self.gate {
+                g.acquire().await.unwrap().forget();
+            }
+            if self.unavailable.load(Ordering::SeqCst) {
+                return Err(Unavailable("scripted outage".into()));
+            }
+            let mut out = Vec::new();
+            for o in batch {
+                self.calls.lock().push(o.clone());
+                if self.refuse.lock().contains(&o.recipient) {
+                    out.push(Handed::Refused {
+                        reason: "550 5.1.3 bad address".into(),
+                    });
+                    continue;
+                }
+                let mut keys = self.keys.lock();
+                let n = keys.len() + 1;
+                let id = keys
+                    .entry(o.idempotency_key())
+                    .or_insert_with(|| format!("{:016x}", 0xabc0_0000_u64 + n as u64))
+                    .clone();
+                out.push(Handed::Taken { message_id: id });
+            }
+            if self.lose_answers.swap(false, Ordering::SeqCst) {
+                return Err(Unavailable("answer lost".into()));
+            }
+            Ok(out)
+        })
+    }
+}
+
+struct World {
+    engine: Engine,
+    mta: Arc<ScriptedMta>,
+    clock: Arc<ManualClock>,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        batch: 10,
+        senders: 1,
+        retry_min: Duration::from_millis(1),
+        retry_max: Duration::from_millis(5),
+        ..EngineConfig::default()
+    }
+}
+
+fn world(store: Store, mta: ScriptedMta) -> World {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mta = Arc::new(mta);
+    let engine = Engine::new(store, clock.clone(), mta.clone(), config());
+    World { engine, mta, clock }
+}
+
+/// A ready list of `emails`, each with a `first_name` attribute.
+async fn list(store: &Store, emails: &[&str]) -> ListId {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!("target-{}", N.fetch_add(1, Ordering::SeqCst));
+    let id = store.create_list(&name, T0).await.unwrap();
+    let recipients: Vec<NewRecipient> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, e)| NewRecipient {
+            email: e.to_string(),
+            attributes: serde_json::json!({ "first_name": format!("n{i}") })
+                .as_object()
+                .unwrap()
+                .clone(),
+        })
+        .collect();
+    store.add_recipients(id, &recipients, T0).await.unwrap();
+    id
+}
+
+async fn analyzed(w: &World, emails: &[&str]) -> DeliveryId {
+    let list = list(w.engine.store(), emails).await;
+    let d = w
+        .engine
+        .create_delivery(&NewDelivery {
+            name: "news".into(),
+            from: "News <news@sender.test>".into(),
+            subject: "Hello {{ first_name }}".into(),
+            text_template: Some("Hi {{ first_name }}".into()),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap();
+    w.engine.analyze(d.id, &|_| {}).await.unwrap();
+    d.id
+}
+
+fn emails(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i}@d{}.test", i % 3)).collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+async fn rows(store: &Store, d: DeliveryId) -> Vec<LogRow> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_log_rows(d, &LogFilter::default(), after.as_ref(), 1000)
+            .await
+            .unwrap();
+        out.extend(page.rows);
+        match page.next {
+            Some(c) => after = Some(c),
+            None => return out,
+        }
+    }
+}
+
+/// An MTA event about a message the scripted MTA took.
+fn event(w: &World, kind: EventType, o: &Outgoing, message_id: &str) -> Event {
+    let mut e = Event::new(kind, w.clock.as_ref());
+    e.message_id = Some(message_id.into());
+    e.rcpt_to = Some(o.recipient.clone());
+    e.delivery_id = Some(o.delivery.0.to_string());
+    e.metadata = o.metadata();
+    e
+}
+
+fn failed(mut e: Event, class: u16, reply: &str) -> Event {
+    e.bounce_class = Some(class);
+    e.raw_reason = Some(reply.into());
+    e.reason = Some("rule".into());
+    e
+}
+
+async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    let s = w.engine.store();
+    let mut q = quarantine::new_state("held@d.test");
+    q.status = AddressStatus::Quarantine;
+    q.since = Some(T0 - 1000);
+    q.reason = Some(Reason::UserUnknown);
+    s.upsert_address_states(&[q]).await.unwrap();
+    let list = list(
+        s,
+        &[
+            "a@d.test",
+            "b@d.test",
+            "bad-address",
+            "a@D.TEST",
+            "held@d.test",
+            "c@d.test",
+            "e@d.test",
+        ],
+    )
+    .await;
+    let d = w
+        .engine
+        .create_delivery(&NewDelivery {
+            name: "news".into(),
+            from: "news@sender.test".into(),
+            subject: "Hello {{ first_name }}".into(),
+            text_template: Some("Hi".into()),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let seen = Mutex::new(Vec::new());
+    let counts = w
+        .engine
+        .analyze(d, &|c| seen.lock().push(c.candidates))
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.candidates, counts.to_deliver, counts.invalid_syntax),
+        (7, 4, 1)
+    );
+    assert_eq!((counts.duplicate, counts.quarantine), (1, 1));
+    assert_eq!(seen.lock().last(), Some(&7));
+    assert_eq!(
+        w.engine.delivery(d).await.unwrap().state,
+        DeliveryState::Analyzed
+    );
+
+    w.engine.start(d).await.unwrap();
+    w.engine.wait_sender(d).await;
+    assert_eq!((w.mta.handed(), w.mta.distinct()), (4, 4));
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!((st.kpis.taken, st.kpis.pending, st.kpis.ignored), (4, 0, 3));
+    assert_eq!(st.efs.success.count, 0);
+    assert_eq!(st.delivery.state, DeliveryState::Running);
+
+    let by_addr = |a: &str| {
+        let calls = w.mta.calls.lock();
+        calls.iter().find(|o| o.recipient == a).cloned().unwrap()
+    };
+    let id = |o: &Outgoing| w.mta.keys.lock()[&o.idempotency_key()].clone();
+    let (a, b, c, e) = (
+        by_addr("a@d.test"),
+        by_addr("b@d.test"),
+        by_addr("c@d.test"),
+        by_addr("e@d.test"),
+    );
+    let body = String::from_utf8(a.body.clone()).unwrap();
+    assert!(body.contains("Hello n0"), "{body}");
+    w.clock.advance(Duration::from_secs(10));
+    let mut events = vec![
+        event(&w, EventType::Delivery, &a, &id(&a)),
+        event(&w, EventType::Delivery, &b, &id(&b)),
+        failed(
+            event(&w, EventType::Bounce, &c, &id(&c)),
+            10,
+            "550 5.1.1 no such user",
+        ),
+        failed(
+            event(&w, EventType::Delay, &e, &id(&e)),
+            20,
+            "452 4.2.2 mailbox full",
+        ),
+    ];
+    let report = w.engine.apply_events(&events).await.unwrap();
+    assert_eq!(report.applied, 4);
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!((st.kpis.sent, st.kpis.failed, st.kpis.taken), (2, 1, 1));
+    assert_eq!(st.kpis.new_quarantines, 1);
+    assert_eq!(
+        st.delivery.state,
+        DeliveryState::Running,
+        "e is still on its way"
+    );
+    let c_state = s.address_state("c@d.test").await.unwrap().unwrap();
+    assert_eq!(c_state.status, AddressStatus::Quarantine);
+
+    w.clock.advance(Duration::from_secs(10));
+    events.push(failed(
+        event(&w, EventType::Expiration, &e, &id(&e)),
+        20,
+        "452 4.2.2 mailbox full",
+    ));
+    let report = w.engine.apply_events(&events).await.unwrap();
+    assert_eq!(
+        (report.applied, report.duplicates),
+        (1, 4),
+        "a replay counts nothing twice"
+    );
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!((st.kpis.sent, st.kpis.failed, st.kpis.taken), (2, 2, 0));
+    assert_eq!(st.kpis.new_quarantines, 1);
+    assert!(st.r#final);
+    assert_eq!(st.delivery.state, DeliveryState::Finished);
+}
+
+/// Waits (bounded) until `f` holds.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits (bounded) until the delivery is in `want`.
+async fn until_state(engine: &Engine, d: DeliveryId, want: DeliveryState) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while engine.delivery(d).await.unwrap().state != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn pause_and_resume_never_send_twice_nor_skip(store: Store) {
+    let w = world(store, ScriptedMta::gated());
+    let all = emails(45);
+    let d = analyzed(&w, &refs(&all)).await;
+    w.engine.start(d).await.unwrap();
+    let gate = w.mta.gate.as_ref().unwrap();
+    gate.add_permits(1);
+    until("second batch in the MTA", || {
+        w.mta.entered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(w.mta.handed(), 10);
+    // The sender is waiting in the MTA with its second batch: pause waits for it.
+    let pause = {
+        let e = w.engine.clone();
+        tokio::spawn(async move { e.pause(d).await })
+    };
+    until_state(&w.engine, d, DeliveryState::Paused).await;
+    gate.add_permits(1);
+    pause.await.unwrap().unwrap();
+    assert_eq!(
+        w.mta.handed(),
+        20,
+        "the batch in the MTA's hands was finished"
+    );
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!((st.kpis.taken, st.kpis.pending), (20, 25));
+    assert_eq!(st.delivery.state, DeliveryState::Paused);
+    assert!(matches!(
+        w.engine.start(d).await,
+        Err(EngineError::State { .. })
+    ));
+
+    gate.add_permits(100);
+    w.engine.resume(d).await.unwrap();
+    w.engine.wait_sender(d).await;
+    assert_eq!((w.mta.handed(), w.mta.distinct()), (45, 45));
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!((st.kpis.taken, st.kpis.pending), (45, 0));
+    let mut sent: Vec<String> = w
+        .mta
+        .calls
+        .lock()
+        .iter()
+        .map(|o| o.recipient.clone())
+        .collect();
+    sent.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(sent, want, "each recipient once");
+}
+
+async fn stop_cancels_what_the_mta_has_not_taken(store: Store) {
+    let w = world(store, ScriptedMta::gated());
+    let d = analyzed(&w, &refs(&emails(30))).await;
+    w.engine.start(d).await.unwrap();
+    let gate = w.mta.gate.as_ref().unwrap();
+    gate.add_permits(1);
+    until("second batch in the MTA", || {
+        w.mta.entered.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let stop = {
+        let e = w.engine.clone();
+        tokio::spawn(async move { e.stop(d).await })
+    };
+    until_state(&w.engine, d, DeliveryState::Stopped).await;
+    gate.add_permits(1);
+    stop.await.unwrap().unwrap();
+    let st = w.engine.status(d).await.unwrap();
+    assert_eq!(st.delivery.state, DeliveryState::Stopped);
+    assert_eq!(
+        (st.kpis.taken, st.kpis.failed, st.kpis.pending),
+        (20, 10, 0)
+    );
+    let rows = rows(w.engine.store(), d).await;
+    let cancelled: Vec<&LogRow> = rows
+        .iter()
+        .filter(|r| r.status == LogStatus::Failed)
+        .collect();
+    assert_eq!(cancelled.len(), 10);
+    for r in cancelled {
+        let f = r.failure.as_ref().unwrap();
+        assert_eq!(f.rule, "delivery:stopped");
+        assert!(
+            w.mta.message_of(r.id).is_none(),
+            "a cancelled row was not handed over"
+        );
+    }
+    assert!(
+        w.engine
+            .store()
+            .address_state(&rows[29].address)
+            .await
+            .unwrap()
+            .is_none(),
+        "a cancelled row charges nothing to its address"
+    );
+}
+
+async fn rows_wait_while_the_mta_is_unavailable(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    w.mta.unavailable.store(true, Ordering::SeqCst);
+    let d = analyzed(&w, &refs(&emails(25))).await;
+    w.engine.start(d).await.unwrap();
+    // The sender keeps retrying; the rows stay Pending and unclaimed meanwhile.
+    let store = w.engine.store().clone();
+    for _ in 0..3 {
+        let st = w.engine.status(d).await.unwrap();
+        assert_eq!((st.kpis.pending, st.kpis.taken), (25, 0));
+    }
+    w.mta.unavailable.store(false, Ordering::SeqCst);
+    w.engine.wait_sender(d).await;
+    let k = store.kpis(d).await.unwrap();
+    assert_eq!((k.pending, k.taken), (0, 25));
+    assert_eq!(w.mta.distinct(), 25);
+}
+
+async fn a_lost_acknowledgement_is_handed_over_again_with_the_same_key(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    w.mta.lose_answers.store(true, Ordering::SeqCst);
+    let d = analyzed(&w, &refs(&emails(15))).await;
+    w.engine.start(d).await.unwrap();
+    w.engine.wait_sender(d).await;
+    // The first batch reached the MTA twice; its key made the second one a repeat.
+    assert_eq!((w.mta.handed(), w.mta.distinct()), (25, 15));
+    let rows = rows(w.engine.store(), d).await;
+    let keys = w.mta.keys.lock().clone();
+    for r in &rows {
+        let key = format!("cartero-campaign:{}:{}", d.0, r.id.0);
+        assert_eq!(r.status, LogStatus::Taken);
+        assert_eq!(r.message_id.as_ref(), Some(&keys[&key]));
+    }
+
+    // A sender that crashed holding claims: at the next start they are taken back at once.
+    let d2 = analyzed(&w, &refs(&emails(5))).await;
+    w.engine
+        .store()
+        .set_delivery_state(d2, &[DeliveryState::Analyzed], DeliveryState::Running, T0)
+        .await
+        .unwrap();
+    let claimed = w
+        .engine
+        .store()
+        .claim_pending(d2, 100, w.clock.now_ms(), 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    w.engine.recover().await.unwrap();
+    w.engine.wait_sender(d2).await;
+    let k = w.engine.store().kpis(d2).await.unwrap();
+    if w.engine.store().backend() == Backend::Sqlite {
+        assert_eq!((k.pending, k.taken), (0, 5));
+    } else {
+        // Another node may hold PostgreSQL claims: they come back when their lease ends.
+        assert_eq!((k.pending, k.taken), (5, 0));
+    }
+}
+
+async fn an_async_bounce_named_by_message_id_fails_a_sent_row(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    let d = analyzed(&w, &refs(&emails(3))).await;
+    w.engine.start(d).await.unwrap();
+    w.engine.wait_sender(d).await;
+    let row = rows(w.engine.store(), d).await.remove(1);
+    let o = w.mta.message_of(row.id).unwrap();
+    let mid = row.message_id.clone().unwrap();
+    w.clock.advance(Duration::from_secs(5));
+    w.engine
+        .apply_events(&[event(&w, EventType::Delivery, &o, &mid)])
+        .await
+        .unwrap();
+    w.clock.advance(Duration::from_secs(3600));
+    // inMail knows only the message id and the proven recipient.
+    let mut oob = Event::new(EventType::OutOfBand, w.clock.as_ref());
+    oob.message_id = Some(mid.clone());
+    oob.rcpt_to = Some(row.address.clone());
+    let oob = failed(oob, 10, "5.1.1 user unknown (async)");
+    let mut stray = oob.clone();
+    stray.event_id = "0190000000000000000000000000000f".into();
+    stray.message_id = Some("00000000deadbeef".into());
+    let r = w.engine.apply_events(&[oob, stray]).await.unwrap();
+    assert_eq!((r.applied, r.unmatched), (1, 1));
+    let k = w.engine.store().kpis(d).await.unwrap();
+    assert_eq!((k.sent, k.failed), (0, 1));
+    let after = w.engine.store().load_rows(&[row.id]).await.unwrap();
+    assert_eq!(after[0].status, LogStatus::Failed);
+}

@@ -14,6 +14,7 @@
 //! * [`analysis`] — building the send list and its exclusions (SPEC §3.2).
 //! * [`store`] — persistence (SQLite embedded, PostgreSQL by URL).
 //! * [`import`] — recipients from CSV.
+//! * [`render`] — personalized messages from a delivery's templates.
 
 // No unwrap on input in production code; tests may (a panic there is a failure).
 #![deny(clippy::unwrap_used)]
@@ -26,4 +27,5 @@ pub mod log;
 pub mod model;
 pub mod observe;
 pub mod quarantine;
+pub mod render;
 pub mod store;

@@ -108,7 +108,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert_eq!(CampaignConfig::default().validate(), Ok(()));
-        let cases: [(fn(&mut CampaignConfig), &str); 5] = [
+        type Change = fn(&mut CampaignConfig);
+        let cases: [(Change, &str); 5] = [
             (|c| c.batch = 0, "batch"),
             (|c| c.senders = 0, "senders"),
             (|c| c.lease = Duration::ZERO, "lease"),

@@ -14,6 +14,7 @@
 //! * [`analysis`] — building the send list and its exclusions (SPEC §3.2).
 //! * [`store`] — persistence (SQLite embedded, PostgreSQL by URL).
 //! * [`import`] — recipients from CSV.
+//! * [`render`] — personalized messages from a delivery's templates.
 //! * [`engine`] — deliveries from draft to finished: analysis, senders, event intake.
 
 // No unwrap on input in production code; tests may (a panic there is a failure).

@@ -29,6 +29,7 @@ on_both_backends!(
     rows_wait_while_the_mta_is_unavailable,
     a_lost_acknowledgement_is_handed_over_again_with_the_same_key,
     an_async_bounce_named_by_message_id_fails_a_sent_row,
+    template_errors_are_reported_before_anything_is_sent,
 );
 
 /// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
@@ -541,4 +542,80 @@ async fn an_async_bounce_named_by_message_id_fails_a_sent_row(store: Store) {
     assert_eq!((k.sent, k.failed), (0, 1));
     let after = w.engine.store().load_rows(&[row.id]).await.unwrap();
     assert_eq!(after[0].status, LogStatus::Failed);
+}
+
+async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    let s = w.engine.store();
+    let list = list(s, &["a@d.test", "b@d.test"]).await;
+    s.add_recipients(
+        list,
+        &[NewRecipient {
+            email: "nameless@d.test".into(),
+            attributes: serde_json::Map::new(),
+        }],
+        T0,
+    )
+    .await
+    .unwrap();
+    let d = w
+        .engine
+        .create_delivery(&NewDelivery {
+            name: "news".into(),
+            from: "news@sender.test".into(),
+            subject: "Hello {{ first_name }}".into(),
+            text_template: Some("Hi".into()),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let e = w.engine.analyze(d, &|_| {}).await.unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("nameless@d.test") && text.contains("first_name") && text.contains("subject"),
+        "{text}"
+    );
+    match e {
+        EngineError::Analysis(cartero_campaign::engine::AnalysisError::Templates {
+            total,
+            errors,
+        }) => {
+            assert_eq!((total, errors.len()), (1, 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        w.engine.delivery(d).await.unwrap().state,
+        DeliveryState::Draft
+    );
+    assert_eq!(
+        s.count_log_rows(d).await.unwrap(),
+        [0; 5],
+        "nothing half-applied"
+    );
+    assert!(matches!(
+        w.engine.start(d).await,
+        Err(EngineError::State { .. })
+    ));
+    assert_eq!(w.mta.handed(), 0);
+    // A bad template is refused when the delivery is created.
+    let bad = w
+        .engine
+        .create_delivery(&NewDelivery {
+            name: "broken".into(),
+            from: "news@sender.test".into(),
+            subject: "Hello {{ first_name".into(),
+            text_template: Some("Hi".into()),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, EngineError::Template(_)), "{bad:?}");
 }

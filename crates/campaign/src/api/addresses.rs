@@ -77,7 +77,9 @@ async fn released(
     why: &str,
 ) -> ApiResult<ReleaseAudit> {
     if actor.trim().is_empty() || why.trim().is_empty() {
-        return Err(ApiError::bad("actor and why are required: releases are audited"));
+        return Err(ApiError::bad(
+            "actor and why are required: releases are audited",
+        ));
     }
     let audit = ctx
         .engine

@@ -89,7 +89,11 @@ async fn locate(
     let found: HashMap<String, LogId> = if by_message.is_empty() {
         HashMap::new()
     } else {
-        store.rows_by_message(&by_message).await?.into_iter().collect()
+        store
+            .rows_by_message(&by_message)
+            .await?
+            .into_iter()
+            .collect()
     };
     let mut out = Vec::with_capacity(observed.len());
     for o in observed {

@@ -174,7 +174,8 @@ impl Engine {
             subject,
             text.as_deref(),
             html.as_deref(),
-            self.inner.cfg.render.clone(),
+            self.inner.cfg.render,
+            self.inner.clock.clone(),
         )
     }
 
@@ -202,24 +203,39 @@ impl Engine {
 
     /// Analyzed → Running: the sender starts.
     pub async fn start(&self, id: DeliveryId) -> Result<(), EngineError> {
-        self.transition(id, &[DeliveryState::Analyzed], DeliveryState::Running, "started")
-            .await?;
+        self.transition(
+            id,
+            &[DeliveryState::Analyzed],
+            DeliveryState::Running,
+            "started",
+        )
+        .await?;
         self.spawn_sender(id).await
     }
 
     /// Running → Paused. Returns once the sender handed over its last batch: from then on
     /// nothing of this delivery goes to the MTA until it is resumed.
     pub async fn pause(&self, id: DeliveryId) -> Result<(), EngineError> {
-        self.transition(id, &[DeliveryState::Running], DeliveryState::Paused, "paused")
-            .await?;
+        self.transition(
+            id,
+            &[DeliveryState::Running],
+            DeliveryState::Paused,
+            "paused",
+        )
+        .await?;
         self.stop_sender(id).await;
         Ok(())
     }
 
     /// Paused → Running: the sender goes on with the rows still Pending.
     pub async fn resume(&self, id: DeliveryId) -> Result<(), EngineError> {
-        self.transition(id, &[DeliveryState::Paused], DeliveryState::Running, "resumed")
-            .await?;
+        self.transition(
+            id,
+            &[DeliveryState::Paused],
+            DeliveryState::Running,
+            "resumed",
+        )
+        .await?;
         self.spawn_sender(id).await
     }
 
@@ -326,7 +342,12 @@ impl Engine {
             return Ok(false);
         }
         match self
-            .transition(id, &[DeliveryState::Running], DeliveryState::Finished, "finished")
+            .transition(
+                id,
+                &[DeliveryState::Running],
+                DeliveryState::Finished,
+                "finished",
+            )
             .await
         {
             Ok(()) => Ok(true),

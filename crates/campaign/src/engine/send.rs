@@ -133,12 +133,9 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
                     id: o.row,
                     message_id,
                 }),
-                Handed::Refused { reason } => failed.push(fail(
-                    row,
-                    Reason::Refused,
-                    "mta:refused",
-                    &reason,
-                )),
+                Handed::Refused { reason } => {
+                    failed.push(fail(row, Reason::Refused, "mta:refused", &reason))
+                }
             }
         }
     }

@@ -113,7 +113,8 @@ impl Store {
         now: UnixMillis,
         lease_ms: u64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        self.claim(Claim::Free, delivery, limit, now, lease_ms).await
+        self.claim(Claim::Free, delivery, limit, now, lease_ms)
+            .await
     }
 
     /// Claims Pending rows that carry a claim, expired or not: rows a sender claimed and may

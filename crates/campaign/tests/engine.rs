@@ -332,6 +332,30 @@ async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
     assert_eq!(st.kpis.new_quarantines, 1);
     assert!(st.r#final);
     assert_eq!(st.delivery.state, DeliveryState::Finished);
+
+    // Reports (SPEC §3.6): the four relayed at T0, the outcomes in their own minutes.
+    let tp = s.throughput(d, T0, T0 + 180_000, 60_000).await.unwrap();
+    let sum = |f: fn(&ThroughputPoint) -> u64| tp.iter().map(f).sum::<u64>();
+    assert_eq!(
+        (sum(|p| p.relayed), sum(|p| p.sent), sum(|p| p.failed)),
+        (4, 2, 2)
+    );
+    assert_eq!(tp[0].relayed, 4);
+    assert!(sum(|p| p.bytes) > 4 * 100);
+    let table = s.qualification_table(d, 20).await.unwrap();
+    let user_unknown = table
+        .iter()
+        .find(|l| l.text == "550 5.1.1 no such user")
+        .unwrap_or_else(|| panic!("{table:#?}"));
+    assert_eq!(
+        (user_unknown.r#type, user_unknown.reason, user_unknown.rows),
+        (cartero_bounce::FailureType::Hard, Reason::UserUnknown, 1)
+    );
+    assert!(
+        table
+            .iter()
+            .any(|l| l.rule == "analysis:duplicate" && l.rows == 1)
+    );
 }
 
 /// Waits (bounded) until `f` holds.

@@ -152,6 +152,8 @@ async fn deliver_everything(store: &Store, d: DeliveryId) {
                 Taken {
                     id: r.id,
                     message_id: format!("{:016x}", 0x1_0000_0000u64 + n),
+                    at: 1_700_000_000_000,
+                    bytes: 5000,
                 }
             })
             .collect();

@@ -252,6 +252,8 @@ async fn claimed_rows_are_never_claimed_twice(store: Store) {
                     .map(|r| Taken {
                         id: r.id,
                         message_id: format!("w{w}-{}", r.id.0),
+                        at: T0,
+                        bytes: 100,
                     })
                     .collect();
                 assert_eq!(store.mark_taken(&taken).await.unwrap(), taken.len() as u64);
@@ -328,6 +330,8 @@ async fn mark_taken_moves_only_pending_rows(store: Store) {
         .map(|r| Taken {
             id: r.id,
             message_id: format!("m{}", r.id.0),
+            at: T0 + 60_000,
+            bytes: 1000,
         })
         .collect();
     // The row an event already moved to Sent keeps Sent but learns its message id.
@@ -347,6 +351,25 @@ async fn mark_taken_moves_only_pending_rows(store: Store) {
     assert_eq!(
         k.sent_by_domain,
         BTreeMap::from([("d1.test".to_string(), 1)])
+    );
+    // Throughput: the Sent row in the minute of its event, the three relayed (once each,
+    // though marked twice) in the minute the MTA took them.
+    let points = store.throughput(d, T0, T0 + 120_000, 60_000).await.unwrap();
+    let got: Vec<(u64, u64, u64)> = points
+        .iter()
+        .map(|p| (p.relayed, p.bytes, p.sent))
+        .collect();
+    // The range is rounded out to whole steps: T0 is not on a minute.
+    assert_eq!(got, vec![(0, 0, 1), (3, 3000, 0), (0, 0, 0)]);
+    assert!(points[0].at <= T0 && T0 < points[1].at);
+    let hour = store
+        .throughput(d, T0, T0 + 3_600_000, 3_600_000)
+        .await
+        .unwrap();
+    assert_eq!((hour[0].relayed, hour[0].sent), (3, 1));
+    assert!(
+        store.throughput(d, 0, T0, 60_000).await.is_err(),
+        "too many steps"
     );
 }
 

@@ -103,6 +103,18 @@ CREATE TABLE kpi_breakdown (
     PRIMARY KEY (delivery_id, kind, item)
 );
 
+-- Throughput per minute (SPEC §3.6): rows handed to the MTA (and their bytes), rows that became
+-- Sent and rows that became Failed in that minute, from the same transactions as the rows.
+CREATE TABLE kpi_minute (
+    delivery_id BIGINT NOT NULL REFERENCES delivery(id) ON DELETE CASCADE,
+    minute      BIGINT NOT NULL,
+    relayed     BIGINT NOT NULL,
+    sent        BIGINT NOT NULL,
+    failed      BIGINT NOT NULL,
+    bytes       BIGINT NOT NULL,
+    PRIMARY KEY (delivery_id, minute)
+);
+
 CREATE TABLE address_state (
     address         TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     status          SMALLINT NOT NULL,

@@ -122,6 +122,18 @@ CREATE TABLE kpi_breakdown (
     PRIMARY KEY (delivery_id, kind, item)
 ) WITHOUT ROWID;
 
+-- Throughput per minute (SPEC §3.6): rows handed to the MTA (and their bytes), rows that became
+-- Sent and rows that became Failed in that minute, from the same transactions as the rows.
+CREATE TABLE kpi_minute (
+    delivery_id INTEGER NOT NULL REFERENCES delivery(id) ON DELETE CASCADE,
+    minute      INTEGER NOT NULL,
+    relayed     INTEGER NOT NULL,
+    sent        INTEGER NOT NULL,
+    failed      INTEGER NOT NULL,
+    bytes       INTEGER NOT NULL,
+    PRIMARY KEY (delivery_id, minute)
+) WITHOUT ROWID;
+
 -- Address quality (model::AddressState), lower-cased address as the key.
 CREATE TABLE address_state (
     address         TEXT    NOT NULL PRIMARY KEY,

@@ -232,3 +232,45 @@ pub(super) async fn logs(
     let rows: Vec<&LogRow> = page.rows.iter().collect();
     Ok(Json(json!({ "rows": rows, "next": page.next })))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ThroughputQuery {
+    /// The window, ending now: 1, 3 or 24 hours (default 1).
+    hours: Option<u64>,
+}
+
+/// Throughput over the last 1, 3 or 24 hours: steps of 1, 5 and 15 minutes.
+pub(super) async fn throughput(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<i64>,
+    Query(q): Query<ThroughputQuery>,
+) -> ApiResult<Value> {
+    let hours = q.hours.unwrap_or(1);
+    let step_min = match hours {
+        1 => 1,
+        3 => 5,
+        24 => 15,
+        other => return Err(ApiError::bad(format!("hours: 1, 3 or 24 (got {other})"))),
+    };
+    let id = DeliveryId(id);
+    ctx.engine.delivery(id).await?;
+    let now = ctx.clock.now_ms();
+    let step = step_min * 60_000;
+    let points = ctx
+        .engine
+        .store()
+        .throughput(id, now.saturating_sub(hours * 3_600_000), now, step)
+        .await?;
+    Ok(Json(json!({ "step_ms": step, "points": points })))
+}
+
+pub(super) async fn qualification(
+    State(ctx): State<ApiContext>,
+    Path(id): Path<i64>,
+) -> ApiResult<Value> {
+    let id = DeliveryId(id);
+    ctx.engine.delivery(id).await?;
+    let lines = ctx.engine.store().qualification_table(id, 200).await?;
+    Ok(Json(json!({ "lines": lines })))
+}

@@ -43,6 +43,14 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/deliveries/{id}", get(deliveries::status))
         .route("/api/v1/deliveries/{id}/logs", get(deliveries::logs))
+        .route(
+            "/api/v1/deliveries/{id}/throughput",
+            get(deliveries::throughput),
+        )
+        .route(
+            "/api/v1/deliveries/{id}/qualification",
+            get(deliveries::qualification),
+        )
         .route("/api/v1/deliveries/{id}/{verb}", post(deliveries::verb))
         .route("/api/v1/addresses/{address}", get(addresses::show))
         .route(

@@ -132,6 +132,8 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
                 Handed::Taken { message_id } => taken.push(Taken {
                     id: o.row,
                     message_id,
+                    at: engine.now(),
+                    bytes: o.body.len() as u64,
                 }),
                 Handed::Refused { reason } => {
                     failed.push(fail(row, Reason::Refused, "mta:refused", &reason))

@@ -50,7 +50,7 @@ pub(crate) fn ftype_code(t: FailureType) -> i64 {
     }
 }
 
-fn ftype_from(v: i64) -> Result<FailureType, StoreError> {
+pub(crate) fn ftype_from(v: i64) -> Result<FailureType, StoreError> {
     Ok(match v {
         1 => FailureType::Hard,
         2 => FailureType::Soft,

@@ -9,7 +9,7 @@ use super::codec::{ms_from, reason_from};
 use super::events::EventCounters;
 use super::{Store, StoreError, Tx};
 use crate::kpi;
-use crate::model::{DeliveryId, Kpis, LogRow};
+use crate::model::{DeliveryId, Kpis, LogRow, LogStatus, UnixMillis};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 
@@ -42,9 +42,16 @@ struct DeliveryDelta {
     breakdown: BTreeMap<(i64, i64), i64>,
 }
 
-/// The counter changes of one transaction, by delivery.
+/// The counter changes of one transaction, by delivery, and its throughput by (delivery,
+/// minute): relayed, sent, failed, bytes relayed.
 #[derive(Default)]
-pub(crate) struct KpiChanges(BTreeMap<i64, DeliveryDelta>);
+pub(crate) struct KpiChanges(BTreeMap<i64, DeliveryDelta>, BTreeMap<(i64, i64), [i64; 4]>);
+
+const MINUTE_MS: u64 = 60_000;
+
+fn minute(at: UnixMillis) -> i64 {
+    i64::try_from(at / MINUTE_MS).unwrap_or(i64::MAX)
+}
 
 impl KpiChanges {
     /// Counts a row as it now is (`sign` 1) or uncounts it as it was (`sign` -1);
@@ -94,12 +101,52 @@ impl KpiChanges {
         d.scalars[TAKEN] += 1;
     }
 
+    /// A message the MTA took at `at` (or whose id it recorded after an event already moved
+    /// the row on): relayed in that minute.
+    pub(crate) fn relayed(&mut self, delivery: i64, at: UnixMillis, bytes: u64) {
+        let m = self.1.entry((delivery, minute(at))).or_default();
+        m[0] += 1;
+        m[3] += i64::try_from(bytes).unwrap_or(i64::MAX);
+    }
+
+    /// A row that became Sent or Failed: counted in the minute of the event that did it. A
+    /// Sent row failed later by an asynchronous bounce counts in both minutes: these are
+    /// flows, not states.
+    pub(crate) fn flow(&mut self, before: &LogRow, after: &LogRow) {
+        let slot = match after.status {
+            s if s == before.status => return,
+            LogStatus::Sent => 1,
+            LogStatus::Failed => 2,
+            _ => return,
+        };
+        let at = minute(after.last_event_at);
+        self.1.entry((after.delivery.0, at)).or_default()[slot] += 1;
+    }
+
     pub(crate) fn events(&mut self, delivery: i64, c: &EventCounters) {
         self.0.entry(delivery).or_default().scalars[NEW_QUARANTINES] += c.new_quarantines;
     }
 
     /// Writes the changes (nothing for a delivery whose changes cancel out).
     pub(crate) async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
+        for (&(delivery, minute), v) in &self.1 {
+            sqlx::query(
+                "INSERT INTO kpi_minute (delivery_id, minute, relayed, sent, failed, bytes) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, minute) DO UPDATE SET \
+                 relayed = kpi_minute.relayed + excluded.relayed, \
+                 sent = kpi_minute.sent + excluded.sent, \
+                 failed = kpi_minute.failed + excluded.failed, \
+                 bytes = kpi_minute.bytes + excluded.bytes",
+            )
+            .bind(delivery)
+            .bind(minute)
+            .bind(v[0])
+            .bind(v[1])
+            .bind(v[2])
+            .bind(v[3])
+            .execute(&mut **tx)
+            .await?;
+        }
         for (delivery, d) in &self.0 {
             let changed: Vec<usize> = (0..SCALARS.len()).filter(|&i| d.scalars[i] != 0).collect();
             if !changed.is_empty() {

@@ -40,6 +40,9 @@ enum Claim {
 pub struct Taken {
     pub id: LogId,
     pub message_id: String,
+    /// When the MTA took it, and the message's size: the relayed throughput (SPEC §3.6).
+    pub at: UnixMillis,
+    pub bytes: u64,
 }
 
 /// A row as stored: the model's row plus what the counters need.
@@ -174,6 +177,7 @@ impl Store {
         for sql in [
             "DELETE FROM log_row WHERE delivery_id = $1",
             "DELETE FROM kpi_breakdown WHERE delivery_id = $1",
+            "DELETE FROM kpi_minute WHERE delivery_id = $1",
             "DELETE FROM kpi WHERE delivery_id = $1",
             "INSERT INTO kpi (delivery_id) VALUES ($1)",
         ] {
@@ -238,32 +242,41 @@ impl Store {
                 "WITH v(id, mta_id, message_id) AS (VALUES {})",
                 values_list(Marks::of(&tx), chunk.len(), 3)
             );
+            let by_id: HashMap<i64, &Taken> = chunk.iter().map(|t| (t.id.0, t)).collect();
             let sql = format!(
                 "{with} UPDATE log_row SET status = 1, mta_id = v.mta_id, \
                  message_id = v.message_id, claim_until = NULL \
-                 FROM v WHERE log_row.id = v.id AND log_row.status = 0 RETURNING delivery_id"
+                 FROM v WHERE log_row.id = v.id AND log_row.status = 0 \
+                 RETURNING log_row.id, delivery_id"
             );
-            let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
             for t in chunk {
                 let (mta_id, text) = split_message_id(Some(&t.message_id));
                 q = q.bind(t.id.0).bind(mta_id).bind(text);
             }
-            let deliveries: Vec<i64> = q.fetch_all(&mut *tx).await?;
-            for delivery in deliveries {
+            for (id, delivery) in q.fetch_all(&mut *tx).await? {
                 moved += 1;
                 kpi.taken(delivery);
+                if let Some(t) = by_id.get(&id) {
+                    kpi.relayed(delivery, t.at, t.bytes);
+                }
             }
+            // Rows an event moved on before the MTA's answer was recorded: relayed all the same.
             let sql = format!(
                 "{with} UPDATE log_row SET mta_id = v.mta_id, message_id = v.message_id FROM v \
                  WHERE log_row.id = v.id AND log_row.mta_id IS NULL \
-                 AND log_row.message_id IS NULL"
+                 AND log_row.message_id IS NULL RETURNING log_row.id, delivery_id"
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
             for t in chunk {
                 let (mta_id, text) = split_message_id(Some(&t.message_id));
                 q = q.bind(t.id.0).bind(mta_id).bind(text);
             }
-            q.execute(&mut *tx).await?;
+            for (id, delivery) in q.fetch_all(&mut *tx).await? {
+                if let Some(t) = by_id.get(&id) {
+                    kpi.relayed(delivery, t.at, t.bytes);
+                }
+            }
         }
         kpi.apply(&mut tx).await?;
         tx.commit().await?;
@@ -412,6 +425,7 @@ pub(super) async fn write_rows(
             let old = unchanged_identity(before, r)?;
             kpi.row(&old.row, old.domain_id, -1);
             kpi.row(r, old.domain_id, 1);
+            kpi.flow(&old.row, r);
             let failure_id = match &r.failure {
                 Some(f) => Some(failures.id(tx, f).await?),
                 None => None,

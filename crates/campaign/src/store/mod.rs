@@ -21,6 +21,7 @@ mod kpis;
 mod logs;
 mod logs_list;
 mod recipients;
+mod reports;
 
 pub use address::{ReleaseAudit, ReleaseFilter};
 pub use deliveries::NewDelivery;
@@ -28,6 +29,7 @@ pub use events::{EventBatch, EventBatchChanges, EventCounters, EventKey};
 pub use logs::Taken;
 pub use logs_list::{LogCursor, LogFilter, LogPage};
 pub use recipients::{ImportSession, ImportTarget, NewRecipient};
+pub use reports::{MAX_STEPS, QualificationLine, ThroughputPoint, normalize};
 
 use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;

@@ -5,7 +5,7 @@
 use crate::idempotency::{KeyHash, Keys, Lookup, MAX_KEY_LEN, Recorded};
 use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
 use cartero_clock::SharedClock;
-use cartero_events::EventSink;
+use cartero_events::{Event, EventSink};
 use cartero_spool::{Envelope, MessageId, Spool, SpoolError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -238,21 +238,7 @@ impl Injector {
             idempotency: hashes,
         };
         let size = body.len() as u64;
-        let mut receptions = crate::queue::event::receptions(&env, size, self.clock.as_ref());
-        // With an outbox the reception events are written in the batch that stores the message
-        // (made from its id on the spool's writer thread): no message is spooled without them.
-        let id = match self.spool.outbox_enabled() {
-            true => {
-                let make = crate::outbox::encode_receptions(receptions.clone());
-                self.spool
-                    .insert_with_events(&env, body.into(), make)
-                    .await?
-            }
-            false => self.spool.insert(&env, body.into()).await?,
-        };
-        for e in &mut receptions {
-            e.message_id = Some(id.to_string());
-        }
+        let (id, receptions) = self.store(&env, body, size).await?;
         let keep = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let records: Vec<(KeyHash, Recorded)> = fresh
             .iter()
@@ -290,6 +276,31 @@ impl Injector {
         }
         self.sched.send(Cmd::Enqueue(rcpts)).await;
         Ok(answer(Some(id), &check.known, &fresh, repeated))
+    }
+
+    /// Spools the message; returns its id and its `reception` events. With an outbox those are
+    /// written in the batch that stores the message (made from its id on the spool's writer
+    /// thread), so no message is spooled without them.
+    async fn store(
+        &self,
+        env: &Envelope,
+        body: Vec<u8>,
+        size: u64,
+    ) -> Result<(MessageId, Vec<Event>), SpoolError> {
+        let mut receptions = crate::queue::event::receptions(env, size, self.clock.as_ref());
+        let id = match self.spool.outbox_enabled() {
+            true => {
+                let make = crate::outbox::encode_receptions(receptions.clone());
+                self.spool
+                    .insert_with_events(env, body.into(), make)
+                    .await?
+            }
+            false => self.spool.insert(env, body.into()).await?,
+        };
+        for e in &mut receptions {
+            e.message_id = Some(id.to_string());
+        }
+        Ok((id, receptions))
     }
 
     /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8). DKIM signing

@@ -238,6 +238,15 @@ async fn report_lost(
     Ok(())
 }
 
+/// The spool under `data_dir`, with the event outbox when consumers are named.
+fn open_spool(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Spool, Vec<Recovered>), StartError> {
+    let spool_opts = SpoolOptions {
+        outbox_consumers: opts.event_outbox.clone(),
+        ..SpoolOptions::default()
+    };
+    Ok(Spool::open(&cfg.data_dir.join("spool"), spool_opts)?)
+}
+
 /// The remembered idempotency keys: the key file plus the keys of recovered mail.
 fn open_keys(
     cfg: &MtaConfig,
@@ -474,11 +483,7 @@ impl Mta {
         let tokens = Arc::new(api_tokens(&cfg)?);
         let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
-        let spool_opts = SpoolOptions {
-            outbox_consumers: opts.event_outbox.clone(),
-            ..SpoolOptions::default()
-        };
-        let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), spool_opts)?;
+        let (spool, recovered) = open_spool(&cfg, &opts)?;
         let classifier = match opts.classifier.clone() {
             Some(c) => c,
             None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
@@ -487,13 +492,8 @@ impl Mta {
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
-        report_lost(
-            &spool.recovery_report().lost,
-            &Outbox(spool.clone()),
-            events.as_ref(),
-            opts.clock.as_ref(),
-        )
-        .await?;
+        let lost = &spool.recovery_report().lost;
+        report_lost(lost, &Outbox(spool.clone()), &*events, opts.clock.as_ref()).await?;
         let delivery = assemble_delivery(&cfg, &opts, &spool, classifier, events.clone())?;
         let injector = Arc::new(Injector {
             spool: spool.clone(),

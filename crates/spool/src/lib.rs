@@ -509,7 +509,8 @@ impl Spool {
 
     /// [`Spool::update_nowait`] with an outbox record written in the same batch and synced before
     /// the state (so a crash never keeps the state without the event). The event is written even
-    /// if the writer refuses the update. Without an outbox the event is ignored.
+    /// if the writer refuses the update. Without an outbox the event is ignored. An event over
+    /// [`MAX_EVENT`] gives [`SpoolError::EventTooLarge`], and the state is queued all the same.
     pub fn update_nowait_with_event(
         &self,
         id: MessageId,
@@ -517,17 +518,19 @@ impl Spool {
         state: RcptState,
         event: Bytes,
     ) -> Result<(), SpoolError> {
-        if event.len() > MAX_EVENT {
-            return Err(SpoolError::EventTooLarge(event.len()));
-        }
-        let event = self.outbox_enabled().then_some(event);
+        let len = event.len();
+        let event = (self.outbox_enabled() && len <= MAX_EVENT).then_some(event);
         self.send(Request::Update {
             id,
             rcpt,
             state,
             event,
             reply: None,
-        })
+        })?;
+        match len > MAX_EVENT {
+            true => Err(SpoolError::EventTooLarge(len)),
+            false => Ok(()),
+        }
     }
 
     /// Writes outbox records that go with no recipient state; returns once they are durable.

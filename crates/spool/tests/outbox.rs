@@ -387,6 +387,9 @@ async fn oversized_events_and_files_give_clear_errors() {
     let id = spool.insert(&envelope(1), ev("body")).await.unwrap();
     let r = spool.update_nowait_with_event(id, 0, delivered(), huge);
     assert!(matches!(r, Err(SpoolError::EventTooLarge(_))), "{r:?}");
+    // The state went in without its event.
+    spool.flush().await.unwrap();
+    assert_eq!(spool.stats().live_messages, 0);
     spool.append_events(vec![ev("after")]).await.unwrap();
     let mut reader = spool.outbox_reader("c").unwrap();
     assert_eq!(texts(&read_n(&mut reader, 1, 10).await), vec!["after"]);

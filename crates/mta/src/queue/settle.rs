@@ -235,7 +235,7 @@ impl Settler {
             None => self.spool.update_nowait(id, idx, state),
         };
         if let Err(e) = written {
-            tracing::error!(message = %id, rcpt = idx, error = %e, "spool update failed");
+            tracing::error!(message = %id, rcpt = idx, error = %e, "spool update or its event failed");
         }
         self.events.emit(event);
     }

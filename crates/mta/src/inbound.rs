@@ -453,7 +453,13 @@ async fn accept_message(
             peer: peer.ip(),
             sender: &sender,
         };
-        im.handle_message(&local, &data, &origin);
+        if !im.handle_message(&local, &data, &origin).await {
+            return session.reject(Reply::with_code(
+                451,
+                (4, 3, 0),
+                "Temporary local problem, try again later",
+            ));
+        }
         if recipients.is_empty() {
             return session.accept_message(Reply::with_code(250, (2, 0, 0), "Ok: received"));
         }

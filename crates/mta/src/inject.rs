@@ -5,7 +5,7 @@
 use crate::idempotency::{KeyHash, Keys, Lookup, MAX_KEY_LEN, Recorded};
 use crate::queue::{Cmd, Msg, QRcpt, SchedulerHandle, domain_of};
 use cartero_clock::SharedClock;
-use cartero_events::{EventSink, EventType};
+use cartero_events::{Event, EventSink};
 use cartero_spool::{Envelope, MessageId, Spool, SpoolError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +60,12 @@ pub enum InjectError {
 impl InjectError {
     /// True when retrying the same request can succeed (the spool failed, not the input).
     pub fn is_transient(&self) -> bool {
-        matches!(self, InjectError::Spool(_) | InjectError::KeyInFlight(_))
+        match self {
+            // The message's events do not fit the outbox: the same request fails again.
+            InjectError::Spool(SpoolError::EventTooLarge(_)) => false,
+            InjectError::Spool(_) | InjectError::KeyInFlight(_) => true,
+            _ => false,
+        }
     }
 }
 
@@ -233,7 +238,7 @@ impl Injector {
             idempotency: hashes,
         };
         let size = body.len() as u64;
-        let id = self.spool.insert(&env, body.into()).await?;
+        let (id, receptions) = self.store(&env, body, size).await?;
         let keep = u64::try_from(self.idempotency_window.as_millis()).unwrap_or(u64::MAX);
         let records: Vec<(KeyHash, Recorded)> = fresh
             .iter()
@@ -266,16 +271,36 @@ impl Injector {
                 last: None,
             })
             .collect();
-        for r in &rcpts {
-            self.events.emit(&crate::queue::event::recipient(
-                EventType::Reception,
-                &msg,
-                r.idx,
-                self.clock.as_ref(),
-            ));
+        for e in &receptions {
+            self.events.emit(e);
         }
         self.sched.send(Cmd::Enqueue(rcpts)).await;
         Ok(answer(Some(id), &check.known, &fresh, repeated))
+    }
+
+    /// Spools the message; returns its id and its `reception` events. With an outbox those are
+    /// written in the batch that stores the message (made from its id on the spool's writer
+    /// thread), so no message is spooled without them.
+    async fn store(
+        &self,
+        env: &Envelope,
+        body: Vec<u8>,
+        size: u64,
+    ) -> Result<(MessageId, Vec<Event>), SpoolError> {
+        let mut receptions = crate::queue::event::receptions(env, size, self.clock.as_ref());
+        let id = match self.spool.outbox_enabled() {
+            true => {
+                let make = crate::outbox::encode_receptions(receptions.clone());
+                self.spool
+                    .insert_with_events(env, body.into(), make)
+                    .await?
+            }
+            false => self.spool.insert(env, body.into()).await?,
+        };
+        for e in &mut receptions {
+            e.message_id = Some(id.to_string());
+        }
+        Ok((id, receptions))
     }
 
     /// Adds the trace header, a Message-ID and Date when missing (RFC 6409 §8). DKIM signing

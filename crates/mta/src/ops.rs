@@ -65,6 +65,18 @@ impl Mta {
         self.sched.try_send(Cmd::Tick);
     }
 
+    /// A reader of the durable event outbox for `consumer`, one of
+    /// [`crate::StartOptions::event_outbox`]; it resumes after the consumer's last `ack`. Fails
+    /// for a name not configured, and while another reader for it is open.
+    pub fn event_outbox(
+        &self,
+        consumer: &str,
+    ) -> Result<crate::EventOutbox, cartero_spool::SpoolError> {
+        self.spool
+            .outbox_reader(consumer)
+            .map(crate::EventOutbox::new)
+    }
+
     pub fn spool_stats(&self) -> cartero_spool::SpoolStats {
         self.spool.stats()
     }

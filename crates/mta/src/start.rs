@@ -6,6 +6,7 @@ use crate::delivery::{DeliveryCtx, Workers};
 use crate::inbound::{self, Inbound};
 use crate::inject::Injector;
 use crate::inmail::{InMail, InMailDeps};
+use crate::outbox::Outbox;
 use crate::pools::Pools;
 use crate::prepare::Preparer;
 use crate::queue::{
@@ -97,6 +98,9 @@ pub struct StartOptions {
     /// More HTTP routes served on the API listener behind the same token check and body
     /// limit (the campaign layer's API, which the MTA knows nothing else about).
     pub routes: Option<axum::Router>,
+    /// Consumers of the durable event outbox (`data_dir/spool/outbox/`), read with
+    /// [`Mta::event_outbox`]. Empty (the default): no outbox.
+    pub event_outbox: Vec<String>,
 }
 
 impl Default for StartOptions {
@@ -108,6 +112,7 @@ impl Default for StartOptions {
             classifier: None,
             reloader: None,
             routes: None,
+            event_outbox: Vec::new(),
         }
     }
 }
@@ -205,12 +210,15 @@ fn event_sinks(cfg: &MtaConfig, opts: &StartOptions) -> Result<Sinks, StartError
 }
 
 /// A `bounce` event for every recipient of a message the spool could not restore (one without
-/// a recipient when even their number is gone), so no loss goes unreported.
-fn report_lost(
+/// a recipient when even their number is gone), so no loss goes unreported. They are durable in
+/// the outbox before they are emitted and before anything is delivered.
+async fn report_lost(
     lost: &[cartero_spool::LostMessage],
+    outbox: &Outbox,
     events: &dyn EventSink,
     clock: &dyn cartero_clock::Clock,
-) {
+) -> Result<(), StartError> {
+    let mut out = Vec::new();
     for m in lost {
         let count = m.recipients.unwrap_or(1);
         for idx in 0..count {
@@ -223,10 +231,24 @@ fn report_lost(
                 e.metadata
                     .insert("recipient_index".into(), serde_json::Value::from(idx));
             }
-            events.emit(&e);
+            out.push(e);
         }
         metrics::counter!("cartero_spool_lost_messages_total").increment(1);
     }
+    outbox.persist(&out).await?;
+    for e in &out {
+        events.emit(e);
+    }
+    Ok(())
+}
+
+/// The spool under `data_dir`, with the event outbox when consumers are named.
+fn open_spool(cfg: &MtaConfig, opts: &StartOptions) -> Result<(Spool, Vec<Recovered>), StartError> {
+    let spool_opts = SpoolOptions {
+        outbox_consumers: opts.event_outbox.clone(),
+        ..SpoolOptions::default()
+    };
+    Ok(Spool::open(&cfg.data_dir.join("spool"), spool_opts)?)
 }
 
 /// The remembered idempotency keys: the key file plus the keys of recovered mail.
@@ -362,6 +384,7 @@ fn assemble_delivery(
             events: events.clone(),
             clock: opts.clock.clone(),
             complaints: Arc::new(Complaints(sched.clone())),
+            outbox: Outbox(spool.clone()),
         },
     )?;
     let prepare = Arc::new(Preparer {
@@ -464,7 +487,7 @@ impl Mta {
         let tokens = Arc::new(api_tokens(&cfg)?);
         let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
-        let (spool, recovered) = Spool::open(&cfg.data_dir.join("spool"), SpoolOptions::default())?;
+        let (spool, recovered) = open_spool(&cfg, &opts)?;
         let classifier = match opts.classifier.clone() {
             Some(c) => c,
             None => Arc::new(RuleClassifier::from_paths(&cfg.bounce.rules_files)?),
@@ -473,11 +496,8 @@ impl Mta {
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
         let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
         let events: Arc<dyn EventSink> = Arc::new(fanout);
-        report_lost(
-            &spool.recovery_report().lost,
-            events.as_ref(),
-            opts.clock.as_ref(),
-        );
+        let lost = &spool.recovery_report().lost;
+        report_lost(lost, &Outbox(spool.clone()), &*events, opts.clock.as_ref()).await?;
         let delivery = assemble_delivery(&cfg, &opts, &spool, classifier, events.clone())?;
         let injector = Arc::new(Injector {
             spool: spool.clone(),

@@ -14,16 +14,23 @@
 //!
 //! Memory: bodies and envelopes never stay in memory; see the `index` module note (about 24 bytes per
 //! message plus one bit per recipient).
+//!
+//! Events: with [`SpoolOptions::outbox_consumers`] set, opaque event records are written in the
+//! same group commit as the states they go with, under `outbox/`, and read back by the named
+//! consumers ([`Spool::outbox_reader`]); see the `outbox` module note.
 
 // No unwrap on input in production code; tests may (a panic there is a failure).
 #![deny(clippy::unwrap_used)]
 
 mod crc;
+mod fault;
 mod index;
+mod outbox;
 mod record;
 mod recovery;
 mod writer;
 
+pub use outbox::{MAX_EVENT, OutboxEntry, OutboxReader, OutboxStats, Position};
 pub use writer::{private_dir, private_file};
 
 use std::fmt;
@@ -40,7 +47,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::index::Index;
+use crate::outbox::OutboxShared;
 use crate::writer::Request;
+
+/// Makes the outbox records of a message being inserted, from the id it gets. Called on the
+/// spool's writer thread, only when the outbox is enabled: keep it short.
+pub type EventsFor = Box<dyn FnOnce(MessageId) -> Vec<Bytes> + Send>;
 
 /// Identifies a spooled message: segment number in the high 32 bits, position in the segment in the
 /// low 32. Segment numbers only grow (the newest segment file is never deleted before a newer one
@@ -149,6 +161,14 @@ pub struct SpoolOptions {
     /// records that arrive while a sync is in progress form the next batch by themselves, so
     /// batching grows with load and an idle spool adds no latency to an acknowledgement.
     pub max_batch_delay: Duration,
+    /// Names of the consumers of the event outbox (`outbox/` under the spool directory). Empty
+    /// (the default): no outbox, events given to the spool are ignored and nothing is written.
+    pub outbox_consumers: Vec<String>,
+    /// A new outbox segment is started once the current one would grow past this many bytes.
+    pub outbox_segment_size: u64,
+    /// Simulates a crash after this many file writes (the crate's own tests only).
+    #[cfg(test)]
+    pub(crate) crash_after_writes: Option<u64>,
 }
 
 impl Default for SpoolOptions {
@@ -157,6 +177,10 @@ impl Default for SpoolOptions {
             segment_size: 64 * 1024 * 1024,
             max_batch: 256,
             max_batch_delay: Duration::ZERO,
+            outbox_consumers: Vec::new(),
+            outbox_segment_size: 16 * 1024 * 1024,
+            #[cfg(test)]
+            crash_after_writes: None,
         }
     }
 }
@@ -265,6 +289,22 @@ pub enum SpoolError {
     /// The envelope could not be encoded or decoded.
     #[error("envelope encoding: {0}")]
     Encoding(#[from] serde_json::Error),
+    /// An outbox event is larger than [`MAX_EVENT`].
+    #[error("event too large for the outbox: {0} bytes (at most {max})", max = MAX_EVENT)]
+    EventTooLarge(usize),
+    /// An outbox consumer name that is not configured, invalid, or already being read.
+    #[error("outbox consumer {0:?}: {1}")]
+    Consumer(String, &'static str),
+    /// An outbox file is damaged or is not one the spool wrote.
+    #[error("outbox damaged: {path} at offset {offset}: {detail}")]
+    OutboxDamaged {
+        /// The file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong.
+        detail: String,
+    },
     /// The writer has stopped (after [`Spool::close`]).
     #[error("spool is closed")]
     Closed,
@@ -294,6 +334,7 @@ struct Inner {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     report: RecoveryReport,
+    outbox: Option<Arc<OutboxShared>>,
 }
 
 /// Handle to an open spool. Cheap to clone; all clones share one writer.
@@ -312,18 +353,33 @@ impl Spool {
     /// Opens (creating if needed) the spool under `dir`, recovers its content and starts the writer.
     /// Returns every message that still has a non-final recipient; fully final segments are deleted.
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<(Spool, Vec<Recovered>), SpoolError> {
-        let rec = recovery::recover(dir, &opts)?;
+        let mut rec = recovery::recover(dir, &opts)?;
+        #[cfg(test)]
+        let faults = fault::Faults::crash_after(opts.crash_after_writes);
+        #[cfg(not(test))]
+        let faults = fault::Faults::default();
+        let outbox = match opts.outbox_consumers.is_empty() {
+            true => None,
+            false => {
+                let outbox_dir = dir.join("outbox");
+                let (shared, writer) =
+                    outbox::open(&outbox_dir, &opts, faults.clone(), &mut rec.report)?;
+                Some(writer::OutboxSide { shared, writer })
+            }
+        };
+        let outbox_shared = outbox.as_ref().map(|o| o.shared.clone());
         let shared = Arc::new(Shared {
             index: Mutex::new(rec.index),
             barriers: AtomicU64::new(0),
         });
-        let (tx, thread) = writer::start(rec.seg_dir, opts, shared.clone())?;
+        let (tx, thread) = writer::start(rec.seg_dir, opts, shared.clone(), outbox, faults)?;
         let spool = Spool {
             inner: Arc::new(Inner {
                 tx,
                 shared,
                 thread: Mutex::new(Some(thread)),
                 report: rec.report,
+                outbox: outbox_shared,
             }),
         };
         Ok((spool, rec.recovered))
@@ -331,6 +387,31 @@ impl Spool {
 
     /// Stores a message durably and returns its id once it is synced to disk.
     pub async fn insert(&self, envelope: &Envelope, body: Bytes) -> Result<MessageId, SpoolError> {
+        self.insert_inner(envelope, body, None).await
+    }
+
+    /// Like [`Spool::insert`], and writes the outbox records `events` makes from the new id in
+    /// the same batch, synced before the message. An event over [`MAX_EVENT`] refuses the
+    /// message. Without an outbox `events` is never called.
+    pub async fn insert_with_events(
+        &self,
+        envelope: &Envelope,
+        body: Bytes,
+        events: impl FnOnce(MessageId) -> Vec<Bytes> + Send + 'static,
+    ) -> Result<MessageId, SpoolError> {
+        let events: Option<EventsFor> = match self.outbox_enabled() {
+            true => Some(Box::new(events)),
+            false => None,
+        };
+        self.insert_inner(envelope, body, events).await
+    }
+
+    async fn insert_inner(
+        &self,
+        envelope: &Envelope,
+        body: Bytes,
+        events: Option<EventsFor>,
+    ) -> Result<MessageId, SpoolError> {
         if envelope.recipients.is_empty() {
             return Err(SpoolError::NoRecipients);
         }
@@ -346,6 +427,7 @@ impl Spool {
             env,
             rcpts,
             body,
+            events,
             reply,
         })?;
         rx.await.map_err(|_| SpoolError::Closed)?
@@ -401,6 +483,7 @@ impl Spool {
             id,
             rcpt,
             state,
+            event: None,
             reply: Some(reply),
         })?;
         rx.await.map_err(|_| SpoolError::Closed)?
@@ -419,8 +502,68 @@ impl Spool {
             id,
             rcpt,
             state,
+            event: None,
             reply: None,
         })
+    }
+
+    /// [`Spool::update_nowait`] with an outbox record written in the same batch and synced before
+    /// the state (so a crash never keeps the state without the event). The event is written even
+    /// if the writer refuses the update. Without an outbox the event is ignored. An event over
+    /// [`MAX_EVENT`] gives [`SpoolError::EventTooLarge`], and the state is queued all the same.
+    pub fn update_nowait_with_event(
+        &self,
+        id: MessageId,
+        rcpt: u32,
+        state: RcptState,
+        event: Bytes,
+    ) -> Result<(), SpoolError> {
+        let len = event.len();
+        let event = (self.outbox_enabled() && len <= MAX_EVENT).then_some(event);
+        self.send(Request::Update {
+            id,
+            rcpt,
+            state,
+            event,
+            reply: None,
+        })?;
+        match len > MAX_EVENT {
+            true => Err(SpoolError::EventTooLarge(len)),
+            false => Ok(()),
+        }
+    }
+
+    /// Writes outbox records that go with no recipient state; returns once they are durable.
+    /// Without an outbox it returns at once and writes nothing.
+    pub async fn append_events(&self, events: Vec<Bytes>) -> Result<(), SpoolError> {
+        if let Some(e) = events.iter().find(|e| e.len() > MAX_EVENT) {
+            return Err(SpoolError::EventTooLarge(e.len()));
+        }
+        if !self.outbox_enabled() || events.is_empty() {
+            return Ok(());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Events { events, reply })?;
+        rx.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// Whether an outbox consumer is configured.
+    pub fn outbox_enabled(&self) -> bool {
+        self.inner.outbox.is_some()
+    }
+
+    /// A reader for configured consumer `name`, resuming after its last acknowledgement (at the
+    /// oldest entry kept when it never acknowledged). One reader per consumer at a time.
+    pub fn outbox_reader(&self, name: &str) -> Result<OutboxReader, SpoolError> {
+        match &self.inner.outbox {
+            Some(o) => o.reader(name),
+            None => Err(SpoolError::Consumer(name.to_string(), "the outbox is off")),
+        }
+    }
+
+    /// Outbox counters; `None` when the outbox is off.
+    pub fn outbox_stats(&self) -> Option<OutboxStats> {
+        self.inner.outbox.as_ref().map(|o| o.stats())
     }
 
     /// Waits until everything queued before this call is durable.

@@ -17,6 +17,8 @@ const MAGIC: [u8; 2] = [0xCA, 0x57];
 pub(crate) const TYPE_MESSAGE: u8 = 1;
 /// A recipient-state record in a `.jnl` file.
 pub(crate) const TYPE_UPDATE: u8 = 2;
+/// An opaque event record in an outbox `.log` file.
+pub(crate) const TYPE_EVENT: u8 = 3;
 
 /// Fixed part of a message payload: id u64, rcpt count u32, envelope length u32.
 pub(crate) const MESSAGE_FIXED: usize = 16;
@@ -66,6 +68,28 @@ fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// Checks a frame header: `Some((type, payload length, stored crc))` when magic, type and the
+/// reserved byte are right. The length is not checked against anything.
+pub(crate) fn decode_header(hdr: &[u8]) -> Option<(u8, u32, u32)> {
+    let hdr = hdr.get(..HEADER_LEN)?;
+    let known = matches!(hdr[2], TYPE_MESSAGE | TYPE_UPDATE | TYPE_EVENT);
+    if hdr[0..2] != MAGIC || !known || hdr[3] != 0 {
+        return None;
+    }
+    Some((hdr[2], le_u32(hdr, 4)?, le_u32(hdr, 8)?))
+}
+
+/// Whether `payload` matches the crc stored in header `hdr`.
+pub(crate) fn crc_matches(hdr: &[u8], payload: &[u8], want: u32) -> bool {
+    let Some(covered) = hdr.get(2..8) else {
+        return false;
+    };
+    let mut crc = Crc32::new();
+    crc.update(covered);
+    crc.update(payload);
+    crc.finish() == want
+}
+
 /// Decodes the frame starting at `pos`; never panics whatever the bytes.
 pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Frame {
     let Some(hdr) = pos
@@ -74,10 +98,7 @@ pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Frame {
     else {
         return Frame::Bad;
     };
-    if hdr[0..2] != MAGIC || !(hdr[2] == TYPE_MESSAGE || hdr[2] == TYPE_UPDATE) || hdr[3] != 0 {
-        return Frame::Bad;
-    }
-    let (Some(len), Some(want)) = (le_u32(hdr, 4), le_u32(hdr, 8)) else {
+    let Some((ty, len, want)) = decode_header(hdr) else {
         return Frame::Bad;
     };
     let start = pos + HEADER_LEN;
@@ -87,14 +108,11 @@ pub(crate) fn decode_at(buf: &[u8], pos: usize) -> Frame {
     let Some(payload) = buf.get(start..end) else {
         return Frame::Bad;
     };
-    let mut crc = Crc32::new();
-    crc.update(&hdr[2..8]);
-    crc.update(payload);
-    if crc.finish() != want {
+    if !crc_matches(hdr, payload, want) {
         return Frame::Bad;
     }
     Frame::Ok {
-        ty: hdr[2],
+        ty,
         payload: start..end,
         next: end,
     }

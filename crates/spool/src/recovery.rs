@@ -134,7 +134,7 @@ fn list(dir: &Path) -> Result<(BTreeSet<u32>, BTreeSet<u32>), SpoolError> {
 
 /// Reads a file whole, truncates a torn tail, records damage. Returns the file, its image and the
 /// scan of that image.
-fn open_and_scan(
+pub(crate) fn open_and_scan(
     path: &Path,
     report: &mut RecoveryReport,
 ) -> Result<(File, Vec<u8>, record::Scan), SpoolError> {

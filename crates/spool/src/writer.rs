@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,9 +13,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::fault::Faults;
 use crate::index::SegState;
+use crate::outbox::{OutboxBatch, OutboxShared, OutboxWriter};
 use crate::record::{self, HEADER_LEN, MESSAGE_FIXED, TYPE_MESSAGE, TYPE_UPDATE};
-use crate::{MessageId, RcptState, Shared, SpoolError, SpoolOptions};
+use crate::{EventsFor, MessageId, RcptState, Shared, SpoolError, SpoolOptions};
 
 type Reply<T> = oneshot::Sender<Result<T, SpoolError>>;
 
@@ -26,13 +27,22 @@ pub(crate) enum Request {
         env: Vec<u8>,
         rcpts: u32,
         body: Bytes,
+        /// The message's events, made once its id is known; written in the same batch.
+        events: Option<EventsFor>,
         reply: Reply<MessageId>,
     },
     Update {
         id: MessageId,
         rcpt: u32,
         state: RcptState,
+        /// Written to the outbox with the state, whether or not the update is refused.
+        event: Option<Bytes>,
         reply: Option<Reply<()>>,
+    },
+    /// Outbox records without a recipient state.
+    Events {
+        events: Vec<Bytes>,
+        reply: Reply<()>,
     },
     /// Completes once everything before it is durable; `stop` ends the writer afterwards.
     Flush { reply: Reply<()>, stop: bool },
@@ -91,17 +101,27 @@ pub(crate) fn create_segment_files(dir: &Path, no: u32) -> Result<(File, File), 
     Ok((seg, jnl))
 }
 
+/// The outbox as the writer thread sees it.
+pub(crate) struct OutboxSide {
+    pub shared: Arc<OutboxShared>,
+    pub writer: OutboxWriter,
+}
+
 /// Starts the writer thread.
 pub(crate) fn start(
     dir: PathBuf,
     opts: SpoolOptions,
     shared: Arc<Shared>,
+    outbox: Option<OutboxSide>,
+    faults: Faults,
 ) -> Result<(Sender<Request>, JoinHandle<()>), SpoolError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let writer = Writer {
         dir: dir.clone(),
         opts,
         shared,
+        outbox,
+        faults,
         failed: None,
     };
     let handle = std::thread::Builder::new()
@@ -115,6 +135,9 @@ struct Writer {
     dir: PathBuf,
     opts: SpoolOptions,
     shared: Arc<Shared>,
+    /// `None` when no outbox consumer is configured: events are then ignored.
+    outbox: Option<OutboxSide>,
+    faults: Faults,
     /// Set after a failed write or sync: from then on nothing is acknowledged.
     failed: Option<String>,
 }
@@ -125,7 +148,11 @@ struct Batch {
     /// File offset where `seg_buf` goes.
     seg_off: u64,
     seg_buf: Vec<u8>,
+    /// Message records of segments rolled over in this batch: (segment, offset, records). They are
+    /// written with the rest at commit, after the outbox is synced.
+    seg_rolled: Vec<(u32, u64, Vec<u8>)>,
     jnl: BTreeMap<u32, Vec<u8>>,
+    ob: OutboxBatch,
     /// Files written in this batch that still need a sync.
     to_sync: Vec<(Arc<File>, PathBuf)>,
     pending: Vec<Pending>,
@@ -141,6 +168,9 @@ impl Writer {
             if self.process(reqs) {
                 break;
             }
+        }
+        if let Some(o) = &self.outbox {
+            o.shared.close();
         }
         tracing::debug!("spool writer stopped");
     }
@@ -180,7 +210,9 @@ impl Writer {
             seg_no,
             seg_off,
             seg_buf: Vec::new(),
+            seg_rolled: Vec::new(),
             jnl: BTreeMap::new(),
+            ob: OutboxBatch::default(),
             to_sync: Vec::new(),
             pending: Vec::with_capacity(reqs.len()),
             dead: Vec::new(),
@@ -227,8 +259,9 @@ impl Writer {
                 env,
                 rcpts,
                 body,
+                events,
                 reply,
-            } => match self.stage_insert(b, &env, rcpts, &body) {
+            } => match self.stage_insert(b, &env, rcpts, &body, events) {
                 Ok(id) => b.pending.push(Pending::Insert(reply, id)),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -238,15 +271,29 @@ impl Writer {
                 id,
                 rcpt,
                 state,
+                event,
                 reply,
-            } => match self.stage_update(b, id, rcpt, &state) {
-                Ok(()) => b.pending.push(Pending::Unit(reply)),
-                Err(e) => match reply {
-                    Some(tx) => {
-                        let _ = tx.send(Err(e));
-                    }
-                    None => tracing::warn!(error = %e, "spool update dropped"),
-                },
+            } => {
+                let staged = self.stage_update(b, id, rcpt, &state);
+                let logged = event.map(|e| self.stage_events(b, &[e]));
+                if let Some(Err(e)) = logged {
+                    tracing::error!(message = %id, rcpt, error = %e, "outbox event dropped");
+                }
+                match staged {
+                    Ok(()) => b.pending.push(Pending::Unit(reply)),
+                    Err(e) => match reply {
+                        Some(tx) => {
+                            let _ = tx.send(Err(e));
+                        }
+                        None => tracing::warn!(error = %e, "spool update dropped"),
+                    },
+                }
+            }
+            Request::Events { events, reply } => match self.stage_events(b, &events) {
+                Ok(()) => b.pending.push(Pending::Unit(Some(reply))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
             },
             Request::Flush { reply, stop } => {
                 b.pending.push(Pending::Unit(Some(reply)));
@@ -255,12 +302,33 @@ impl Writer {
         }
     }
 
+    /// Stages outbox records (nothing when the outbox is off).
+    fn stage_events(&mut self, b: &mut Batch, events: &[Bytes]) -> Result<(), SpoolError> {
+        if let Some(f) = &self.failed {
+            return Err(SpoolError::Failed(f.clone()));
+        }
+        let Some(o) = self.outbox.as_mut() else {
+            return Ok(());
+        };
+        for e in events {
+            OutboxWriter::check(e)?;
+        }
+        for e in events {
+            if let Err(err) = o.writer.stage(&mut b.ob, e) {
+                self.failed.get_or_insert_with(|| err.to_string());
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
     fn stage_insert(
         &mut self,
         b: &mut Batch,
         env: &[u8],
         rcpts: u32,
         body: &[u8],
+        events: Option<EventsFor>,
     ) -> Result<MessageId, SpoolError> {
         if let Some(f) = &self.failed {
             return Err(SpoolError::Failed(f.clone()));
@@ -284,13 +352,24 @@ impl Writer {
         }
         let frame_off = b.seg_off + b.seg_buf.len() as u64;
         let body_off = frame_off + (HEADER_LEN + MESSAGE_FIXED) as u64 + u64::from(env_len);
+        let missing = || SpoolError::Failed(format!("current segment {} missing", b.seg_no));
+        let next_index = {
+            let idx = self.shared.index.lock();
+            idx.segments.get(&b.seg_no).ok_or_else(missing)?.msgs.len()
+        };
+        let id = MessageId::new(b.seg_no, next_index as u32);
+        // Made from the id before the message is staged, so that an event the outbox refuses
+        // refuses the message too (only this thread adds messages, so the id stays free).
+        let events = match (events, &self.outbox) {
+            (Some(make), Some(_)) => make(id),
+            _ => Vec::new(),
+        };
+        for e in &events {
+            OutboxWriter::check(e)?;
+        }
         let mut guard = self.shared.index.lock();
         let idx = &mut *guard;
-        let seg = idx
-            .segments
-            .get_mut(&b.seg_no)
-            .ok_or_else(|| SpoolError::Failed(format!("current segment {} missing", b.seg_no)))?;
-        let id = MessageId::new(b.seg_no, seg.msgs.len() as u32);
+        let seg = idx.segments.get_mut(&b.seg_no).ok_or_else(missing)?;
         seg.push_message(body_off, body_len, rcpts)
             .ok_or_else(|| SpoolError::Failed("recipient space of segment exhausted".into()))?;
         idx.live_messages += 1;
@@ -298,6 +377,7 @@ impl Writer {
         drop(guard);
         let prefix = record::message_prefix(id.0, rcpts, env_len);
         record::encode_frame(&mut b.seg_buf, TYPE_MESSAGE, &[&prefix, env, body]);
+        self.stage_events(b, &events)?;
         Ok(id)
     }
 
@@ -352,7 +432,14 @@ impl Writer {
 
     /// Writes what is buffered for the current segment and starts the next one.
     fn roll(&mut self, b: &mut Batch) -> Result<(), SpoolError> {
-        self.write_seg_buf(b)?;
+        if !b.seg_buf.is_empty() {
+            let records = std::mem::take(&mut b.seg_buf);
+            let size = records.len() as u64;
+            b.seg_rolled.push((b.seg_no, b.seg_off, records));
+            if let Some(s) = self.shared.index.lock().segments.get_mut(&b.seg_no) {
+                s.seg_len = b.seg_off + size;
+            }
+        }
         let next = b
             .seg_no
             .checked_add(1)
@@ -376,25 +463,41 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes message records at `off` in segment `no`.
+    fn write_records(
+        &self,
+        b: &mut Batch,
+        no: u32,
+        off: u64,
+        records: &[u8],
+    ) -> Result<(), SpoolError> {
+        let file = {
+            let idx = self.shared.index.lock();
+            idx.segments.get(&no).map(|s| s.seg.clone())
+        };
+        let path = seg_path(&self.dir, no, "seg");
+        let file = file.ok_or_else(|| SpoolError::Failed(format!("segment {no} missing")))?;
+        self.faults
+            .write_all_at(&file, records, off)
+            .map_err(SpoolError::io("write", &path))?;
+        let end = off + records.len() as u64;
+        if let Some(s) = self.shared.index.lock().segments.get_mut(&no) {
+            s.seg_len = end;
+        }
+        b.to_sync.push((file, path));
+        Ok(())
+    }
+
     fn write_seg_buf(&self, b: &mut Batch) -> Result<(), SpoolError> {
+        for (no, off, records) in std::mem::take(&mut b.seg_rolled) {
+            self.write_records(b, no, off, &records)?;
+        }
         if b.seg_buf.is_empty() {
             return Ok(());
         }
-        let file = {
-            let idx = self.shared.index.lock();
-            idx.segments.get(&b.seg_no).map(|s| s.seg.clone())
-        };
-        let path = seg_path(&self.dir, b.seg_no, "seg");
-        let file =
-            file.ok_or_else(|| SpoolError::Failed(format!("segment {} missing", b.seg_no)))?;
-        file.write_all_at(&b.seg_buf, b.seg_off)
-            .map_err(SpoolError::io("write", &path))?;
-        b.seg_off += b.seg_buf.len() as u64;
-        b.seg_buf.clear();
-        if let Some(s) = self.shared.index.lock().segments.get_mut(&b.seg_no) {
-            s.seg_len = b.seg_off;
-        }
-        b.to_sync.push((file, path));
+        let records = std::mem::take(&mut b.seg_buf);
+        self.write_records(b, b.seg_no, b.seg_off, &records)?;
+        b.seg_off += records.len() as u64;
         Ok(())
     }
 
@@ -402,6 +505,12 @@ impl Writer {
     fn commit(&mut self, b: &mut Batch) -> Result<(), SpoolError> {
         if let Some(f) = &self.failed {
             return Err(SpoolError::Failed(f.clone()));
+        }
+        // Events first, synced before any state of this batch is even written: the page cache may
+        // write a journal page back at any time, so a state could be durable before its event.
+        if let Some(o) = self.outbox.as_mut().filter(|_| !b.ob.is_empty()) {
+            let durable = o.writer.commit(&mut b.ob)?;
+            o.shared.publish(&durable);
         }
         self.write_seg_buf(b)?;
         for (no, buf) in std::mem::take(&mut b.jnl) {
@@ -412,7 +521,8 @@ impl Writer {
             let path = seg_path(&self.dir, no, "jnl");
             let (file, len) =
                 target.ok_or_else(|| SpoolError::Failed(format!("journal {no:08x} missing")))?;
-            file.write_all_at(&buf, len)
+            self.faults
+                .write_all_at(&file, &buf, len)
                 .map_err(SpoolError::io("write", &path))?;
             if let Some(s) = self.shared.index.lock().segments.get_mut(&no) {
                 s.jnl_len = len + buf.len() as u64;

@@ -21,6 +21,7 @@ fn opts() -> SpoolOptions {
         segment_size: 128 * 1024,
         max_batch: 32,
         max_batch_delay: Duration::from_millis(1),
+        ..SpoolOptions::default()
     }
 }
 

@@ -37,6 +37,7 @@ fn opts(segment_size: u64) -> SpoolOptions {
         segment_size,
         max_batch: 64,
         max_batch_delay: Duration::ZERO,
+        ..SpoolOptions::default()
     }
 }
 
@@ -367,6 +368,7 @@ async fn concurrent_inserts_are_durable_distinct_and_batched() {
         segment_size: 256 * 1024,
         max_batch: 256,
         max_batch_delay: Duration::from_millis(1),
+        ..SpoolOptions::default()
     };
     let (spool, _) = Spool::open(dir.path(), o.clone()).unwrap();
     let mut tasks = Vec::new();

@@ -30,7 +30,7 @@ pub(super) async fn post(
 ) -> Result<Json<Value>, ApiError> {
     let inmail = s.mta.inmail.as_ref().ok_or_else(not_enabled)?;
     // A repeated request gets the same answer as the first, but no second event.
-    match inmail.unsubscribe(&token, "one_click") {
+    match inmail.unsubscribe(&token, "one_click").await {
         Unsubscribed::Done => Ok(Json(json!({ "unsubscribed": true }))),
         Unsubscribed::Invalid => Err(invalid()),
         Unsubscribed::Failed => Err(ApiError(

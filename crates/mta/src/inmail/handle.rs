@@ -64,6 +64,15 @@ pub(crate) enum Unsubscribed {
     Failed,
 }
 
+/// Why a first report's event was not emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NotStored {
+    /// The outbox could not store it: the sender should retry.
+    Outbox,
+    /// No outbox, and `inmail-seen` could not record the report.
+    Seen,
+}
+
 /// What a report's token proves about the recipient the report is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Proven {
@@ -105,9 +114,16 @@ impl Proven {
 
 impl InMail {
     /// Handles one message accepted for `local` recipients (all at bounce domains) from
-    /// `origin`. Emits the events it warrants; never fails, so the SMTP reply cannot reveal
-    /// anything about tokens.
-    pub(crate) fn handle_message(&self, local: &[String], data: &[u8], origin: &Origin<'_>) {
+    /// `origin`. Emits the events it warrants. Returns `false` only when an event could not be
+    /// stored in the outbox (then the sender is asked to retry; its replay is not ignored):
+    /// otherwise the reply is the same whatever the tokens, so it reveals nothing about them.
+    pub(crate) async fn handle_message(
+        &self,
+        local: &[String],
+        data: &[u8],
+        origin: &Origin<'_>,
+    ) -> bool {
+        let mut stored = true;
         let mut report: Option<Option<ParsedReport>> = None;
         let mut read = || {
             report
@@ -123,13 +139,15 @@ impl InMail {
         for rcpt in local {
             match self.local_part(rcpt) {
                 Some(Local::Unsubscribe(t)) => {
-                    self.unsubscribe(t, "mailto");
+                    stored &= self.unsubscribe(t, "mailto").await != Unsubscribed::Failed;
                 }
                 Some(Local::Bounce(t)) => {
                     if let Some(token) = self.verify(t, "return path")
                         && let Some(r) = read()
                     {
-                        self.report_events(&token, &r, "envelope", origin, data);
+                        stored &= self
+                            .report_events(&token, &r, "envelope", origin, data)
+                            .await;
                     }
                 }
                 Some(Local::Mailbox) => {
@@ -143,61 +161,80 @@ impl InMail {
                         continue;
                     };
                     if let Some(token) = self.verify(t, "report") {
-                        self.report_events(&token, &r, "report", origin, data);
+                        stored &= self.report_events(&token, &r, "report", origin, data).await;
                     }
                 }
                 None => tracing::debug!(%rcpt, "inMail: unknown mailbox"),
             }
         }
+        stored
     }
 
     /// `list_unsubscribe` for a valid token, once per recipient.
-    pub(crate) fn unsubscribe(&self, token: &str, method: &str) -> Unsubscribed {
+    pub(crate) async fn unsubscribe(&self, token: &str, method: &str) -> Unsubscribed {
         let Some(t) = self.verify(token, method) else {
             return Unsubscribed::Invalid;
         };
-        match self.first_report(&t, Kind::Unsubscribe) {
-            Some(true) => {}
-            Some(false) => return Unsubscribed::Done,
-            None => return Unsubscribed::Failed,
-        }
+        let Some(key) = self.claim(&t, Kind::Unsubscribe) else {
+            return Unsubscribed::Done;
+        };
         let mut meta = Map::new();
         meta.insert("method".into(), json!(method));
         let mut e = self.event(EventType::ListUnsubscribe, &t, meta);
         e.bounce_class = Some(cartero_bounce::BounceClass::UNSUBSCRIBE.0);
-        self.events.emit(&e);
+        if self.publish(key, e).await.is_err() {
+            return Unsubscribed::Failed;
+        }
         metrics::counter!("cartero_inmail_events_total", "type" => "list_unsubscribe").increment(1);
         Unsubscribed::Done
     }
 
-    /// Whether (the token's recipient, `kind`) is reported for the first time within the replay
-    /// horizon: `Some(true)` once it is recorded on disk, `Some(false)` for a replay, `None` when
-    /// it could not be recorded — then no event either, so a crash or a full disk can lose a
-    /// record only of an event that was not emitted.
-    fn first_report(&self, t: &TokenData, kind: Kind) -> Option<bool> {
+    /// Claims (the token's recipient, `kind`) for a first report within the replay horizon;
+    /// `None` for a replay, which gets no event.
+    fn claim(&self, t: &TokenData, kind: Kind) -> Option<Key> {
         let key = Key {
             kind,
             message_id: t.message_id,
             rcpt_index: t.rcpt_index,
         };
-        match self.seen.first(key, self.clock.now_ms()) {
-            Ok(true) => Some(true),
-            Ok(false) => {
-                metrics::counter!("cartero_inmail_duplicates_total", "kind" => kind_label(kind))
-                    .increment(1);
-                tracing::info!(
-                    recipient_id = %recipient_id(t),
-                    kind = kind_label(kind),
-                    "inMail: already reported for this recipient, no event"
-                );
-                Some(false)
-            }
-            Err(e) => {
-                metrics::counter!("cartero_inmail_record_errors_total").increment(1);
-                tracing::error!(error = %e, "inMail: cannot record the report, no event");
-                None
-            }
+        if self.seen.claim(key, self.clock.now_ms()) {
+            return Some(key);
         }
+        metrics::counter!("cartero_inmail_duplicates_total", "kind" => kind_label(kind))
+            .increment(1);
+        tracing::info!(
+            recipient_id = %recipient_id(t),
+            kind = kind_label(kind),
+            "inMail: already reported for this recipient, no event"
+        );
+        None
+    }
+
+    /// Stores and emits the event of a claimed first report. With an outbox the event is made
+    /// durable there first and the report recorded in `inmail-seen` after, so a crash in between
+    /// repeats the event on a replay rather than losing it; without one the record is synced
+    /// before the event is emitted, and a crash can lose a record only of an event that was not
+    /// emitted. Errors: nothing was emitted, and the claim is given back.
+    async fn publish(&self, key: Key, e: Event) -> Result<(), NotStored> {
+        if self.outbox.enabled() {
+            if let Err(err) = self.outbox.persist(std::slice::from_ref(&e)).await {
+                self.seen.release(key);
+                metrics::counter!("cartero_inmail_record_errors_total").increment(1);
+                tracing::error!(error = %err, "inMail: cannot store the event in the outbox, no event");
+                return Err(NotStored::Outbox);
+            }
+            if let Err(err) = self.seen.commit(key, self.clock.now_ms()) {
+                metrics::counter!("cartero_inmail_record_errors_total").increment(1);
+                tracing::error!(error = %err,
+                    "inMail: cannot record the report; the event is stored, a replay repeats it");
+            }
+        } else if let Err(err) = self.seen.commit(key, self.clock.now_ms()) {
+            metrics::counter!("cartero_inmail_record_errors_total").increment(1);
+            tracing::error!(error = %err, "inMail: cannot record the report, no event");
+            return Err(NotStored::Seen);
+        }
+        self.events.emit(&e);
+        Ok(())
     }
 
     fn event(&self, kind: EventType, t: &TokenData, mut meta: Map<String, Value>) -> Event {
@@ -246,14 +283,15 @@ impl InMail {
     /// One event per report: a token names one recipient of one message (VERP), so the failed
     /// or complaining recipient the token proves best is the one. Delays and successes produce
     /// nothing; nor does a report naming only other addresses, or a replay.
-    fn report_events(
+    /// Returns `false` when the event could not be stored in the outbox.
+    async fn report_events(
         &self,
         token: &TokenData,
         r: &ParsedReport,
         token_source: &str,
         origin: &Origin<'_>,
         data: &[u8],
-    ) {
+    ) -> bool {
         let classified = classify_report_with(r, self.classifier.as_ref(), &self.qualifier);
         let failed: Vec<&ClassifiedRecipient> = classified
             .iter()
@@ -264,7 +302,7 @@ impl InMail {
                 kind = kind_name(r.kind),
                 "inMail: no failure in this report, no event"
             );
-            return;
+            return true;
         }
         // The first of those the token proves best.
         let mut best: Option<(&ClassifiedRecipient, Proven)> = None;
@@ -283,16 +321,16 @@ impl InMail {
                 kind = kind_name(r.kind),
                 "inMail: report names another address than its token's recipient, no event"
             );
-            return;
+            return true;
         };
         let kind = match (c.outcome, r.kind) {
             (Outcome::Complaint, _) => Kind::Complaint,
             (_, ReportKind::AutoReply | ReportKind::ChallengeResponse) => Kind::AutoReply,
             _ => Kind::Bounce,
         };
-        if self.first_report(token, kind) != Some(true) {
-            return;
-        }
+        let Some(key) = self.claim(token, kind) else {
+            return true;
+        };
         let mut meta = Map::new();
         meta.insert("report".into(), json!(kind_name(r.kind)));
         meta.insert("token_source".into(), json!(token_source));
@@ -305,8 +343,15 @@ impl InMail {
         } else {
             (self.out_of_band(token, r, c, &proven, meta), "out_of_band")
         };
-        metrics::counter!("cartero_inmail_events_total", "type" => kind).increment(1);
-        self.events.emit(&e);
+        match self.publish(key, e).await {
+            Ok(()) => {
+                metrics::counter!("cartero_inmail_events_total", "type" => kind).increment(1);
+                true
+            }
+            Err(NotStored::Outbox) => false,
+            // As before the outbox: the report is acknowledged without an event.
+            Err(NotStored::Seen) => true,
+        }
     }
 
     /// The operator's inbound rules first (over diagnostic, status, subject), then the classifier.

@@ -71,6 +71,8 @@ pub(crate) struct InMailDeps {
     pub events: Arc<dyn EventSink>,
     pub clock: SharedClock,
     pub complaints: Arc<dyn ComplaintFeed>,
+    /// Where inMail events are made durable before the report is acknowledged.
+    pub outbox: crate::outbox::Outbox,
 }
 
 /// The configured egress sources, found by the tag in a token. (Not by a report's `Source-IP`:
@@ -127,6 +129,7 @@ pub(crate) struct InMail {
     events: Arc<dyn EventSink>,
     clock: SharedClock,
     complaints: Arc<dyn ComplaintFeed>,
+    outbox: crate::outbox::Outbox,
 }
 
 /// Reads the HMAC key, generating it into `data_dir/inmail-secret` at first start.
@@ -208,6 +211,7 @@ impl InMail {
             events: deps.events,
             clock: deps.clock,
             complaints: deps.complaints,
+            outbox: deps.outbox,
         })))
     }
 

@@ -11,7 +11,7 @@
 //! credential and is not stored, and two tokens of one recipient (a retry through another source)
 //! count as one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -76,6 +76,9 @@ struct Inner {
     /// Bytes of whole records (and the header) in `file`: a failed append is cut back to this.
     len: u64,
     map: HashMap<Key, u64>,
+    /// Claimed by a report whose event is being stored, not written yet: a concurrent replay
+    /// is a replay, and a failure gives the key back.
+    pending: HashSet<Key>,
     /// Records appended since the file was last written whole, and how many it held then.
     appended: usize,
     base: usize,
@@ -155,6 +158,7 @@ impl Seen {
                 len,
                 base: map.len(),
                 map,
+                pending: HashSet::new(),
                 appended: 0,
             }),
         })
@@ -163,15 +167,40 @@ impl Seen {
     /// Records `key` as reported at `now_ms`. `Ok(true)`: the first time within the horizon, and
     /// the record is on disk, so the event may be emitted. `Ok(false)`: a replay. `Err`: the
     /// record could not be written, and the event must not be emitted either.
+    #[cfg(test)]
     pub fn first(&self, key: Key, now_ms: u64) -> io::Result<bool> {
-        // A panic elsewhere while holding the lock leaves the map consistent: use it.
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let inner = &mut *g;
-        if let Some(at) = inner.map.get(&key)
-            && at.saturating_add(self.horizon_ms) > now_ms
-        {
+        if !self.claim(key, now_ms) {
             return Ok(false);
         }
+        self.commit(key, now_ms).map(|()| true)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic elsewhere while holding the lock leaves the map consistent: use it.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Claims `key` for a first report: `false` for a replay (reported within the horizon, or
+    /// being reported right now). A claim ends with [`Seen::commit`] or [`Seen::release`].
+    pub fn claim(&self, key: Key, now_ms: u64) -> bool {
+        let mut g = self.lock();
+        let reported = g
+            .map
+            .get(&key)
+            .is_some_and(|at| at.saturating_add(self.horizon_ms) > now_ms);
+        !reported && g.pending.insert(key)
+    }
+
+    /// Gives a claim back: the report was not handled, its replay will be.
+    pub fn release(&self, key: Key) {
+        self.lock().pending.remove(&key);
+    }
+
+    /// Writes a claimed key to disk (synced). On failure the claim is given back.
+    pub fn commit(&self, key: Key, now_ms: u64) -> io::Result<()> {
+        let mut g = self.lock();
+        let inner = &mut *g;
+        inner.pending.remove(&key);
         let record = key.encode(now_ms);
         let written = inner
             .file
@@ -188,7 +217,7 @@ impl Seen {
         if inner.appended >= inner.base.max(COMPACT_MIN) {
             self.compact(inner, now_ms);
         }
-        Ok(true)
+        Ok(())
     }
 
     fn compact(&self, inner: &mut Inner, now_ms: u64) {
@@ -224,6 +253,28 @@ mod tests {
             message_id,
             rcpt_index: 3,
         }
+    }
+
+    #[test]
+    fn a_claim_hides_the_key_until_released_and_only_a_commit_persists_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seen");
+        let s = Seen::open(&path, DAY, 0).unwrap();
+        let k = key(Kind::Bounce, 1);
+        assert!(s.claim(k, 10));
+        assert!(
+            !s.claim(k, 11),
+            "a concurrent report of the same key is a replay"
+        );
+        s.release(k);
+        assert!(s.claim(k, 12), "a given-back claim can be taken again");
+        drop(s);
+        let s = Seen::open(&path, DAY, 20).unwrap();
+        assert!(s.claim(k, 21), "an uncommitted claim is not on disk");
+        s.commit(k, 21).unwrap();
+        drop(s);
+        let s = Seen::open(&path, DAY, 30).unwrap();
+        assert!(!s.claim(k, 31));
     }
 
     #[test]

@@ -6,21 +6,36 @@ use crate::outcome::{AttemptContext, Outcome};
 use cartero_clock::Clock;
 use cartero_events::{Event, EventType};
 use cartero_shaping::ShapingAction;
+use cartero_spool::Envelope;
 
 /// The fields every event about one recipient of a message carries.
 pub(crate) fn recipient(kind: EventType, msg: &Msg, idx: u32, clock: &dyn Clock) -> Event {
-    let mut e = Event::new(kind, clock);
-    let meta = &msg.env.metadata;
-    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let mut e = about(kind, &msg.env, msg.size, idx, clock);
     e.message_id = Some(msg.id.to_string());
-    e.rcpt_to = msg.env.recipients.get(idx as usize).cloned();
-    e.mail_from = Some(msg.env.sender.clone());
+    e
+}
+
+/// [`recipient`] without the message id, for a message not spooled yet.
+fn about(kind: EventType, env: &Envelope, size: u64, idx: u32, clock: &dyn Clock) -> Event {
+    let mut e = Event::new(kind, clock);
+    let meta = &env.metadata;
+    let text = |k: &str| meta.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    e.rcpt_to = env.recipients.get(idx as usize).cloned();
+    e.mail_from = Some(env.sender.clone());
     e.delivery_id = text("delivery_id");
     e.campaign_id = text("campaign_id");
     e.metadata = meta.clone();
-    e.msg_size = Some(msg.size);
-    e.ip_pool = msg.env.pool.clone();
+    e.msg_size = Some(size);
+    e.ip_pool = env.pool.clone();
     e
+}
+
+/// The `reception` events of a message about to be spooled, one per recipient; the caller sets
+/// `message_id` once the spool gave it.
+pub(crate) fn receptions(env: &Envelope, size: u64, clock: &dyn Clock) -> Vec<Event> {
+    (0..env.recipients.len() as u32)
+        .map(|idx| about(EventType::Reception, env, size, idx, clock))
+        .collect()
 }
 
 /// The event of a settled outcome (delivery, delay, bounce, expiration).

@@ -7,7 +7,7 @@ use super::{LastFailure, QRcpt, event};
 use crate::outcome::{AttemptContext, Failure, Lane, Outcome};
 use crate::retry::RetryConfig;
 use cartero_clock::{SharedClock, UnixMillis};
-use cartero_events::{EventSink, EventType};
+use cartero_events::{Event, EventSink, EventType};
 use cartero_shaping::{Limits, Observed, QueueKey, Sent, ShapingAction, Target, Verdict};
 use cartero_spool::{RcptState, RcptStatus, Spool};
 use std::sync::Arc;
@@ -89,15 +89,8 @@ impl Settler {
             // The site refused the pace or is suspended: the recipient waits without using up an
             // attempt (SPEC §2.6), but the reply is still reported.
             r.hold(until, now);
-            self.record(&r, RcptStatus::Queued, Some(f.text.clone()));
-            self.events.emit(&event::outcome(
-                EventType::Delay,
-                &r,
-                &outcome,
-                at,
-                self.clock.as_ref(),
-                now,
-            ));
+            let e = event::outcome(EventType::Delay, &r, &outcome, at, self.clock.as_ref(), now);
+            self.record_and_emit(&r, RcptStatus::Queued, Some(f.text.clone()), &e);
             count(EventType::Delay);
             return (Disposition::Requeue(r), effects);
         }
@@ -203,15 +196,8 @@ impl Settler {
             Outcome::Delivered { reply } => Some(reply.to_string()),
             _ => failure.map(|f| f.text.clone()),
         };
-        self.record(&r, status, last_reply);
-        self.events.emit(&event::outcome(
-            kind,
-            &r,
-            &outcome,
-            at,
-            self.clock.as_ref(),
-            now,
-        ));
+        let e = event::outcome(kind, &r, &outcome, at, self.clock.as_ref(), now);
+        self.record_and_emit(&r, status, last_reply, &e);
         count(kind);
         if kind == EventType::Delivery {
             let secs = now.saturating_sub(r.msg.env.received_at) as f64 / 1000.0;
@@ -224,16 +210,39 @@ impl Settler {
         }
     }
 
-    fn record(&self, r: &QRcpt, status: RcptStatus, last_reply: Option<String>) {
+    /// Records the recipient's state and emits its event. With an outbox the event goes into the
+    /// spool with the state, in the same batch, so a crash never keeps one without the other.
+    fn record_and_emit(
+        &self,
+        r: &QRcpt,
+        status: RcptStatus,
+        last_reply: Option<String>,
+        event: &Event,
+    ) {
         let state = RcptState {
             status,
             attempts: r.attempts,
             next_attempt: r.next_attempt,
             last_reply,
         };
-        if let Err(e) = self.spool.update_nowait(r.msg.id, r.idx, state) {
-            tracing::error!(message = %r.msg.id, rcpt = r.idx, error = %e, "spool update failed");
+        let (id, idx) = (r.msg.id, r.idx);
+        let encoded = match self.spool.outbox_enabled() {
+            true => crate::outbox::encode(event),
+            false => None,
+        };
+        let written = match encoded {
+            Some(bytes) => self.spool.update_nowait_with_event(id, idx, state, bytes),
+            None => self.spool.update_nowait(id, idx, state),
+        };
+        if let Err(e) = written {
+            tracing::error!(message = %id, rcpt = idx, error = %e, "spool update or its event failed");
         }
+        self.events.emit(event);
+    }
+
+    /// Exports the outbox gauges (the scheduler calls this with its own gauges).
+    pub fn export_gauges(&self) {
+        crate::outbox::export_gauges(&self.spool);
     }
 
     /// Tells shaping the outcome, gives back the warm-up slot of what was not sent, and

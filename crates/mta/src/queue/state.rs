@@ -94,6 +94,7 @@ impl Scheduler {
         metrics::gauge!("cartero_queue_scheduled_recipients").set(self.scheduled.len() as f64);
         metrics::gauge!("cartero_queue_ready_recipients").set((ready + routing) as f64);
         metrics::gauge!("cartero_outbound_connections").set(self.workers as f64);
+        self.settler.export_gauges();
     }
 
     fn next_wakeup(&self) -> std::time::Duration {

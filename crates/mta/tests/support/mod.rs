@@ -132,6 +132,8 @@ pub struct Env {
     pub dns: TestDnsServer,
     pub cfg: MtaConfig,
     pub dir: tempfile::TempDir,
+    /// Outbox consumers the MTA is (re)started with.
+    pub event_outbox: Vec<String>,
 }
 
 /// The test configuration: loopback listeners on free ports, DNS at `dns`, remote MX port
@@ -159,10 +161,20 @@ pub fn test_config(dir: &std::path::Path, dns: SocketAddr, sink_port: u16) -> Mt
 
 /// Starts an MTA on `clock` with an in-process event channel.
 pub async fn start_mta(cfg: MtaConfig, clock: &ManualClock) -> (Arc<Mta>, Events) {
+    start_mta_with(cfg, clock, Vec::new()).await
+}
+
+/// [`start_mta`] with the durable event outbox read by `event_outbox`.
+pub async fn start_mta_with(
+    cfg: MtaConfig,
+    clock: &ManualClock,
+    event_outbox: Vec<String>,
+) -> (Arc<Mta>, Events) {
     let (sink, events) = Events::channel();
     let opts = StartOptions {
         clock: Arc::new(clock.clone()),
         sinks: vec![sink],
+        event_outbox,
         ..StartOptions::default()
     };
     let mta = Mta::start(cfg, opts).await.expect("MTA starts");
@@ -172,6 +184,22 @@ pub async fn start_mta(cfg: MtaConfig, clock: &ManualClock) -> (Arc<Mta>, Events
 impl Env {
     /// Starts everything with `example_zone()` plus `zones`; `tweak` edits the config first.
     pub async fn start(zones: Vec<Zone>, tweak: impl FnOnce(&mut MtaConfig)) -> Env {
+        Env::start_full(zones, Vec::new(), tweak).await
+    }
+
+    /// [`Env::start`] (no extra zones) with the event outbox read by `consumers`.
+    pub async fn start_with_outbox(
+        consumers: Vec<String>,
+        tweak: impl FnOnce(&mut MtaConfig),
+    ) -> Env {
+        Env::start_full(vec![], consumers, tweak).await
+    }
+
+    async fn start_full(
+        zones: Vec<Zone>,
+        event_outbox: Vec<String>,
+        tweak: impl FnOnce(&mut MtaConfig),
+    ) -> Env {
         let sink = Sink::start().await;
         let mut all = vec![example_zone()];
         all.extend(zones);
@@ -180,7 +208,7 @@ impl Env {
         let mut cfg = test_config(dir.path(), dns.addr(), sink.port());
         tweak(&mut cfg);
         let clock = ManualClock::new(T0);
-        let (mta, events) = start_mta(cfg.clone(), &clock).await;
+        let (mta, events) = start_mta_with(cfg.clone(), &clock, event_outbox.clone()).await;
         Env {
             mta,
             clock,
@@ -189,13 +217,15 @@ impl Env {
             dns,
             cfg,
             dir,
+            event_outbox,
         }
     }
 
     /// Shuts the MTA down and starts a new one on the same data directory and clock.
     pub async fn restart(&mut self) {
         self.mta.shutdown().await;
-        let (mta, events) = start_mta(self.cfg.clone(), &self.clock).await;
+        let outbox = self.event_outbox.clone();
+        let (mta, events) = start_mta_with(self.cfg.clone(), &self.clock, outbox).await;
         self.mta = mta;
         self.events = events;
     }

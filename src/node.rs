@@ -9,11 +9,12 @@ use cartero_campaign::engine::Engine;
 use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable};
 use cartero_campaign::store::{Store, StoreOptions};
 use cartero_clock::SharedClock;
-use cartero_events::{ChannelSink, Event};
-use cartero_mta::{Injection, Mta, MtaConfig};
+use cartero_events::Event;
+use cartero_mta::{EventOutbox, Injection, Mta, MtaConfig};
+use cartero_spool::SpoolError;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// The largest CSV an import request may carry.
@@ -93,29 +94,27 @@ impl Injector for MtaInjector {
     }
 }
 
+/// The outbox consumer the campaign layer reads the MTA's events as.
+pub const OUTBOX_CONSUMER: &str = "campaign";
+
 /// The campaign layer of a `serve` process, before and after the MTA starts.
 pub struct Campaign {
     engine: Engine,
     injector: Arc<MtaInjector>,
-    events: Option<mpsc::UnboundedReceiver<Event>>,
     event_batch: usize,
-    tasks: Vec<JoinHandle<()>>,
+    pump: Option<JoinHandle<()>>,
+    tick: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
 
-/// What the MTA must be started with for the campaign layer.
-pub struct ForMta {
-    pub sink: Arc<ChannelSink>,
-    pub routes: axum::Router,
-}
-
 impl Campaign {
-    /// Opens the store (migrations applied) and builds the engine and its routes.
+    /// Opens the store (migrations applied) and builds the engine and the routes the MTA
+    /// serves for it.
     pub async fn open(
         mta: &MtaConfig,
         cfg: &CampaignConfig,
         clock: SharedClock,
-    ) -> anyhow::Result<(Campaign, ForMta)> {
+    ) -> anyhow::Result<(Campaign, axum::Router)> {
         cfg.validate()?;
         let url = (!cfg.database_url.is_empty()).then_some(cfg.database_url.as_str());
         let store = Store::open(
@@ -137,39 +136,39 @@ impl Campaign {
             clock,
             max_import_bytes: MAX_IMPORT_BYTES,
         });
-        let (sink, rx) = ChannelSink::unbounded();
         let (stop, _) = watch::channel(false);
         let campaign = Campaign {
             engine,
             injector,
-            events: Some(rx),
             event_batch: cfg.event_batch,
-            tasks: Vec::new(),
+            pump: None,
+            tick: None,
             stop,
         };
-        let for_mta = ForMta {
-            sink: Arc::new(sink),
-            routes,
-        };
-        Ok((campaign, for_mta))
+        Ok((campaign, routes))
     }
 
-    /// Once the MTA runs: resumes what the last run left, starts the event pump and the
-    /// validity check.
+    /// Once the MTA runs (started with [`OUTBOX_CONSUMER`] among its outbox consumers):
+    /// resumes what the last run left, starts the event pump and the validity check.
     pub async fn run(&mut self, mta: Arc<Mta>) -> anyhow::Result<()> {
+        let outbox = mta
+            .event_outbox(OUTBOX_CONSUMER)
+            .context("opening the MTA's event outbox")?;
         self.injector.set(mta);
         self.engine
             .recover()
             .await
             .context("resuming the campaign deliveries")?;
-        if let Some(rx) = self.events.take() {
-            let (engine, batch) = (self.engine.clone(), self.event_batch);
-            let stop = self.stop.subscribe();
-            self.tasks.push(tokio::spawn(pump(engine, rx, batch, stop)));
-        }
+        let (engine, batch) = (self.engine.clone(), self.event_batch);
+        self.pump = Some(tokio::spawn(pump(
+            engine,
+            outbox,
+            batch,
+            self.stop.subscribe(),
+        )));
         let engine = self.engine.clone();
         let mut stop = self.stop.subscribe();
-        self.tasks.push(tokio::spawn(async move {
+        self.tick = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
@@ -189,71 +188,78 @@ impl Campaign {
         self.engine.shutdown().await;
     }
 
-    /// After the MTA stopped: the events it emitted are applied, then the tasks end.
-    pub async fn finish(self) {
+    /// After the MTA stopped: the pump applies what the outbox still holds (it ends when the
+    /// spool is closed and read), for at most `grace`; whatever it did not apply is read again
+    /// at the next start.
+    pub async fn finish(self, grace: Duration) {
+        if let Some(mut pump) = self.pump
+            && tokio::time::timeout(grace, &mut pump).await.is_err()
+        {
+            let _ = self.stop.send(true);
+            let _ = pump.await;
+        }
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        if let Some(t) = self.tick {
             let _ = t.await;
         }
         self.engine.store().close().await;
     }
 }
 
-/// Applies the MTA's events in batches. A failed batch is retried (the events are kept):
-/// events are applied at least once, and idempotently.
+/// Applies the MTA's events from its durable outbox in batches, acknowledging a batch only
+/// once it is stored: at least once across any crash, and idempotently. A batch the database
+/// refuses is retried (the outbox keeps it) until it is stored or the process stops.
 async fn pump(
     engine: Engine,
-    mut rx: mpsc::UnboundedReceiver<Event>,
+    mut outbox: EventOutbox,
     max: usize,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut batch = Vec::with_capacity(max);
     loop {
-        if batch.is_empty() {
-            tokio::select! {
-                got = rx.recv() => match got {
-                    Some(e) => batch.push(e),
-                    None => return,
-                },
-                _ = stop.changed() => {
-                    // Shutting down: what is queued is applied, then the pump ends.
-                    while let Ok(e) = rx.try_recv() {
-                        batch.push(e);
-                    }
-                    apply_until_done(&engine, &batch).await;
-                    return;
-                }
+        let batch = tokio::select! {
+            got = outbox.next_batch(max) => got,
+            _ = stop.changed() => return,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            // The spool closed (shutdown) and everything was read.
+            Err(SpoolError::Closed) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "campaign: reading the event outbox failed");
+                return;
             }
+        };
+        let Some(last) = batch.last().map(|e| e.position) else {
+            continue;
+        };
+        let events: Vec<Event> = batch.into_iter().map(|e| e.event).collect();
+        if !apply_until_done(&engine, &events, &mut stop).await {
+            return;
         }
-        while batch.len() < max {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
+        if let Err(e) = outbox.ack(last).await {
+            tracing::warn!(error = %e, "campaign: acknowledging events failed (they come again)");
         }
-        apply_until_done(&engine, &batch).await;
-        batch.clear();
     }
 }
 
-async fn apply_until_done(engine: &Engine, batch: &[Event]) {
-    if batch.is_empty() {
-        return;
-    }
+/// Applies a batch, retrying with backoff; `false` when the process stops first.
+async fn apply_until_done(
+    engine: &Engine,
+    batch: &[Event],
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
     let mut wait = Duration::from_millis(100);
-    // Bounded: a database down for longer than this loses nothing more than a restart would.
-    for _ in 0..60 {
+    loop {
         match engine.apply_events(batch).await {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(e) => {
                 tracing::warn!(error = %e, events = batch.len(), "campaign: applying events failed, retrying");
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => return false,
+                }
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
     }
-    tracing::error!(
-        events = batch.len(),
-        "campaign: events dropped after repeated database errors"
-    );
 }

@@ -3,19 +3,10 @@
 
 mod support;
 
-use serde_json::Value;
 use support::peers::{SMTP_SINK, SmtpSink, have};
-use support::{ConfigBuilder, DEADLINE, Serve, run, wait_until};
+use support::{ConfigBuilder, DEADLINE, Serve, campaign_json, wait_until};
 
 const N: usize = 20;
-
-fn cli(at: &(String, String), args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.extend_from_slice(&["--config", &at.0, "--api", &at.1, "--json"]);
-    let (code, out, err) = run(&all, None);
-    assert_eq!(code, 0, "cartero {args:?}:\n{out}\n{err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
-}
 
 #[test]
 fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
@@ -29,10 +20,6 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
         .route("dest.test", sink.addr)
         .write(&dir.path().join("cartero.toml"));
     let mta = Serve::start(&config, &data);
-    let config = (
-        config.to_str().unwrap().to_string(),
-        format!("http://{}", mta.http),
-    );
 
     let mut csv = String::from("email,first_name\n");
     for i in 0..N {
@@ -44,8 +31,8 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
     let text = dir.path().join("body.txt");
     std::fs::write(&text, "Hello {{ first_name }}, this is for {{ email }}.\n").unwrap();
 
-    let imported = cli(
-        &config,
+    let imported = campaign_json(
+        &mta,
         &[
             "recipients",
             "import",
@@ -55,8 +42,8 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
         ],
     );
     assert_eq!(imported["imported"], N as u64 + 2);
-    let d = cli(
-        &config,
+    let d = campaign_json(
+        &mta,
         &[
             "delivery",
             "create",
@@ -73,7 +60,7 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
         ],
     );
     let id = d["id"].as_i64().unwrap().to_string();
-    let counts = cli(&config, &["delivery", "analyze", &id]);
+    let counts = campaign_json(&mta, &["delivery", "analyze", &id]);
     assert_eq!(counts["to_deliver"], N as u64);
     assert_eq!(
         (
@@ -82,9 +69,9 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
         ),
         (Some(1), Some(1))
     );
-    cli(&config, &["delivery", "start", &id]);
+    campaign_json(&mta, &["delivery", "start", &id]);
 
-    let status = || cli(&config, &["delivery", "status", &id]);
+    let status = || campaign_json(&mta, &["delivery", "status", &id]);
     assert!(
         wait_until(DEADLINE, || status()["delivery"]["state"] == "finished"),
         "not finished: {}\n{}",
@@ -111,6 +98,6 @@ fn a_csv_campaign_ends_sent_at_smtp_sink_with_final_kpis() {
             "{dump}"
         );
     }
-    let logs = cli(&config, &["delivery", "logs", &id, "--status", "sent"]);
+    let logs = campaign_json(&mta, &["delivery", "logs", &id, "--status", "sent"]);
     assert_eq!(logs["rows"].as_array().unwrap().len(), N);
 }

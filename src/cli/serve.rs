@@ -1,4 +1,4 @@
-use crate::node::Campaign;
+use crate::node::{Campaign, OUTBOX_CONSUMER};
 use anyhow::Context;
 use cartero_mta::shaping::Reloader;
 use cartero_mta::{Mta, StartOptions};
@@ -17,9 +17,9 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     };
     let mut campaign = None;
     if campaign_cfg.enabled {
-        let (c, for_mta) = Campaign::open(&cfg, &campaign_cfg, opts.clock.clone()).await?;
-        opts.sinks.push(for_mta.sink);
-        opts.routes = Some(for_mta.routes);
+        let (c, routes) = Campaign::open(&cfg, &campaign_cfg, opts.clock.clone()).await?;
+        opts.event_outbox.push(OUTBOX_CONSUMER.into());
+        opts.routes = Some(routes);
         campaign = Some(c);
     }
     let signals = Signals::install()?;
@@ -43,7 +43,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     }
     mta.shutdown().await;
     if let Some(c) = campaign {
-        c.finish().await;
+        c.finish(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
 }

@@ -330,3 +330,24 @@ fn read_log(
         log.lock().unwrap().push(line);
     }
 }
+
+/// Runs a campaign verb with `--json` against a running `serve` (its config for the token, its
+/// logged API address) and returns the JSON it printed; panics with the output on failure.
+pub fn campaign_json(mta: &Serve, args: &[&str]) -> serde_json::Value {
+    let api = format!("http://{}", mta.http);
+    let config = mta.config.to_string_lossy().into_owned();
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--config", &config, "--api", &api, "--json"]);
+    let (code, out, err) = run(&all, None);
+    assert_eq!(code, 0, "cartero {args:?}:\n{out}\n{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Writes a CSV of `n` recipients `user{i}@{domain}` with a `first_name` column.
+pub fn recipients_csv(path: &Path, n: usize, domain: &str) {
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..n {
+        csv.push_str(&format!("user{i}@{domain},Ana{i}\n"));
+    }
+    std::fs::write(path, csv).unwrap();
+}

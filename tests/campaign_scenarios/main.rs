@@ -33,7 +33,9 @@ const URL_VAR: &str = "CARTERO_TEST_POSTGRES_URL";
 /// What a scenario needs beyond the shared setup.
 #[derive(Default)]
 pub struct Opts {
-    /// One-click unsubscribe URLs pointing at this instance's HTTP listener.
+    /// One-click unsubscribe URLs pointing at this instance's HTTP listener. The config must
+    /// name its port before the start, so a free one is picked first (another process could
+    /// take it in between; the start then fails loudly).
     pub unsubscribe: bool,
     /// Lines added under `[campaign]`.
     pub campaign: &'static str,

@@ -34,12 +34,16 @@ impl MtaInjector {
     }
 }
 
+/// Campaign messages are bulk mail: the MTA adds the RFC 8058 List-Unsubscribe fields to them
+/// (inMail on), as it does for API injections with `"bulk": true`.
 fn injection(o: &Outgoing) -> Injection {
+    let mut metadata = o.metadata();
+    metadata.insert("bulk".into(), true.into());
     Injection {
         sender: o.sender.clone(),
         recipients: vec![o.recipient.clone()],
         body: o.body.clone(),
-        metadata: o.metadata(),
+        metadata,
         validity: Some(o.validity),
         pool: o.pool.clone(),
         trace: None,
@@ -261,5 +265,35 @@ async fn apply_until_done(
                 wait = (wait * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cartero_campaign::model::{DeliveryId, LogId};
+
+    #[test]
+    fn campaign_injections_are_bulk_so_inmail_adds_list_unsubscribe() {
+        let o = Outgoing {
+            delivery: DeliveryId(3),
+            row: LogId(9),
+            sender: "news@src.test".into(),
+            recipient: "ana@dest.test".into(),
+            body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
+            validity: Duration::from_secs(60),
+            pool: None,
+        };
+        let inj = injection(&o);
+        assert_eq!(
+            inj.metadata.get("bulk"),
+            Some(&serde_json::Value::Bool(true))
+        );
+        assert_eq!(inj.metadata["delivery_id"], "3");
+        assert_eq!(inj.metadata["log_id"], 9);
+        assert_eq!(
+            inj.idempotency_keys,
+            [Some("cartero-campaign:3:9".to_string())]
+        );
     }
 }

@@ -8,44 +8,9 @@
 mod support;
 
 use support::peers::{SWAKS, have, swaks};
-use support::sink::{Sink, SinkMsg};
+use support::reports::{arf, dsn};
+use support::sink::Sink;
 use support::{ConfigBuilder, DEADLINE, Serve, wait_until};
-
-fn header(m: &SinkMsg, name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(&m.data).into_owned();
-    text.split("\r\n")
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-}
-
-fn dsn(rcpt: &str, token: &str) -> String {
-    format!(
-        "From: Mail Delivery System <MAILER-DAEMON@mx.dest.test>\r\n\
-To: <b-{token}@bounces.test>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;\r\n\
-\tboundary=\"BB\"\r\n\r\n--BB\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n\r\n\
---BB\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.dest.test\r\n\r\n\
-Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.1.1\r\n\
-Remote-MTA: dns; mx.dest.test\r\nDiagnostic-Code: smtp; 550 5.1.1 <{rcpt}>: user unknown\r\n\r\n\
---BB\r\nContent-Type: text/rfc822-headers\r\n\r\nX-Cartero-Token: {token}\r\n\
-From: a@src.test\r\nSubject: hello\r\n\r\n--BB--\r\n"
-    )
-}
-
-fn arf(rcpt: &str, token: &str) -> String {
-    format!(
-        "From: feedback@isp.test\r\nTo: fbl@bounces.test\r\nSubject: complaint\r\n\
-MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report;\r\n\
-\tboundary=\"FB\"\r\n\r\n--FB\r\nContent-Type: text/plain\r\n\r\nA user complained.\r\n\r\n\
---FB\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n\
-User-Agent: isp-fbl/2.0\r\nVersion: 1\r\nOriginal-Rcpt-To: <{rcpt}>\r\n\r\n\
---FB\r\nContent-Type: message/rfc822\r\n\r\nFrom: a@src.test\r\nTo: {rcpt}\r\n\
-X-Cartero-Token: {token}\r\nSubject: hello\r\n\r\nHi\r\n\r\n--FB--\r\n"
-    )
-}
 
 /// Starts `cartero serve` with inMail on and delivers one message to `bob@dest.test` with swaks;
 /// returns the server and the token of what the sink received.
@@ -76,7 +41,7 @@ fn serve_and_deliver_one(dir: &std::path::Path, sink: &Sink, extra: &str) -> (Se
         mta.log()
     );
     let m = sink.accepted().remove(0);
-    let token = header(&m, "x-cartero-token").expect("X-Cartero-Token header");
+    let token = m.header("x-cartero-token").expect("X-Cartero-Token header");
     assert_eq!(m.mail_from, format!("b-{token}@bounces.test"));
     assert!(wait_until(DEADLINE, || !mta.events("delivery").is_empty()));
     (mta, token)

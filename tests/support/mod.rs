@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod peers;
+pub mod reports;
 pub mod sink;
 
 use std::io::{BufRead, BufReader};
@@ -64,6 +65,7 @@ pub struct ConfigBuilder {
     smtp: Vec<String>,
     delivery: Vec<String>,
     raw: Vec<String>,
+    http: String,
 }
 
 impl ConfigBuilder {
@@ -74,6 +76,7 @@ impl ConfigBuilder {
             smtp: Vec::new(),
             delivery: Vec::new(),
             raw: Vec::new(),
+            http: "127.0.0.1:0".into(),
         }
     }
 
@@ -95,6 +98,13 @@ impl ConfigBuilder {
         self
     }
 
+    /// The HTTP listener's address, for a config that must name it before the start (the
+    /// default, port 0, is known only from the log).
+    pub fn http(mut self, addr: SocketAddr) -> Self {
+        self.http = addr.to_string();
+        self
+    }
+
     /// Whole sections appended at the end (e.g. `[[smtp.users]]`, `[shaping.default]`).
     pub fn raw(mut self, text: &str) -> Self {
         self.raw.push(text.into());
@@ -110,7 +120,10 @@ impl ConfigBuilder {
             t.push_str(l);
             t.push('\n');
         }
-        t.push_str("\n[http]\nlisten = \"127.0.0.1:0\"\n\n[delivery]\n");
+        t.push_str(&format!(
+            "\n[http]\nlisten = {:?}\n\n[delivery]\n",
+            self.http
+        ));
         for l in &self.delivery {
             t.push_str(l);
             t.push('\n');

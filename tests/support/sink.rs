@@ -1,11 +1,12 @@
 //! A small SMTP receiver for tests that need control a real peer does not give: a delay before
-//! the reply to the final dot (a slow receiver), a switch to answer RCPT with 451, a signal
-//! when a message's data has arrived but is not yet acknowledged, and a hold that stalls those
-//! replies with a way to wait until every arrived message is either acknowledged or stalled.
+//! the reply to the final dot (a slow receiver), scripted replies to RCPT and to the final dot
+//! (451, 550 5.1.1...), a signal when a message's data has arrived but is not yet acknowledged,
+//! and a hold that stalls those replies with a way to wait until every arrived message is either
+//! acknowledged or stalled.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,12 +22,27 @@ pub struct SinkMsg {
 impl SinkMsg {
     /// The value of the first `Message-ID` header, if any.
     pub fn message_id(&self) -> Option<String> {
+        self.header("message-id")
+    }
+
+    /// The value of the first header field called `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
         let text = String::from_utf8_lossy(&self.data);
-        text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("message-id")
-                .then(|| value.trim().to_string())
-        })
+        let mut found: Option<String> = None;
+        for line in text.split("\r\n").take_while(|l| !l.is_empty()) {
+            let folded = line.starts_with([' ', '\t']);
+            match (&mut found, folded) {
+                (Some(value), true) => value.push_str(line),
+                (Some(_), false) => break,
+                (None, false) => {
+                    found = line.split_once(':').and_then(|(n, v)| {
+                        n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                    });
+                }
+                (None, true) => {}
+            }
+        }
+        found
     }
 }
 
@@ -37,7 +53,11 @@ struct State {
     /// Messages whose data arrived (counted before the delayed reply).
     data_seen: AtomicUsize,
     dot_delay_ms: AtomicUsize,
-    temp_fail_rcpt: AtomicBool,
+    /// Replaces `250` as the answer to every RCPT while set.
+    rcpt_reply: Mutex<Option<String>>,
+    /// Replaces `250` as the answer to every final dot while set; such messages are not
+    /// recorded in `accepted`.
+    dot_reply: Mutex<Option<String>>,
     /// Sessions whose data arrived and that are neither recorded in `accepted` (or failed to
     /// reply) nor stalled by the hold. Changed under the `accepted` lock or followed by taking
     /// it, so waiters on `changed` see every decrease.
@@ -114,7 +134,18 @@ impl Sink {
 
     /// While on, every RCPT gets `451 4.3.0` (a transient failure for the client).
     pub fn set_temp_fail(&self, on: bool) {
-        self.state.temp_fail_rcpt.store(on, Ordering::SeqCst);
+        self.set_rcpt_reply(on.then_some("451 4.3.0 try again later"));
+    }
+
+    /// While set, every RCPT is answered with this reply line (without CRLF) instead of `250`.
+    pub fn set_rcpt_reply(&self, reply: Option<&str>) {
+        *self.state.rcpt_reply.lock().unwrap() = reply.map(str::to_string);
+    }
+
+    /// While set, every final dot is answered with this reply line (after the hold and the
+    /// delay) instead of `250`, and the message is not recorded as accepted.
+    pub fn set_dot_reply(&self, reply: Option<&str>) {
+        *self.state.dot_reply.lock().unwrap() = reply.map(str::to_string);
     }
 
     pub fn accepted(&self) -> Vec<SinkMsg> {
@@ -187,6 +218,7 @@ fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
         let text = String::from_utf8_lossy(&line);
         let cmd = text.trim_end();
         let verb = cmd.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        let rcpt_reply = st.rcpt_reply.lock().unwrap().clone();
         let reply: &[u8] = match verb.as_str() {
             "EHLO" => b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 SIZE 104857600\r\n",
             "HELO" | "NOOP" => b"250 ok\r\n",
@@ -195,8 +227,10 @@ fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
                 rcpts.clear();
                 b"250 2.1.0 ok\r\n"
             }
-            "RCPT" if st.temp_fail_rcpt.load(Ordering::SeqCst) => {
-                b"451 4.3.0 try again later\r\n"
+            "RCPT" if rcpt_reply.is_some() => {
+                let line = rcpt_reply.unwrap_or_default();
+                out.write_all(format!("{line}\r\n").as_bytes())?;
+                continue;
             }
             "RCPT" => {
                 rcpts.push(angle(cmd));
@@ -210,14 +244,16 @@ fn session(conn: TcpStream, st: &State) -> std::io::Result<()> {
                 wait_released(st, index);
                 let delay = st.dot_delay_ms.load(Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(delay as u64));
-                let written = out.write_all(b"250 2.0.0 accepted\r\n");
+                let scripted = st.dot_reply.lock().unwrap().clone();
+                let line = scripted.as_deref().unwrap_or("250 2.0.0 accepted");
+                let written = out.write_all(format!("{line}\r\n").as_bytes());
                 let msg = SinkMsg {
                     mail_from: std::mem::take(&mut from),
                     rcpts: std::mem::take(&mut rcpts),
                     data,
                 };
                 let mut accepted = st.accepted.lock().unwrap();
-                if written.is_ok() {
+                if written.is_ok() && scripted.is_none() {
                     accepted.push(msg);
                 }
                 st.busy.fetch_sub(1, Ordering::SeqCst);

@@ -104,21 +104,20 @@ def start(binary, work, name, sink_port, conns, db_url):
     conf = os.path.join(work, f"{name}.toml")
     config(conf, data, smtp, http_port, sink_port, token, conns, db_url)
     mta = bl.Cartero(binary, conf, smtp, http_port, token, os.path.join(work, f"{name}.log"))
+    mta.smtp_port = smtp
     return mta, data
 
 
 def mta_alone(binary, work, n, domains, conns, size):
-    """The ceiling: n messages of the same size through the MTA's HTTP API, 500 per request."""
+    """The ceiling: n one-recipient messages of the same size injected by smtp-source (20 at
+    once, one per domain at a time), as the campaign hands one message per recipient."""
     sink = bl.Sink(bl.free_port())
     mta, _ = start(binary, work, "mta-alone", sink.port, conns, "")
     try:
         t0 = time.monotonic()
-        batches = ([{"address": f"user{i}@d{i % domains}.bench.test"}
-                    for i in range(s, min(n, s + 500))] for s in range(0, n, 500))
-        inj = bl.HttpInjector(mta, batches, bl.raw_message(size), 4, t0 + 3600).start()
-        inj.join()
-        if inj.errors:
-            raise RuntimeError(f"MTA alone: {inj.errors[:3]}")
+        failed, err = bl.inject_smtp_source(mta.smtp_port, n, domains, size, 20, 3600)
+        if failed:
+            raise RuntimeError(f"MTA alone: {failed} smtp-source runs failed: {err}")
         done = sink.wait_for(n, 3600)
         return {"seconds": (done or time.monotonic()) - t0, "rate": n / ((done or time.monotonic()) - t0)}
     finally:

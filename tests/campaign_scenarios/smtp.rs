@@ -13,7 +13,7 @@ pub fn accepted_goes_pending_taken_sent(backend: Backend) {
     };
     let (id, msg) = deliver_one(&s, ANA);
     let row = s.row(&id, ANA);
-    assert_eq!(attempt_kinds(&row), ["reception", "delivery"], "{row}");
+    assert_eq!(attempt_kinds(&row), ["delivery"], "{row}");
     assert_eq!(msg.header("subject").as_deref(), Some("Hi Ana0"));
     assert_eq!(s.address_line(ANA), "valid errors 0 reason -");
 }
@@ -43,7 +43,7 @@ pub fn user_unknown_fails_hard_and_quarantines(backend: Backend) {
     let row = s.wait_row(&id, ANA, "failed hard/user_unknown/10");
     let text = row["failure"]["text"].as_str().unwrap_or("");
     assert!(text.contains("550 5.1.1"), "the reply is kept: {row}");
-    assert_eq!(attempt_kinds(&row), ["reception", "bounce"], "{row}");
+    assert_eq!(attempt_kinds(&row), ["bounce"], "{row}");
     let st = s.wait_kpis(
         &id,
         "finished P0 T0 S0 F1 I0 | hard 1 soft 0 compl 0 unsub 0 newq 1 | success 0% legacy 0% final true",
@@ -91,8 +91,8 @@ pub fn soft_bounces_keep_taken_then_sent(backend: Backend) {
             .is_some_and(|t| t.contains("452 4.2.2")),
         "the last soft failure stays: {row}"
     );
-    // The history keeps the newest attempts: on a slow machine many retries push the
-    // reception out, never the delivery.
+    // The history keeps the newest attempts: on a slow machine many retries push the first
+    // delays out, never the delivery.
     let kinds = attempt_kinds(&row);
     assert_eq!(kinds.last().map(String::as_str), Some("delivery"), "{row}");
     assert!(kinds.iter().filter(|k| *k == "delay").count() >= 2, "{row}");

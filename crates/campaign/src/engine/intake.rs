@@ -5,7 +5,7 @@
 
 use crate::log::{self, Effect};
 use crate::model::{AddressState, DeliveryId, LogId, UnixMillis};
-use crate::observe::{self, Observation, RowRef, Skip};
+use crate::observe::{self, Kind, Observation, RowRef, Skip};
 use crate::quarantine::{self, QuarantineConfig};
 use crate::store::{EventBatch, EventBatchChanges, EventKey, Store, StoreError};
 use cartero_bounce::Qualifier;
@@ -40,6 +40,10 @@ pub async fn apply_events(
     let mut observed = Vec::with_capacity(events.len());
     for e in events {
         match observe::observe(e, qualifier) {
+            // The MTA's answer to the injection marks the row Taken with the same message id,
+            // earlier: applying `reception` too would double the rows written per message and
+            // add an attempt that is not one (a row's history is of delivery attempts).
+            Ok(o) if o.kind == Kind::Reception => report.skipped += 1,
             Ok(o) => observed.push(o),
             Err(skip) => {
                 if matches!(skip, Skip::Unreadable(_)) {

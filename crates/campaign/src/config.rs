@@ -2,6 +2,7 @@
 
 use crate::engine::EngineConfig;
 use crate::quarantine::QuarantineConfig;
+use crate::render::RenderLimits;
 use crate::store::MAX_PAGE;
 use cartero_bounce::Qualifier;
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,7 @@ pub struct CampaignConfig {
     /// Events applied to the logs per transaction. Default 1000.
     pub event_batch: usize,
     pub quarantine: QuarantineConfig,
+    pub templates: RenderLimits,
 }
 
 impl Default for CampaignConfig {
@@ -50,6 +52,7 @@ impl Default for CampaignConfig {
             analysis_page: e.analysis_page,
             event_batch: 1000,
             quarantine: QuarantineConfig::default(),
+            templates: RenderLimits::default(),
         }
     }
 }
@@ -80,6 +83,12 @@ impl CampaignConfig {
         if !self.database_url.is_empty() && !self.database_url.starts_with("postgres") {
             return bad("database_url must be postgres://… (or empty for SQLite)".into());
         }
+        let t = &self.templates;
+        if t.fuel == 0 || t.max_output_bytes == 0 || t.max_template_bytes == 0 {
+            return bad(
+                "templates: fuel, max_output_bytes and max_template_bytes must be positive".into(),
+            );
+        }
         self.quarantine
             .validate()
             .map_err(|e| CampaignConfigError(format!("quarantine: {e}")))
@@ -95,6 +104,7 @@ impl CampaignConfig {
             retry_max: self.retry_max,
             analysis_page: self.analysis_page,
             quarantine: self.quarantine.clone(),
+            render: self.templates,
             qualifier,
             ..EngineConfig::default()
         }
@@ -109,7 +119,8 @@ mod tests {
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert_eq!(CampaignConfig::default().validate(), Ok(()));
         type Change = fn(&mut CampaignConfig);
-        let cases: [(Change, &str); 5] = [
+        let cases: [(Change, &str); 6] = [
+            (|c| c.templates.fuel = 0, "templates"),
             (|c| c.batch = 0, "batch"),
             (|c| c.senders = 0, "senders"),
             (|c| c.lease = Duration::ZERO, "lease"),

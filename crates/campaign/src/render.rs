@@ -35,8 +35,9 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::sync::Arc;
 
-/// Bounds on what one template may cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Bounds on what one template may cost (`[campaign.templates]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RenderLimits {
     /// Per field and recipient: roughly one unit per instruction executed and per 64 bytes of
     /// data built or printed (minijinja's fuel). Default 50,000: a 100 KiB static newsletter

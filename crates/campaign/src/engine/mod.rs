@@ -80,7 +80,7 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("delivery {0} not found")]
     NotFound(i64),
-    #[error("delivery {id} is {state:?}: it cannot be {verb}")]
+    #[error("delivery {id} is {}: it cannot be {verb}", state_name(*.state))]
     State {
         id: i64,
         state: DeliveryState,
@@ -395,6 +395,18 @@ impl Engine {
         for id in ids {
             self.stop_sender(id).await;
         }
+    }
+}
+
+/// A state as the API spells it.
+pub fn state_name(s: DeliveryState) -> &'static str {
+    match s {
+        DeliveryState::Draft => "draft",
+        DeliveryState::Analyzed => "analyzed",
+        DeliveryState::Running => "running",
+        DeliveryState::Paused => "paused",
+        DeliveryState::Finished => "finished",
+        DeliveryState::Stopped => "stopped",
     }
 }
 

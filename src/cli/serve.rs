@@ -22,6 +22,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         opts.routes = Some(routes);
         campaign = Some(c);
     }
+    opts.openapi = Some(api_document(campaign.is_some()));
     let signals = Signals::install()?;
     let mta = Mta::start(cfg.clone(), opts)
         .await
@@ -46,6 +47,29 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         c.finish(std::time::Duration::from_secs(10)).await;
     }
     Ok(())
+}
+
+/// The document `/api/v1/openapi.json` serves: the MTA's routes and, when it runs, the
+/// campaign layer's, under this program's name and version.
+fn api_document(campaign: bool) -> utoipa::openapi::OpenApi {
+    let extra = if campaign {
+        cartero_campaign::api::openapi()
+    } else {
+        utoipa::openapi::OpenApi::default()
+    };
+    let mut doc = cartero_mta::api::openapi_with(extra);
+    doc.info = utoipa::openapi::InfoBuilder::new()
+        .title("cartero")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "cartero's HTTP API: injection, queue, shaping, metrics and the campaign layer. \
+             Every operation but /healthz and /unsubscribe/{token} needs the bearer token.",
+        ))
+        .license(Some(utoipa::openapi::License::new(env!(
+            "CARGO_PKG_LICENSE"
+        ))))
+        .build();
+    doc
 }
 
 /// Re-reads the file `serve` started with, through the same loader (errors name file and line).

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// How a failure counts for address quality.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureType {
     Hard,
@@ -16,8 +16,9 @@ pub enum FailureType {
     Ignored,
 }
 
-/// Failure reason with its technical value (SPEC §3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Failure reason with its technical value (SPEC §3.4). JSON carries the name; query filters
+/// take the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     NotDefined = 0,
@@ -220,5 +221,31 @@ mod tests {
     fn reasons_show_their_technical_value() {
         assert_eq!(Reason::MailboxFull.to_string(), "5 Mailbox full");
         assert_eq!(Reason::ErrorIgnored.value(), 25);
+    }
+
+    /// The API's OpenAPI document lists what the JSON carries: names for reasons and types
+    /// (never the numbers, which only query filters take), a number for a class.
+    #[test]
+    fn schemas_list_exactly_what_serde_writes() {
+        use serde_json::{Value, json};
+        use utoipa::PartialSchema;
+        let schema = |s| serde_json::to_value(s).unwrap();
+        let reasons: Vec<Value> = Reason::ALL
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap())
+            .collect();
+        assert_eq!(schema(Reason::schema())["enum"], json!(reasons));
+        assert_eq!(
+            (&reasons[1], &reasons[11]),
+            (&json!("user_unknown"), &json!("error_ignored"))
+        );
+        let types: Vec<Value> = [Hard, Soft, Ignored]
+            .iter()
+            .map(|t| serde_json::to_value(t).unwrap())
+            .collect();
+        assert_eq!(schema(FailureType::schema())["enum"], json!(types));
+        assert_eq!(json!(types), json!(["hard", "soft", "ignored"]));
+        assert_eq!(serde_json::to_value(BounceClass(52)).unwrap(), 52);
+        assert_eq!(schema(BounceClass::schema())["type"], "integer");
     }
 }

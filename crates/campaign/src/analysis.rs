@@ -110,7 +110,7 @@ impl<A> Decision<A> {
 }
 
 /// The counts analysis shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub candidates: u64,
     pub to_deliver: u64,

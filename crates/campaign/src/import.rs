@@ -50,7 +50,7 @@ impl Default for ImportOptions {
 }
 
 /// Why a row was skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "problem")]
 pub enum RowProblem {
     /// Not as many fields as the header has columns.
@@ -60,7 +60,7 @@ pub enum RowProblem {
 }
 
 /// A skipped row: the line it starts on, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BadRow {
     pub line: u64,
     #[serde(flatten)]
@@ -68,7 +68,7 @@ pub struct BadRow {
 }
 
 /// What an import did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub list: ListId,
     /// Data rows read (header excluded).

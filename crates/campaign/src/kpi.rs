@@ -123,7 +123,7 @@ fn count(kpis: &mut Kpis, c: &Contribution, domain: &str, add: bool) {
 }
 
 /// A count and its rate in percent of the messages to deliver (0 when there are none).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figure {
     pub count: u64,
     pub rate: f64,
@@ -139,7 +139,7 @@ fn figure(count: u64, of: u64) -> Figure {
 }
 
 /// One reason's line in a breakdown.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReasonFigure {
     pub reason: u8,
     pub label: &'static str,
@@ -149,7 +149,7 @@ pub struct ReasonFigure {
 
 /// The Email Feedback Service view (SPEC §3.3, the default): Sent only once the receiving
 /// server accepted the message; Success starts at 0 % and goes up.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EfsView {
     pub to_deliver: u64,
     /// Sent / to deliver.
@@ -174,7 +174,7 @@ pub struct EfsView {
 /// The legacy view of the same data (seed 000, before EFS): Sent as soon as the MTA took the
 /// message, so Success is 100 % once every message is handed over, and goes down as hard
 /// bounces, expiries and asynchronous bounces turn rows Failed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LegacyView {
     pub to_deliver: u64,
     /// (Taken + Sent) / to deliver.

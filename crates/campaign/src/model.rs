@@ -10,25 +10,73 @@ use std::collections::BTreeMap;
 pub type UnixMillis = u64;
 
 /// A delivery (SPEC §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct DeliveryId(pub i64);
 
 /// One row of a delivery's log: one targeted recipient of one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct LogId(pub i64);
 
 /// A recipient list to target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct ListId(pub i64);
 
 /// A recipient profile (e-mail plus free attributes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub struct RecipientId(pub i64);
 
 /// The state of a delivery. `Finished` means every log row reached a final status (or the
 /// validity ended); `Stopped` means an operator stopped it and what the MTA had not taken was
 /// cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Draft,
@@ -40,7 +88,19 @@ pub enum DeliveryState {
 }
 
 /// A delivery log status (SPEC §3.3, Email Feedback Service mode). Stored as its number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStatus {
     /// Generated, not yet in the MTA.
@@ -81,7 +141,7 @@ impl LogStatus {
 }
 
 /// Why a row failed or was ignored, or the last soft failure of a row still on its way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FailureInfo {
     pub r#type: FailureType,
     pub reason: Reason,
@@ -94,7 +154,7 @@ pub struct FailureInfo {
 }
 
 /// One attempt the MTA reported for a row (delay, delivery, bounce, expiration, async bounce).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub at: UnixMillis,
     /// The event type as the MTA named it (`delivery`, `delay`, `bounce`, ...).
@@ -106,7 +166,7 @@ pub struct Attempt {
 pub const MAX_ATTEMPTS_KEPT: usize = 10;
 
 /// A delivery log row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogRow {
     pub id: LogId,
     pub delivery: DeliveryId,
@@ -133,7 +193,9 @@ pub struct LogRow {
 }
 
 /// Recipient feedback about a delivered message (SPEC §2.8).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 pub struct Feedback {
     pub complained: bool,
     pub unsubscribed: bool,
@@ -155,7 +217,7 @@ impl Feedback {
 }
 
 /// Address quality status (SPEC §3.5), shared by every delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AddressStatus {
     Valid,
@@ -165,7 +227,7 @@ pub enum AddressStatus {
 }
 
 /// The quality record of one address (lower-cased), shared by all deliveries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AddressState {
     pub address: String,
     pub status: AddressStatus,
@@ -183,7 +245,7 @@ pub struct AddressState {
 
 /// A delivery's counters, kept up to date by every transition so a read costs the same at
 /// 100 or 10,000,000 rows (SPEC §3.3). Rates are computed from these at read time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Kpis {
     /// Rows analysis kept (the denominator of Success %).
     pub to_deliver: u64,
@@ -193,8 +255,11 @@ pub struct Kpis {
     pub failed: u64,
     pub ignored: u64,
     /// Failed rows by reason value.
+    // JSON object keys are strings ("1"), whatever the map's key type.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub failed_by_reason: BTreeMap<u8, u64>,
     /// Ignored rows by reason value.
+    #[schema(value_type = BTreeMap<String, u64>)]
     pub ignored_by_reason: BTreeMap<u8, u64>,
     pub hard_bounces: u64,
     pub soft_bounces: u64,
@@ -208,11 +273,12 @@ pub struct Kpis {
 
 /// A recipient profile: an e-mail and free attributes (CSV columns or API JSON), the values
 /// templates personalize with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Recipient {
     pub id: RecipientId,
     pub list: ListId,
     pub email: String,
+    #[schema(value_type = Object)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -221,7 +287,7 @@ pub struct Recipient {
 pub const DEFAULT_VALIDITY_MS: u64 = 5 * 24 * 3_600_000;
 
 /// A delivery (SPEC §3.1): what to send, to whom, until when, through which pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: DeliveryId,
     pub name: String,

@@ -1,27 +1,35 @@
 //! The HTTP API: injection (SPEC §2.1), queue and shaping operations and Prometheus metrics. Every route except
 //! `/healthz` and the one-click `/unsubscribe/{token}` (whose signed token is its credential)
 //! requires `Authorization: Bearer <token>`.
+//!
+//! Every route is registered from its handler's `#[utoipa::path]` (method and path), so the
+//! OpenAPI document served at `/api/v1/openapi.json` lists exactly what is routed.
 
 use crate::Mta;
 use crate::auth::token_matches;
 use crate::inject::{InjectError, Injected};
+use crate::queue::view::{MessageView, QueueSummary};
 use crate::queue::{Cmd, SchedulerHandle};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 mod build;
+mod doc;
 mod limits;
 mod shaping;
 mod unsubscribe;
 
 pub use build::{Content, InjectRequest};
+pub use doc::{BEARER, openapi, openapi_with};
+use doc::{ErrorBody, TAG_MESSAGES, TAG_OPS, TAG_QUEUE};
 pub(crate) use limits::Policy;
 pub use limits::{RecipientSpec, Recipients};
 
@@ -37,6 +45,8 @@ pub(crate) struct ApiState {
     pub policy: Arc<Policy>,
     /// The embedding program's routes ([`StartOptions::routes`](crate::StartOptions)).
     pub routes: Option<Router>,
+    /// Served at `/api/v1/openapi.json`.
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
 
 /// A JSON error body with a status.
@@ -44,7 +54,7 @@ pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -59,29 +69,39 @@ impl From<InjectError> for ApiError {
     }
 }
 
+/// The routes open to anyone.
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .routes(routes!(unsubscribe::page, unsubscribe::post))
+}
+
+/// The routes behind the token check.
+fn token_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::default()
+        .routes(routes!(inject))
+        .routes(routes!(inspect))
+        .routes(routes!(queue))
+        .routes(routes!(flush))
+        .routes(routes!(drain))
+        .routes(routes!(shaping::view))
+        .routes(routes!(shaping::suspend))
+        .routes(routes!(shaping::resume))
+        .routes(routes!(shaping::reload))
+        .routes(routes!(metrics))
+        .routes(routes!(doc::served))
+}
+
 pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
-    let api = Router::new()
-        .route("/api/v1/messages", post(inject))
-        .route("/api/v1/messages/{id}", get(inspect))
-        .route("/api/v1/queue", get(queue))
-        .route("/api/v1/queue/flush", post(flush))
-        .route("/api/v1/queue/drain", post(drain))
-        .route("/api/v1/shaping", get(shaping::view))
-        .route("/api/v1/shaping/suspend", post(shaping::suspend))
-        .route("/api/v1/shaping/resume", post(shaping::resume))
-        .route("/api/v1/shaping/reload", post(shaping::reload))
-        .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    let (api, _) = token_routes()
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
     let extra = state.routes.clone().map(|r| {
         r.layer(middleware::from_fn_with_state(state.clone(), require_token))
             .layer(DefaultBodyLimit::max(max_body))
     });
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/unsubscribe/{token}",
-            get(unsubscribe::page).post(unsubscribe::post),
-        )
+    let app = public
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
@@ -146,7 +166,39 @@ fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
-async fn inject(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
+/// One accepted recipient of an injection.
+#[derive(Serialize, ToSchema)]
+struct Accepted {
+    address: String,
+    /// `<message id>.<index>`.
+    id: String,
+    /// The idempotency key was known: `id` is the original one and nothing was spooled.
+    repeated: bool,
+}
+
+/// The answer to an injection, sent once the messages are durably spooled.
+#[derive(Serialize, ToSchema)]
+struct InjectReply {
+    message_ids: Vec<String>,
+    recipients: Vec<Accepted>,
+    total_accepted_recipients: usize,
+}
+
+/// Injects messages (SPEC §2.1).
+#[utoipa::path(post, path = "/api/v1/messages", operation_id = "inject", tag = TAG_MESSAGES,
+    request_body = InjectRequest,
+    responses(
+        (status = 200, description = "Accepted and durably spooled", body = InjectReply),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "The same idempotency key is being injected now: retry", body = ErrorBody),
+        (status = 413, description = "Body over `http.max_body`", body = ErrorBody),
+        (status = 422, description = "Invalid request, naming the field; nothing spooled", body = ErrorBody),
+        (status = 503, description = "Spool failure: retry", body = ErrorBody),
+    ))]
+async fn inject(
+    State(s): State<ApiState>,
+    Body(body): Body,
+) -> Result<Json<InjectReply>, ApiError> {
     let req: InjectRequest = parse(&body)?;
     let injections = build::injections(req, &s.policy)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
@@ -160,33 +212,51 @@ async fn inject(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Valu
             repeated,
         } = s.mta.inject(inj).await?;
         for ((address, id), repeated) in addrs.into_iter().zip(recipient_ids).zip(repeated) {
-            recipients.push(json!({ "address": address, "id": id, "repeated": repeated }));
+            recipients.push(Accepted {
+                address,
+                id,
+                repeated,
+            });
         }
         messages.push(message_id);
     }
-    Ok(Json(json!({
-        "total_accepted_recipients": recipients.len(),
-        "recipients": recipients,
-        "message_ids": messages,
-    })))
+    Ok(Json(InjectReply {
+        total_accepted_recipients: recipients.len(),
+        recipients,
+        message_ids: messages,
+    }))
 }
 
 fn sched(s: &ApiState) -> &SchedulerHandle {
     &s.mta.sched
 }
 
-async fn queue(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// The queue by destination domain and by ready queue (times in ms since the epoch).
+#[utoipa::path(get, path = "/api/v1/queue", operation_id = "queue_summary", tag = TAG_QUEUE,
+    responses(
+        (status = 200, description = "The queue summary", body = QueueSummary),
+        (status = 503, description = "Scheduler stopped", body = ErrorBody),
+    ))]
+async fn queue(State(s): State<ApiState>) -> Result<Json<QueueSummary>, ApiError> {
     let summary = sched(&s)
         .ask(|reply| Cmd::Summary { reply })
         .await
         .ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "scheduler stopped".into()))?;
-    Ok(Json(json!(summary)))
+    Ok(Json(summary))
 }
 
+/// The queued recipients of one message.
+#[utoipa::path(get, path = "/api/v1/messages/{id}", operation_id = "inspect_message", tag = TAG_MESSAGES,
+    params(("id" = String, Path, description = "Message id, as the injection answered it")),
+    responses(
+        (status = 200, description = "The message and its queued recipients", body = MessageView),
+        (status = 400, description = "Not a message id", body = ErrorBody),
+        (status = 404, description = "No queued recipients for this message", body = ErrorBody),
+    ))]
 async fn inspect(
     State(s): State<ApiState>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MessageView>, ApiError> {
     let id = id.parse().map_err(|_| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -198,7 +268,7 @@ async fn inspect(
         .await
         .flatten()
     {
-        Some(v) => Ok(Json(json!(v))),
+        Some(v) => Ok(Json(v)),
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             "no queued recipients for this message".into(),
@@ -206,13 +276,33 @@ async fn inspect(
     }
 }
 
-#[derive(Deserialize)]
+/// A recipient domain (any case); absent = every domain (flush only).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DomainBody {
     domain: Option<String>,
 }
 
-async fn flush(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct Flushed {
+    /// Recipients made due now.
+    flushed: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Drained {
+    /// Recipients failed with a `bounce` event, class 25, reason `operator:drain`.
+    drained: usize,
+}
+
+/// Makes the scheduled recipients of a domain (or of all, with `{}` or no body) due now.
+#[utoipa::path(post, path = "/api/v1/queue/flush", operation_id = "flush_queue", tag = TAG_QUEUE,
+    request_body(content = Option<DomainBody>, description = "`{}` or no body for every domain"),
+    responses(
+        (status = 200, description = "How many were made due", body = Flushed),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+    ))]
+async fn flush(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Flushed>, ApiError> {
     let b: DomainBody = if body.is_empty() {
         DomainBody { domain: None }
     } else {
@@ -223,10 +313,18 @@ async fn flush(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value
         .ask(|reply| Cmd::Flush { domain, reply })
         .await
         .unwrap_or(0);
-    Ok(Json(json!({ "flushed": n })))
+    Ok(Json(Flushed { flushed: n }))
 }
 
-async fn drain(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value>, ApiError> {
+/// Fails every queued recipient of a domain.
+#[utoipa::path(post, path = "/api/v1/queue/drain", operation_id = "drain_queue", tag = TAG_QUEUE,
+    request_body = DomainBody,
+    responses(
+        (status = 200, description = "How many were failed", body = Drained),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 422, description = "No domain given", body = ErrorBody),
+    ))]
+async fn drain(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Drained>, ApiError> {
     let b: DomainBody = parse(&body)?;
     let domain = b
         .domain
@@ -241,9 +339,16 @@ async fn drain(State(s): State<ApiState>, Body(body): Body) -> Result<Json<Value
         .ask(|reply| Cmd::Drain { domain, reply })
         .await
         .unwrap_or(0);
-    Ok(Json(json!({ "drained": n })))
+    Ok(Json(Drained { drained: n }))
 }
 
+/// Prometheus metrics, as text.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = TAG_OPS,
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String,
+         content_type = "text/plain; version=0.0.4"),
+        (status = 404, description = "Metrics are not enabled", body = ErrorBody),
+    ))]
 async fn metrics(State(s): State<ApiState>) -> Response {
     match &s.metrics {
         Some(render) => (
@@ -253,4 +358,11 @@ async fn metrics(State(s): State<ApiState>) -> Response {
             .into_response(),
         None => ApiError(StatusCode::NOT_FOUND, "metrics are not enabled".into()).into_response(),
     }
+}
+
+/// Liveness: answers `ok` while the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = TAG_OPS, security(()),
+    responses((status = 200, description = "`ok`", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
 }

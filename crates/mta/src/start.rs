@@ -101,6 +101,10 @@ pub struct StartOptions {
     /// Consumers of the durable event outbox (`data_dir/spool/outbox/`), read with
     /// [`Mta::event_outbox`]. Empty (the default): no outbox.
     pub event_outbox: Vec<String>,
+    /// The document served at `/api/v1/openapi.json` (the embedding program's, covering
+    /// `routes`: see [`api::openapi_with`](crate::api::openapi_with)); `None` serves
+    /// [`api::openapi`](crate::api::openapi).
+    pub openapi: Option<utoipa::openapi::OpenApi>,
 }
 
 impl Default for StartOptions {
@@ -113,6 +117,7 @@ impl Default for StartOptions {
             reloader: None,
             routes: None,
             event_outbox: Vec::new(),
+            openapi: None,
         }
     }
 }
@@ -552,6 +557,7 @@ impl Mta {
             metrics: opts.metrics,
             policy,
             routes: opts.routes,
+            openapi: Arc::new(opts.openapi.unwrap_or_else(api::openapi)),
         };
         tasks.extend(serve_all(&cfg, api, listeners, inbound, stop_rx));
         *mta.tasks.lock() = tasks;

@@ -1,18 +1,25 @@
 //! Address records and quarantine releases (SPEC §3.5).
 
 use super::deliveries::parse;
-use super::{ApiContext, ApiError, ApiResult};
+use super::{ApiContext, ApiError, ApiResult, ErrorBody, TAG_ADDRESSES};
 use crate::model::{AddressState, AddressStatus};
 use crate::store::{ReleaseAudit, ReleaseFilter};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 const MAX_PAGE: u32 = 1_000;
 
+/// The quality record of an address.
+#[utoipa::path(get, path = "/api/v1/addresses/{address}", operation_id = "show_address", tag = TAG_ADDRESSES,
+    params(("address" = String, Path, description = "Any case")),
+    responses(
+        (status = 200, description = "The record", body = AddressState),
+        (status = 404, description = "Never seen (Valid)", body = ErrorBody),
+    ))]
 pub(super) async fn show(
     State(ctx): State<ApiContext>,
     Path(address): Path<String>,
@@ -26,7 +33,7 @@ pub(super) async fn show(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Release {
     /// Who asked (kept in the audit trail).
@@ -39,13 +46,37 @@ struct Release {
     dry_run: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// Who releases and why, both required (kept in the audit trail).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReleaseOne {
     actor: String,
     why: String,
 }
 
+/// What a dry run would release.
+#[derive(Serialize, ToSchema)]
+pub(super) struct DryRun {
+    count: u64,
+    dry_run: bool,
+}
+
+/// What a release answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum ReleaseReply {
+    DryRun(DryRun),
+    Released(ReleaseAudit),
+}
+
+/// Releases one address from Quarantine or Denylisted back to Valid.
+#[utoipa::path(post, path = "/api/v1/addresses/{address}/release", operation_id = "release_address", tag = TAG_ADDRESSES,
+    params(("address" = String, Path, description = "Any case")),
+    request_body = ReleaseOne,
+    responses(
+        (status = 200, description = "The audit record", body = ReleaseAudit),
+        (status = 422, description = "Bad payload, or no actor or why", body = ErrorBody),
+    ))]
 pub(super) async fn release_one(
     State(ctx): State<ApiContext>,
     Path(address): Path<String>,
@@ -60,14 +91,24 @@ pub(super) async fn release_one(
     released(&ctx, &filter, &r.actor, &r.why).await
 }
 
-pub(super) async fn release(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<Value> {
+/// Releases every address the filter matches (or counts them, with `dry_run`).
+#[utoipa::path(post, path = "/api/v1/quarantine/release", operation_id = "release_quarantine", tag = TAG_ADDRESSES,
+    request_body = Release,
+    responses(
+        (status = 200, description = "The audit record, or the count of a dry run", body = ReleaseReply),
+        (status = 422, description = "Bad payload or filter, or no actor or why", body = ErrorBody),
+    ))]
+pub(super) async fn release(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<ReleaseReply> {
     let r: Release = parse(&body)?;
     if r.dry_run {
         let n = ctx.engine.store().count_release(&r.filter).await?;
-        return Ok(Json(json!({ "dry_run": true, "count": n })));
+        return Ok(Json(ReleaseReply::DryRun(DryRun {
+            count: n,
+            dry_run: true,
+        })));
     }
     let Json(audit) = released(&ctx, &r.filter, &r.actor, &r.why).await?;
-    Ok(Json(json!(audit)))
+    Ok(Json(ReleaseReply::Released(audit)))
 }
 
 async fn released(
@@ -89,21 +130,43 @@ async fn released(
     Ok(Json(audit))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Default: quarantine.
+    #[param(inline)]
     status: Option<AddressStatus>,
+    /// A reason's technical value (SPEC §3.4).
     reason: Option<u8>,
     domain: Option<String>,
+    /// A piece of the last error's text.
     text: Option<String>,
+    /// `next` of the previous page.
     after: Option<String>,
+    /// 1–1000, default 100.
     limit: Option<u32>,
 }
 
+/// A page of address records, in address order.
+#[derive(Serialize, ToSchema)]
+pub(super) struct AddressPage {
+    addresses: Vec<AddressState>,
+    /// Absent on the last page.
+    next: Option<String>,
+}
+
+/// The addresses in quarantine (or another status), filtered.
+#[utoipa::path(get, path = "/api/v1/quarantine", operation_id = "list_quarantine", tag = TAG_ADDRESSES,
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page and where the next one starts", body = AddressPage),
+        (status = 422, description = "A bad filter", body = ErrorBody),
+    ))]
 pub(super) async fn list(
     State(ctx): State<ApiContext>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<AddressPage> {
     let reason = match q.reason {
         Some(v) => Some(
             cartero_bounce::Reason::from_value(v)
@@ -126,9 +189,15 @@ pub(super) async fn list(
     let next = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.address.clone()))
         .flatten();
-    Ok(Json(json!({ "addresses": rows, "next": next })))
+    Ok(Json(AddressPage {
+        addresses: rows,
+        next,
+    }))
 }
 
+/// The last 100 releases: who, when, why, with which filter, how many.
+#[utoipa::path(get, path = "/api/v1/quarantine/releases", operation_id = "list_releases", tag = TAG_ADDRESSES,
+    responses((status = 200, description = "Newest first", body = Vec<ReleaseAudit>)))]
 pub(super) async fn audit(State(ctx): State<ApiContext>) -> ApiResult<Vec<ReleaseAudit>> {
     Ok(Json(ctx.engine.store().release_audit(100).await?))
 }

@@ -1,19 +1,25 @@
 //! Lists, imports and deliveries.
 
-use super::{ApiContext, ApiError, ApiResult};
+use super::{
+    ApiContext, ApiError, ApiResult, ErrorBody, TAG_DELIVERIES, TAG_LISTS, TemplateErrors,
+};
 use crate::analysis::Counts;
 use crate::engine::DeliveryStatus;
 use crate::import::{ImportOptions, ImportReport, import_csv};
-use crate::model::{DEFAULT_VALIDITY_MS, Delivery, DeliveryId, LogId, LogRow, LogStatus};
-use crate::store::{ImportTarget, LogCursor, LogFilter, NewDelivery, NewRecipient};
+use crate::model::{DEFAULT_VALIDITY_MS, Delivery, DeliveryId, ListId, LogId, LogRow, LogStatus};
+use crate::store::{
+    ImportTarget, LogCursor, LogFilter, NewDelivery, NewRecipient, QualificationLine,
+    ThroughputPoint,
+};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use cartero_bounce::Reason;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
 /// Most recipients one `recipients` call adds.
 const MAX_ADD: usize = 10_000;
@@ -25,9 +31,11 @@ pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ImportQuery {
+    /// The header of the e-mail column (default `email`).
     #[serde(default)]
     email_column: Option<String>,
     /// Add to the existing list of that name instead of creating it.
@@ -35,6 +43,19 @@ pub(super) struct ImportQuery {
     append: bool,
 }
 
+/// Imports a CSV (header row = attributes) into a new list, or into an existing one with
+/// `append`. Nothing is kept of a failed import.
+#[utoipa::path(post, path = "/api/v1/lists/{name}/import", operation_id = "import_list", tag = TAG_LISTS,
+    params(("name" = String, Path, description = "The list"), ImportQuery),
+    request_body(content = String, content_type = "text/csv",
+        description = "UTF-8 CSV, at most 256 MiB, lines at most 64 KiB"),
+    responses(
+        (status = 200, description = "Rows read, imported, bad rows with their line numbers", body = ImportReport),
+        (status = 404, description = "`append` to a list that does not exist", body = ErrorBody),
+        (status = 409, description = "A list of that name exists (without `append`)", body = ErrorBody),
+        (status = 413, description = "Body over the import limit", body = ErrorBody),
+        (status = 422, description = "Bad encoding, a line too long, no e-mail column", body = ErrorBody),
+    ))]
 pub(super) async fn import(
     State(ctx): State<ApiContext>,
     Path(name): Path<String>,
@@ -69,19 +90,37 @@ pub(super) async fn import(
     Ok(Json(report))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddRecipient {
     email: String,
+    /// What templates personalize with.
     #[serde(default)]
+    #[schema(value_type = Object)]
     attributes: serde_json::Map<String, Value>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct Added {
+    added: usize,
+    list: ListId,
+    /// Recipients of the list now.
+    total: u64,
+}
+
+/// Adds recipients to a list, created when absent.
+#[utoipa::path(post, path = "/api/v1/lists/{name}/recipients", operation_id = "add_recipients", tag = TAG_LISTS,
+    params(("name" = String, Path, description = "The list")),
+    request_body(content = Vec<AddRecipient>, description = "At most 10,000"),
+    responses(
+        (status = 200, description = "Added", body = Added),
+        (status = 422, description = "Bad payload, naming the field", body = ErrorBody),
+    ))]
 pub(super) async fn add(
     State(ctx): State<ApiContext>,
     Path(name): Path<String>,
     body: Bytes,
-) -> ApiResult<Value> {
+) -> ApiResult<Added> {
     let items: Vec<AddRecipient> = parse(&body)?;
     if items.len() > MAX_ADD {
         return Err(ApiError::bad(format!(
@@ -104,16 +143,21 @@ pub(super) async fn add(
     store
         .add_recipients(list, &recipients, ctx.clock.now_ms())
         .await?;
-    Ok(Json(
-        json!({ "list": list.0, "added": recipients.len(), "total": store.count_recipients(list).await? }),
-    ))
+    Ok(Json(Added {
+        added: recipients.len(),
+        list,
+        total: store.count_recipients(list).await?,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateDelivery {
     name: String,
+    /// The From header.
+    #[schema(example = "News <news@example.com>")]
     from: String,
+    /// A template, as `text` and `html`.
     subject: String,
     #[serde(default)]
     text: Option<String>,
@@ -121,13 +165,22 @@ struct CreateDelivery {
     html: Option<String>,
     /// The target list, by name.
     list: String,
-    /// e.g. `"5days"`; the MTA caps each message at its own maximum.
+    /// e.g. `"5days"` (the default); the MTA caps each message at its own maximum.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "5days")]
     validity: Option<Duration>,
+    /// The MTA egress pool; absent = its default pool.
     #[serde(default)]
     pool: Option<String>,
 }
 
+/// Creates a Draft delivery; its templates are compiled.
+#[utoipa::path(post, path = "/api/v1/deliveries", operation_id = "create_delivery", tag = TAG_DELIVERIES,
+    request_body = CreateDelivery,
+    responses(
+        (status = 200, description = "The Draft delivery", body = Delivery),
+        (status = 422, description = "Bad payload, unknown list, template syntax error (naming the field and line)", body = ErrorBody),
+    ))]
 pub(super) async fn create(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<Delivery> {
     let c: CreateDelivery = parse(&body)?;
     let store = ctx.engine.store();
@@ -152,10 +205,20 @@ pub(super) async fn create(State(ctx): State<ApiContext>, body: Bytes) -> ApiRes
     Ok(Json(ctx.engine.create_delivery(&d).await?))
 }
 
+/// Every delivery.
+#[utoipa::path(get, path = "/api/v1/deliveries", operation_id = "list_deliveries", tag = TAG_DELIVERIES,
+    responses((status = 200, description = "Every delivery", body = Vec<Delivery>)))]
 pub(super) async fn list(State(ctx): State<ApiContext>) -> ApiResult<Vec<Delivery>> {
     Ok(Json(ctx.engine.store().deliveries().await?))
 }
 
+/// A delivery with its figures (SPEC §3.3).
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", operation_id = "delivery_status", tag = TAG_DELIVERIES,
+    params(("id" = i64, Path, description = "The delivery")),
+    responses(
+        (status = 200, description = "The delivery, its counters and both views", body = DeliveryStatus),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+    ))]
 pub(super) async fn status(
     State(ctx): State<ApiContext>,
     Path(id): Path<i64>,
@@ -163,16 +226,48 @@ pub(super) async fn status(
     Ok(Json(ctx.engine.status(DeliveryId(id)).await?))
 }
 
-/// `analyze` answers with the counts; the other verbs with the delivery's new status.
+/// A delivery verb.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // The path segment is matched as text; this only names the values.
+enum Verb {
+    Analyze,
+    Start,
+    Pause,
+    Resume,
+    Stop,
+}
+
+/// What a verb answers.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum VerbReply {
+    /// `analyze`: the counts.
+    Counts(Counts),
+    /// The other verbs: the delivery's new status.
+    Status(Box<DeliveryStatus>),
+}
+
+/// `analyze` (Draft or Analyzed → Analyzed), `start` (Analyzed → Running), `pause`, `resume`,
+/// `stop`. Pause and stop answer once the batch being handed to the MTA is finished; stop fails
+/// what the MTA has not taken.
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/{verb}", operation_id = "delivery_verb", tag = TAG_DELIVERIES,
+    params(("id" = i64, Path, description = "The delivery"), ("verb" = inline(Verb), Path)),
+    responses(
+        (status = 200, description = "`analyze`: the counts; the others: the new status", body = VerbReply),
+        (status = 404, description = "No such delivery or verb", body = ErrorBody),
+        (status = 409, description = "The delivery's state does not allow the verb", body = ErrorBody),
+        (status = 422, description = "Template errors at analysis; the delivery stays a Draft", body = TemplateErrors),
+    ))]
 pub(super) async fn verb(
     State(ctx): State<ApiContext>,
     Path((id, verb)): Path<(i64, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> ApiResult<VerbReply> {
     let (e, id) = (&ctx.engine, DeliveryId(id));
     match verb.as_str() {
         "analyze" => {
             let counts: Counts = e.analyze(id, &|_| {}).await?;
-            return Ok(Json(json!(counts)));
+            return Ok(Json(VerbReply::Counts(counts)));
         }
         "start" => e.start(id).await?,
         "pause" => e.pause(id).await?,
@@ -185,28 +280,48 @@ pub(super) async fn verb(
             ));
         }
     }
-    Ok(Json(json!(e.status(id).await?)))
+    Ok(Json(VerbReply::Status(Box::new(e.status(id).await?))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogQuery {
+    #[param(inline)]
     status: Option<LogStatus>,
+    /// A reason's technical value (SPEC §3.4).
     reason: Option<u8>,
     domain: Option<String>,
     /// The start of the address.
     address: Option<String>,
-    /// The `next` of the previous page.
+    /// `next.id` of the previous page.
     after: Option<i64>,
+    /// `next.address` of the previous page (with an address filter).
     after_address: Option<String>,
+    /// 1–1000, default 100.
     limit: Option<u32>,
 }
 
+/// A keyset page of a log.
+#[derive(Serialize, ToSchema)]
+pub(super) struct LogsPage {
+    /// Absent on the last page.
+    next: Option<LogCursor>,
+    rows: Vec<LogRow>,
+}
+
+/// A page of a delivery's log, in id order (in address order with an address filter).
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/logs", operation_id = "delivery_logs", tag = TAG_DELIVERIES,
+    params(("id" = i64, Path, description = "The delivery"), LogQuery),
+    responses(
+        (status = 200, description = "The rows and where the next page starts", body = LogsPage),
+        (status = 422, description = "A bad filter", body = ErrorBody),
+    ))]
 pub(super) async fn logs(
     State(ctx): State<ApiContext>,
     Path(id): Path<i64>,
     Query(q): Query<LogQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<LogsPage> {
     let reason = match q.reason {
         Some(v) => Some(
             Reason::from_value(v).ok_or_else(|| ApiError::bad(format!("reason: no reason {v}")))?,
@@ -229,23 +344,39 @@ pub(super) async fn logs(
         .store()
         .list_log_rows(DeliveryId(id), &filter, after.as_ref(), limit)
         .await?;
-    let rows: Vec<&LogRow> = page.rows.iter().collect();
-    Ok(Json(json!({ "rows": rows, "next": page.next })))
+    Ok(Json(LogsPage {
+        next: page.next,
+        rows: page.rows,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ThroughputQuery {
     /// The window, ending now: 1, 3 or 24 hours (default 1).
     hours: Option<u64>,
 }
 
-/// Throughput over the last 1, 3 or 24 hours: steps of 1, 5 and 15 minutes.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Throughput {
+    points: Vec<ThroughputPoint>,
+    step_ms: u64,
+}
+
+/// Throughput over the last 1, 3 or 24 hours: steps of 1, 5 and 15 minutes, every step present.
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/throughput", operation_id = "delivery_throughput", tag = TAG_DELIVERIES,
+    params(("id" = i64, Path, description = "The delivery"), ThroughputQuery),
+    responses(
+        (status = 200, description = "The series", body = Throughput),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+        (status = 422, description = "`hours` not 1, 3 or 24", body = ErrorBody),
+    ))]
 pub(super) async fn throughput(
     State(ctx): State<ApiContext>,
     Path(id): Path<i64>,
     Query(q): Query<ThroughputQuery>,
-) -> ApiResult<Value> {
+) -> ApiResult<Throughput> {
     let hours = q.hours.unwrap_or(1);
     let step_min = match hours {
         1 => 1,
@@ -262,15 +393,30 @@ pub(super) async fn throughput(
         .store()
         .throughput(id, now.saturating_sub(hours * 3_600_000), now, step)
         .await?;
-    Ok(Json(json!({ "step_ms": step, "points": points })))
+    Ok(Json(Throughput {
+        points,
+        step_ms: step,
+    }))
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct Qualification {
+    lines: Vec<QualificationLine>,
+}
+
+/// The failure texts of a delivery as qualified (normalized), with their row counts.
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}/qualification", operation_id = "delivery_qualification", tag = TAG_DELIVERIES,
+    params(("id" = i64, Path, description = "The delivery")),
+    responses(
+        (status = 200, description = "At most 200 lines, most rows first", body = Qualification),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+    ))]
 pub(super) async fn qualification(
     State(ctx): State<ApiContext>,
     Path(id): Path<i64>,
-) -> ApiResult<Value> {
+) -> ApiResult<Qualification> {
     let id = DeliveryId(id);
     ctx.engine.delivery(id).await?;
     let lines = ctx.engine.store().qualification_table(id, 200).await?;
-    Ok(Json(json!({ "lines": lines })))
+    Ok(Json(Qualification { lines }))
 }

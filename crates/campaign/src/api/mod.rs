@@ -3,6 +3,9 @@
 //! listener behind its token check (the binary passes it in); every handler is one call into
 //! the [`Engine`] or the store, and every error is a JSON `{"error": …}` with a 4xx status
 //! naming what is wrong (5xx only for the database).
+//!
+//! Every route is registered from its handler's `#[utoipa::path]`, so [`openapi`] documents
+//! exactly what [`router`] serves.
 
 mod addresses;
 mod deliveries;
@@ -15,9 +18,16 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use cartero_clock::SharedClock;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
+
+const TAG_LISTS: &str = "lists";
+const TAG_DELIVERIES: &str = "deliveries";
+const TAG_ADDRESSES: &str = "addresses";
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -30,37 +40,48 @@ pub struct ApiContext {
 
 /// The routes, with their state applied.
 pub fn router(ctx: ApiContext) -> Router {
-    let import_limit = ctx.max_import_bytes;
-    Router::new()
-        .route(
-            "/api/v1/lists/{name}/import",
-            post(deliveries::import).layer(DefaultBodyLimit::max(import_limit)),
-        )
-        .route("/api/v1/lists/{name}/recipients", post(deliveries::add))
-        .route(
-            "/api/v1/deliveries",
-            get(deliveries::list).post(deliveries::create),
-        )
-        .route("/api/v1/deliveries/{id}", get(deliveries::status))
-        .route("/api/v1/deliveries/{id}/logs", get(deliveries::logs))
-        .route(
-            "/api/v1/deliveries/{id}/throughput",
-            get(deliveries::throughput),
-        )
-        .route(
-            "/api/v1/deliveries/{id}/qualification",
-            get(deliveries::qualification),
-        )
-        .route("/api/v1/deliveries/{id}/{verb}", post(deliveries::verb))
-        .route("/api/v1/addresses/{address}", get(addresses::show))
-        .route(
-            "/api/v1/addresses/{address}/release",
-            post(addresses::release_one),
-        )
-        .route("/api/v1/quarantine", get(addresses::list))
-        .route("/api/v1/quarantine/release", post(addresses::release))
-        .route("/api/v1/quarantine/releases", get(addresses::audit))
-        .with_state(ctx)
+    let (routes, _) = routes(ctx.max_import_bytes).split_for_parts();
+    routes.with_state(ctx)
+}
+
+/// The OpenAPI operations and schemas of [`router`]'s routes. The token check and the
+/// document's `info` are the server's (the MTA's listener, the binary).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    // The body limit changes nothing in the document.
+    routes(0).into_openapi()
+}
+
+fn routes(import_limit: usize) -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::default()
+        .routes(routes!(deliveries::import).layer(DefaultBodyLimit::max(import_limit)))
+        .routes(routes!(deliveries::add))
+        .routes(routes!(deliveries::list, deliveries::create))
+        .routes(routes!(deliveries::status))
+        .routes(routes!(deliveries::logs))
+        .routes(routes!(deliveries::throughput))
+        .routes(routes!(deliveries::qualification))
+        .routes(routes!(deliveries::verb))
+        .routes(routes!(addresses::show))
+        .routes(routes!(addresses::release_one))
+        .routes(routes!(addresses::list))
+        .routes(routes!(addresses::release))
+        .routes(routes!(addresses::audit))
+}
+
+/// Every error answer: a status and this body.
+#[derive(Serialize, ToSchema)]
+struct ErrorBody {
+    error: String,
+}
+
+/// The 422 of an analysis refused for template errors; the delivery stays a Draft.
+#[derive(Serialize, ToSchema)]
+struct TemplateErrors {
+    error: String,
+    /// Recipients whose message cannot be personalized.
+    total: u64,
+    /// The first of them.
+    recipients: Vec<crate::engine::RecipientError>,
 }
 
 /// A JSON error with its status.
@@ -69,7 +90,12 @@ pub struct ApiError(pub StatusCode, pub serde_json::Value);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl std::fmt::Display) -> Self {
-        Self(status, json!({ "error": message.to_string() }))
+        Self(
+            status,
+            json!(ErrorBody {
+                error: message.to_string()
+            }),
+        )
     }
 
     fn bad(message: impl std::fmt::Display) -> Self {
@@ -109,7 +135,11 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Analysis(AnalysisError::Templates { total, ref errors }) => Self(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({ "error": e.to_string(), "total": total, "recipients": errors }),
+                json!(TemplateErrors {
+                    error: e.to_string(),
+                    total,
+                    recipients: errors.clone(),
+                }),
             ),
             EngineError::Template(_) | EngineError::Invalid(_) => Self::bad(e),
         }

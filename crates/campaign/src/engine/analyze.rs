@@ -10,7 +10,7 @@ use crate::model::{DeliveryId, DeliveryState, LogId, RecipientId};
 use crate::quarantine;
 
 /// A recipient whose message cannot be personalized.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RecipientError {
     pub recipient: i64,
     pub address: String,

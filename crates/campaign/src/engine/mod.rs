@@ -95,7 +95,7 @@ pub enum EngineError {
 }
 
 /// A delivery with its figures (SPEC §3.3), as `delivery status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct DeliveryStatus {
     pub delivery: Delivery,
     pub kpis: Kpis,

@@ -20,7 +20,7 @@ const SELECT_STATES: &str = "SELECT a.address, a.status, a.error_count, a.last_c
      FROM address_state a LEFT JOIN failure f ON f.id = a.last_error_id";
 
 /// Which addresses a release (or a quarantine listing) concerns; every field set must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseFilter {
     /// Empty means Quarantine only. Valid is refused (there is nothing to release).
@@ -41,7 +41,7 @@ pub struct ReleaseFilter {
 }
 
 /// One release: who, when, why, with which filter, how many addresses.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReleaseAudit {
     pub id: i64,
     pub at: UnixMillis,

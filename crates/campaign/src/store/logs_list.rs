@@ -23,7 +23,7 @@ pub struct LogFilter {
 }
 
 /// Where the next page starts: the last row of the previous one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogCursor {
     pub id: LogId,
     /// Set when the listing is in address order (an address prefix was given).

@@ -14,7 +14,7 @@ const MINUTE_MS: u64 = 60_000;
 pub const MAX_STEPS: u64 = 1_440;
 
 /// One step of a throughput series: what happened in `[at, at + step)`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ThroughputPoint {
     pub at: UnixMillis,
     /// Handed to the MTA (Taken into account), and their bytes.
@@ -28,7 +28,7 @@ pub struct ThroughputPoint {
 
 /// One line of the qualification table: a failure text as normalized (addresses and long
 /// numbers replaced), how it was qualified, and how many rows of the delivery last had it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct QualificationLine {
     pub text: String,
     pub r#type: FailureType,

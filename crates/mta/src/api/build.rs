@@ -13,47 +13,61 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-/// `POST /api/v1/messages`. Maps are kept as raw text borrowed from the body (see `limits`).
-#[derive(Debug, Deserialize)]
+/// An injection (`POST /api/v1/messages`).
+// Maps are kept as raw text borrowed from the body (see `limits`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InjectRequest<'a> {
     /// Envelope sender; defaults to the address in `content.from`.
     #[serde(default)]
     pub mail_from: Option<String>,
+    /// At most 10,000.
     #[serde(borrow)]
+    #[schema(value_type = Vec<RecipientSpec>, min_items = 1, max_items = 10_000)]
     pub recipients: Recipients<'a>,
     #[serde(borrow)]
     pub content: Content<'a>,
     /// Metadata for every recipient (e.g. `delivery_id`, `campaign_id`); echoed in events.
     #[serde(default, borrow)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<&'a RawValue>,
     /// Substitution data for every recipient.
     #[serde(default, borrow)]
+    #[schema(value_type = Option<Object>)]
     pub substitution_data: Option<&'a RawValue>,
     /// e.g. `"2d"`; capped by `delivery.max_validity`.
     #[serde(default, with = "humantime_serde")]
+    #[schema(value_type = Option<String>, example = "2d")]
     pub validity: Option<Duration>,
+    /// A configured pool (`delivery.pools`); absent = `default`.
     #[serde(default)]
     pub pool: Option<String>,
 }
 
-/// The message: `raw`, or parts.
-#[derive(Debug, Deserialize)]
+/// The message: `raw`, or parts (`from` required, `text` and/or `html`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content<'a> {
+    /// A whole RFC 5322 message; lines at most 998 bytes.
     #[serde(default)]
     pub raw: Option<String>,
     #[serde(default)]
+    #[schema(example = "News <news@example.com>")]
     pub from: Option<String>,
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// `{{ key }}` is replaced from the substitution data.
     #[serde(default)]
     pub subject: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
+    /// Substituted values are HTML-escaped.
     #[serde(default)]
     pub html: Option<String>,
+    /// Extra header fields (string values on one line), at most 100; not one the content sets
+    /// itself (`From`, `To`, `Subject`, `Content-*`...).
     #[serde(default, borrow)]
+    #[schema(value_type = Option<HashMap<String, String>>)]
     pub headers: Option<&'a RawValue>,
 }
 

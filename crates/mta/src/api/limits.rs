@@ -127,14 +127,24 @@ pub(crate) fn object(
     Ok((map, size))
 }
 
-/// A recipient: an address, or an object with per-recipient data (kept raw, see the module).
-#[derive(Debug)]
+/// A recipient: an address, or an object with per-recipient data.
+// The data is kept raw (see the module). `untagged` only tells the schema the two forms the
+// visitor below accepts (there is no serde derive).
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(untagged)]
 pub enum RecipientSpec<'a> {
+    #[schema(example = "a@example.net")]
     Address(String),
     Full {
         address: String,
+        /// Merged over the request's `metadata`; echoed in events.
+        #[schema(value_type = Option<Object>)]
         metadata: Option<&'a RawValue>,
+        /// Merged over the request's `substitution_data`.
+        #[schema(value_type = Option<Object>)]
         substitution_data: Option<&'a RawValue>,
+        /// 1–256 bytes; a key seen within `delivery.idempotency_window` spools nothing again.
+        #[schema(min_length = 1, max_length = 256)]
         idempotency_key: Option<String>,
     },
 }

@@ -1,30 +1,42 @@
 //! Shaping operations: the live view, operator suspensions and configuration reload.
 
+use super::doc::{ErrorBody, TAG_SHAPING};
 use super::{ApiError, ApiState, parse};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use cartero_shaping::{Scope, ShapingAction, ShapingView};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `POST /api/v1/shaping/suspend`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SuspendBody {
+    /// `domain:NAME`, `site:NAME` or `source:NAME` (also `queue:SOURCE/SITE` and
+    /// `source-domain:SOURCE/DOMAIN`, as the view shows them).
+    #[schema(example = "domain:example.net")]
     scope: String,
     /// humantime duration (`"2h"`); absent = until resumed.
     #[serde(default, rename = "for")]
+    #[schema(example = "2h")]
     for_: Option<String>,
+    /// Defaults to `operator`.
     #[serde(default)]
     reason: Option<String>,
 }
 
 /// `POST /api/v1/shaping/resume`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResumeBody {
+    #[schema(example = "domain:example.net")]
     scope: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Reloaded {
+    pub reloaded: bool,
 }
 
 fn bad_request(msg: String) -> ApiError {
@@ -51,10 +63,21 @@ fn duration(s: &str) -> Result<std::time::Duration, ApiError> {
     Ok(d)
 }
 
+/// The live shaping view (times in ms since the epoch, rates in messages per hour).
+#[utoipa::path(get, path = "/api/v1/shaping", operation_id = "shaping_view", tag = TAG_SHAPING,
+    responses((status = 200, description = "Queues, suspensions and warm-up", body = ShapingView)))]
 pub(super) async fn view(State(s): State<ApiState>) -> Json<ShapingView> {
     Json(s.mta.shaping_view())
 }
 
+/// Suspends a scope: what it covers waits without using attempts.
+#[utoipa::path(post, path = "/api/v1/shaping/suspend", operation_id = "suspend", tag = TAG_SHAPING,
+    request_body = SuspendBody,
+    responses(
+        (status = 200, description = "The suspend action", body = ShapingAction),
+        (status = 400, description = "Bad scope, duration or body", body = ErrorBody),
+        (status = 503, description = "Scheduler stopped", body = ErrorBody),
+    ))]
 pub(super) async fn suspend(
     State(s): State<ApiState>,
     body: axum::body::Bytes,
@@ -81,6 +104,14 @@ pub(super) async fn suspend(
     Ok(Json(action))
 }
 
+/// Resumes a suspended scope.
+#[utoipa::path(post, path = "/api/v1/shaping/resume", operation_id = "resume", tag = TAG_SHAPING,
+    request_body = ResumeBody,
+    responses(
+        (status = 200, description = "The resume action", body = ShapingAction),
+        (status = 400, description = "Bad scope or body", body = ErrorBody),
+        (status = 404, description = "That scope is not suspended", body = ErrorBody),
+    ))]
 pub(super) async fn resume(
     State(s): State<ApiState>,
     body: axum::body::Bytes,
@@ -95,8 +126,16 @@ pub(super) async fn resume(
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("{shown} is not suspended")))
 }
 
-/// The reloader reads a file, so it runs off the async workers.
-pub(super) async fn reload(State(s): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Re-reads the configuration file (as SIGHUP) and applies its `[shaping]` section and the
+/// sources' warm-up flags.
+#[utoipa::path(post, path = "/api/v1/shaping/reload", operation_id = "reload_shaping", tag = TAG_SHAPING,
+    responses(
+        (status = 200, description = "Applied", body = Reloaded),
+        (status = 400, description = "The file does not parse or validate; the running configuration stays", body = ErrorBody),
+        (status = 409, description = "Started without a configuration file", body = ErrorBody),
+    ))]
+// The reloader reads a file, so it runs off the async workers.
+pub(super) async fn reload(State(s): State<ApiState>) -> Result<Json<Reloaded>, ApiError> {
     if s.mta.reloader.is_none() {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -113,7 +152,7 @@ pub(super) async fn reload(State(s): State<ApiState>) -> Result<Json<Value>, Api
             )
         })?;
     match result {
-        Ok(()) => Ok(Json(json!({ "reloaded": true }))),
+        Ok(()) => Ok(Json(Reloaded { reloaded: true })),
         Err(e) => Err(bad_request(format!(
             "{e}; keeping the running configuration"
         ))),

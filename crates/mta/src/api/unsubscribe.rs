@@ -3,13 +3,19 @@
 //! only shows a confirmation form, because link scanners fetch URLs and must never unsubscribe
 //! anyone. No bearer token: the signed token is the credential.
 
+use super::doc::{ErrorBody, TAG_UNSUBSCRIBE};
 use super::{ApiError, ApiState};
 use crate::inmail::Unsubscribed;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use serde_json::{Value, json};
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UnsubscribeReply {
+    pub unsubscribed: bool,
+}
 
 fn not_enabled() -> ApiError {
     ApiError(StatusCode::NOT_FOUND, "unsubscribe is not enabled".into())
@@ -22,16 +28,27 @@ fn invalid() -> ApiError {
     )
 }
 
-/// The body is normally `List-Unsubscribe=One-Click`; any body is accepted because the token
-/// alone decides, and some clients post form-data instead.
+/// One-click unsubscribe (RFC 8058): the signed token is the credential.
+#[utoipa::path(post, path = "/unsubscribe/{token}", operation_id = "unsubscribe", tag = TAG_UNSUBSCRIBE, security(()),
+    params(("token" = String, Path, description = "The signed token of the List-Unsubscribe URL")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Normally `List-Unsubscribe=One-Click`; any body is accepted"),
+    responses(
+        (status = 200, description = "Unsubscribed (also when it already was)", body = UnsubscribeReply),
+        (status = 400, description = "Invalid or expired token", body = ErrorBody),
+        (status = 404, description = "inMail is off", body = ErrorBody),
+        (status = 503, description = "Could not be recorded now: retry", body = ErrorBody),
+    ))]
+// The body is normally `List-Unsubscribe=One-Click`; any body is accepted because the token
+// alone decides, and some clients post form-data instead.
 pub(super) async fn post(
     State(s): State<ApiState>,
     Path(token): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UnsubscribeReply>, ApiError> {
     let inmail = s.mta.inmail.as_ref().ok_or_else(not_enabled)?;
     // A repeated request gets the same answer as the first, but no second event.
     match inmail.unsubscribe(&token, "one_click").await {
-        Unsubscribed::Done => Ok(Json(json!({ "unsubscribed": true }))),
+        Unsubscribed::Done => Ok(Json(UnsubscribeReply { unsubscribed: true })),
         Unsubscribed::Invalid => Err(invalid()),
         Unsubscribed::Failed => Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -40,8 +57,15 @@ pub(super) async fn post(
     }
 }
 
-/// A page with a form that POSTs back to the same URL. Only tokens that verify get the form, so
-/// the page cannot be used to reflect arbitrary text.
+/// A confirmation page whose form POSTs back to the same URL; a GET never unsubscribes.
+#[utoipa::path(get, path = "/unsubscribe/{token}", operation_id = "unsubscribe_page", tag = TAG_UNSUBSCRIBE, security(()),
+    params(("token" = String, Path, description = "The signed token of the List-Unsubscribe URL")),
+    responses(
+        (status = 200, description = "The confirmation form", body = String, content_type = "text/html"),
+        (status = 400, description = "Invalid or expired token", body = ErrorBody),
+        (status = 404, description = "inMail is off", body = ErrorBody),
+    ))]
+// Only tokens that verify get the form, so the page cannot be used to reflect arbitrary text.
 pub(super) async fn page(
     State(s): State<ApiState>,
     Path(token): Path<String>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One line per destination domain, like `mailq` summarised.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct DomainRow {
     pub domain: String,
     pub recipients: usize,
@@ -19,7 +19,7 @@ pub struct DomainRow {
 }
 
 /// One line per ready queue.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SiteRow {
     pub source: String,
     pub site: String,
@@ -28,31 +28,34 @@ pub struct SiteRow {
     pub hosts: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct QueueSummary {
     pub recipients: usize,
     pub domains: Vec<DomainRow>,
     pub sites: Vec<SiteRow>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct RcptView {
     pub index: u32,
     pub address: String,
     /// `scheduled`, `routing` or `ready`; recipients not listed are final.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub attempts: u16,
     pub next_attempt: u64,
     pub last_reply: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: String,
     pub sender: String,
     pub received_at: u64,
     pub expires_at: u64,
     pub size: u64,
+    /// As injected (request-wide merged with the recipient's).
+    #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub queued: Vec<RcptView>,
 }

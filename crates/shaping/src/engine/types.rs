@@ -88,7 +88,9 @@ pub enum ScopeFault {
 }
 
 /// What may be suspended by an operator or a rule.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(tag = "scope", content = "name", rename_all = "snake_case")]
 pub enum Scope {
     /// Every source sending to a recipient domain.
@@ -173,7 +175,7 @@ impl fmt::Display for Scope {
 }
 
 /// Kinds of adaptive action, as `shaping.action` in events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     Suspend,
@@ -194,7 +196,7 @@ pub enum ActionKind {
 }
 
 /// One adaptive action with its cause; becomes the `shaping` object of a `shaping` event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShapingAction {
     pub action: ActionKind,
     /// `rule:NAME`, `aimd`, `sweep:invalid_and_timeouts`, `sweep:complaints`, `operator`, `warmup`.

@@ -6,7 +6,7 @@ use crate::Params;
 use cartero_clock::UnixMillis;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LimitsView {
     pub max_connections: u32,
     pub max_messages_per_connection: u32,
@@ -24,7 +24,7 @@ impl From<&Params> for LimitsView {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueView {
     pub source: String,
     pub site: String,
@@ -40,7 +40,7 @@ pub struct QueueView {
     pub avoided_until: Option<UnixMillis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SuspensionView {
     /// `domain:…`, `site:…`, `source:…`, `queue:SOURCE/SITE` or `source-domain:SOURCE/DOMAIN`.
     pub scope: String,
@@ -49,7 +49,7 @@ pub struct SuspensionView {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WarmupView {
     pub source: String,
     pub provider: String,
@@ -60,7 +60,7 @@ pub struct WarmupView {
     pub delivered_today: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShapingView {
     pub now: UnixMillis,
     pub adaptive: bool,

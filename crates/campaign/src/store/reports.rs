@@ -160,7 +160,11 @@ fn normalize_word(word: &str) -> String {
         )
     });
     if trimmed.contains('@') && trimmed.len() > 2 {
-        return word.replace(trimmed, "<address>");
+        let bracketed = format!("<{trimmed}>");
+        return match word.contains(&bracketed) {
+            true => word.replace(&bracketed, "<address>"),
+            false => word.replace(trimmed, "<address>"),
+        };
     }
     let mut out = String::with_capacity(word.len());
     let mut run = String::new();

@@ -273,8 +273,9 @@ async fn table_bytes(store: &Store, when: &str) {
         "SELECT c.relname, pg_total_relation_size(c.oid) AS total, \
          pg_relation_size(c.oid) AS heap FROM pg_class c JOIN pg_namespace n \
          ON n.oid = c.relnamespace WHERE n.nspname = (SELECT nspname FROM pg_namespace \
-         WHERE nspname LIKE 't_rates_%' ORDER BY oid DESC LIMIT 1) AND c.relkind = 'r' \
-         ORDER BY total DESC LIMIT 4",
+         WHERE nspname LIKE 't_rates_%' ORDER BY oid DESC LIMIT 1) \
+         AND (c.relname LIKE 'log%' OR c.relname = 'recipient') ORDER BY c.relkind DESC, total DESC \
+         LIMIT 12",
     )
     .fetch_all(&mut c)
     .await
@@ -283,10 +284,12 @@ async fn table_bytes(store: &Store, when: &str) {
         let name: String = r.get("relname");
         let total: i64 = r.get("total");
         let heap: i64 = r.get("heap");
-        println!(
-            "postgres: {when}: {name}: {:.1} bytes/row with indexes ({:.1} heap)",
-            total as f64 / ROWS as f64,
-            heap as f64 / ROWS as f64
-        );
+        if total >= ROWS as i64 {
+            println!(
+                "postgres: {when}: {name}: {:.1} bytes/row with indexes ({:.1} alone)",
+                total as f64 / ROWS as f64,
+                heap as f64 / ROWS as f64
+            );
+        }
     }
 }

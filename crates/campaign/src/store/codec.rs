@@ -389,7 +389,7 @@ pub(crate) async fn domain_ids(
     let mut ids = HashMap::with_capacity(wanted.len());
     let backend = super::Backend::of(tx);
     let bytes = |name: &&str| super::wire_len(name.len());
-    for chunk in super::statement_chunks(backend, &wanted, super::rows_per_statement(1), bytes) {
+    for chunk in super::statement_chunks(backend, &wanted, 1, bytes) {
         let sql = format!(
             "SELECT id, name FROM domain WHERE name IN ({})",
             in_list(Marks::of(tx), 1, chunk.len())

@@ -16,12 +16,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::HashMap;
 
-/// Rows per statement of each kind: as many as [`MAX_PARAMS`](super::MAX_PARAMS) allows (the
-/// byte bound of PostgreSQL may cut them shorter): a claim of 500 rows reads them back in one
-/// statement, not ten.
-const INSERT_CHUNK: usize = rows_per_statement(12);
-const WRITE_CHUNK: usize = rows_per_statement(10);
-const TAKEN_CHUNK: usize = rows_per_statement(3);
+/// Ids per `IN` list: as many as [`MAX_PARAMS`](super::MAX_PARAMS) allows (8-byte integers stay
+/// under PostgreSQL's byte bound): a claim of 500 rows reads them back in one statement.
 const ID_CHUNK: usize = rows_per_statement(1);
 
 /// The row as the model has it, joined with its domain and failure.
@@ -75,7 +71,7 @@ impl Store {
         let bytes = |(r, attempts): &(&LogRow, Option<Vec<u8>>)| {
             row_bytes(r, 12) + attempts.as_ref().map_or(0, Vec::len)
         };
-        for chunk in statement_chunks(self.backend, &encoded, INSERT_CHUNK, bytes) {
+        for chunk in statement_chunks(self.backend, &encoded, 12, bytes) {
             let mut failure_ids = Vec::with_capacity(chunk.len());
             for (r, _) in chunk {
                 failure_ids.push(match &r.failure {
@@ -262,7 +258,7 @@ impl Store {
         let mut kpi = KpiChanges::default();
         let mut moved = 0;
         let bytes = |t: &Taken| 3 * wire_len(8) + t.message_id.len();
-        for chunk in statement_chunks(self.backend, taken, TAKEN_CHUNK, bytes) {
+        for chunk in statement_chunks(self.backend, taken, 3, bytes) {
             let with = format!(
                 "WITH v(id, mta_id, message_id) AS (VALUES {})",
                 values_list(Marks::of(&tx), chunk.len(), 3)
@@ -462,7 +458,7 @@ pub(super) async fn write_rows(
             + attempts.as_ref().map_or(0, Vec::len)
     };
     let mut failures = FailureIds::default();
-    for chunk in statement_chunks(Backend::of(tx), &encoded, WRITE_CHUNK, bytes) {
+    for chunk in statement_chunks(Backend::of(tx), &encoded, 10, bytes) {
         let mut failure_ids = Vec::with_capacity(chunk.len());
         for (r, _, _) in chunk {
             failure_ids.push(match &r.failure {

@@ -57,8 +57,8 @@ const fn rows_per_statement(cols: usize) -> usize {
 /// records (16 KiB of data each, one socket write each) has its second record wait for the
 /// server's delayed ACK, 40 ms a statement (measured: the import ran at 4.8k rows/s, 4 ms a
 /// statement without TLS). A statement that fits in one record never waits; the rest of the
-/// record leaves room for the message headers.
-const MAX_PG_BYTES: usize = 14 * 1024;
+/// record leaves room for the message headers (about 60 bytes).
+const MAX_PG_BYTES: usize = 16 * 1024 - 512;
 
 /// The bytes a bound value of `len` bytes takes in a PostgreSQL Bind message (a 4-byte length,
 /// then the value; a NULL is the length alone).
@@ -66,18 +66,31 @@ const fn wire_len(len: usize) -> usize {
     4 + len
 }
 
-/// Splits `items` into the runs bound by one statement each: `max_rows` items at most, and on
-/// PostgreSQL at most [`MAX_PG_BYTES`] of values as `bytes` counts them for an item. A run the
-/// byte bound cuts short is cut to a power of two, so that the statement texts (each prepared
-/// once per connection) stay few; an item past the bound alone goes alone. SQLite has no such
-/// bound: its runs are as long as `max_rows` allows.
-fn statement_chunks<'a, T>(
+/// The largest `2^k` or `3 * 2^(k-1)` not above `n` (`n` > 0).
+fn two_significant_bits(n: usize) -> usize {
+    let top = 1 << n.ilog2();
+    if top > 1 && n >= top + top / 2 {
+        top + top / 2
+    } else {
+        top
+    }
+}
+
+/// Splits `items`, each bound as `cols` parameters, into the runs bound by one statement each:
+/// [`MAX_PARAMS`] parameters at most, and on PostgreSQL at most [`MAX_PG_BYTES`] of values as
+/// `bytes` counts them for an item (more parameters a statement measured no faster there: the
+/// server's work per row is the most of it). A run the
+/// byte bound cuts short is cut to a length of two significant bits (a power of two, or three
+/// times one: 48, 64, 96…), so that the statement texts, each prepared once per connection,
+/// stay few while a run keeps at least three quarters of what fits; an item past the bound
+/// goes alone.
+fn statement_chunks<T>(
     backend: Backend,
-    items: &'a [T],
-    max_rows: usize,
+    items: &[T],
+    cols: usize,
     bytes: impl Fn(&T) -> usize,
-) -> Vec<&'a [T]> {
-    let max_rows = max_rows.max(1);
+) -> Vec<&[T]> {
+    let max_rows = rows_per_statement(cols.max(1)).max(1);
     if backend == Backend::Sqlite {
         return items.chunks(max_rows).collect();
     }
@@ -95,7 +108,7 @@ fn statement_chunks<'a, T>(
         }
         let cut_by_bytes = n < max_rows && n < rest.len();
         if cut_by_bytes {
-            n = 1 << n.ilog2();
+            n = two_significant_bits(n);
         }
         let (run, tail) = rest.split_at(n);
         out.push(run);
@@ -441,25 +454,29 @@ mod tests {
     fn postgres_statements_stay_under_the_byte_bound_in_power_of_two_runs() {
         let items = vec![1000_usize; 100];
         let lens = |b| -> Vec<usize> {
-            statement_chunks(b, &items, 40, |n| *n)
+            statement_chunks(b, &items, 16, |n| *n)
                 .iter()
                 .map(|c| c.len())
                 .collect()
         };
         assert_eq!(lens(Backend::Sqlite), [40, 40, 20]);
-        // 14 of 1,000 bytes fit in 14 KiB: cut to 8; the last 12 all fit, as they are.
-        let mut expected = vec![8; 11];
-        expected.push(12);
+        // 15 of 1,000 bytes fit in 15.5 KiB: cut to 12; the last 4 fit as they are.
+        let mut expected = vec![12; 8];
+        expected.push(4);
         assert_eq!(lens(Backend::Postgres), expected);
+        assert_eq!(
+            [1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 63, 64, 95, 96, 100].map(two_significant_bits),
+            [1, 2, 3, 4, 4, 6, 6, 8, 8, 12, 48, 64, 64, 96, 96]
+        );
         let small = vec![10_usize; 100];
-        let runs = statement_chunks(Backend::Postgres, &small, 40, |n| *n);
+        let runs = statement_chunks(Backend::Postgres, &small, 16, |n| *n);
         assert_eq!(
             runs.iter().map(|c| c.len()).collect::<Vec<_>>(),
             [40, 40, 20]
         );
         let huge = vec![MAX_PG_BYTES * 2; 3];
         assert_eq!(
-            statement_chunks(Backend::Postgres, &huge, 40, |n| *n).len(),
+            statement_chunks(Backend::Postgres, &huge, 16, |n| *n).len(),
             3
         );
     }

@@ -287,7 +287,7 @@ impl Store {
         let bytes = |(email, json): &(&str, String)| {
             wire_len(8) + wire_len(email.len()) + wire_len(json.len())
         };
-        for chunk in statement_chunks(self.backend, &rows, INSERT_CHUNK, bytes) {
+        for chunk in statement_chunks(self.backend, &rows, 3, bytes) {
             let sql = format!(
                 "INSERT INTO recipient (list_id, email, attributes) VALUES {}",
                 values_list(Marks::of(&tx), chunk.len(), 3)

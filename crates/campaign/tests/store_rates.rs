@@ -96,6 +96,66 @@ async fn rates(store: &Store, backend: &str) {
     let k = store.kpis(d).await.unwrap();
     assert_eq!(k.sent + k.ignored, ROWS as u64);
     table_bytes(store, "sent").await;
+    bounce(store, d, backend).await;
+}
+
+/// A late bounce for the first rows, each with its own reply text: a new failure in the
+/// dictionary per row.
+async fn bounce(store: &Store, d: DeliveryId, backend: &str) {
+    const BOUNCED: usize = 20_000;
+    let mut n = 0;
+    let mut took = Duration::ZERO;
+    let mut after = None;
+    while n < BOUNCED {
+        let page = store
+            .list_log_rows(d, &LogFilter::default(), after.as_ref(), SEND_BATCH)
+            .await
+            .unwrap();
+        let Some(cursor) = page.next else { break };
+        after = Some(cursor);
+        let keys: Vec<EventKey> = page
+            .rows
+            .iter()
+            .filter(|r| r.status == LogStatus::Sent)
+            .map(|r| EventKey {
+                row: r.id,
+                event_id: format!("bounce-{}", r.id.0),
+            })
+            .collect();
+        n += keys.len();
+        let applied = keys.clone();
+        let t = Instant::now();
+        store
+            .apply_event_batch(&keys, move |b| fail(b, applied))
+            .await
+            .unwrap();
+        took += t.elapsed();
+    }
+    rate(
+        "apply_event_batch (bounces, new failures)",
+        backend,
+        n,
+        took,
+    );
+}
+
+fn fail(b: EventBatch, applied: Vec<EventKey>) -> EventBatchChanges {
+    let mut c = EventBatchChanges::default();
+    for row in b.rows.values() {
+        let mut r = row.clone();
+        r.status = LogStatus::Failed;
+        r.last_event_at = NOW + 1;
+        r.failure = Some(FailureInfo {
+            r#type: cartero_bounce::FailureType::Hard,
+            reason: cartero_bounce::Reason::UserUnknown,
+            class: Some(cartero_bounce::BounceClass(10)),
+            text: format!("550 5.1.1 <{}>: Recipient address rejected", r.address),
+            rule: "rule-1".into(),
+        });
+        c.rows.push(r);
+    }
+    c.applied = applied;
+    c
 }
 
 async fn import(store: &Store, clock: &ManualClock, backend: &str) -> ListId {

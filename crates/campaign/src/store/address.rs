@@ -235,13 +235,8 @@ impl Store {
         let mut failures = FailureIds::default();
         let bytes = |s: &AddressState| 8 * wire_len(8) + s.address.len();
         for chunk in statement_chunks(self.backend, states, 8, bytes) {
-            let mut error_ids = Vec::with_capacity(chunk.len());
-            for s in chunk {
-                error_ids.push(match &s.last_error {
-                    Some(f) => Some(failures.id(tx, f).await?),
-                    None => None,
-                });
-            }
+            let wanted: Vec<_> = chunk.iter().map(|s| s.last_error.as_ref()).collect();
+            let error_ids = failures.ids(tx, &wanted).await?;
             let sql = format!(
                 "INSERT INTO address_state (address, status, error_count, last_counted_at, \
                  last_error_id, last_error_at, since, reason) VALUES {} \

@@ -323,22 +323,88 @@ pub(crate) fn failure_from_row(r: &AnyRow) -> Result<Option<FailureInfo>, StoreE
     .map(Some)
 }
 
-/// Ids of failures already interned in this transaction, by hash.
+/// Ids of failures already interned in this transaction, by hash; a hash present was looked up
+/// (its list holds what the dictionary had, and what was added since).
 #[derive(Default)]
 pub(crate) struct FailureIds(HashMap<i64, Vec<(FailureInfo, i64)>>);
 
+const FAILURE_COLUMNS: &str = "id, hash, ftype, reason, class, text, rule";
+
 impl FailureIds {
-    /// The dictionary id of `f`, inserting it when new.
-    pub(crate) async fn id(&mut self, tx: &mut Tx, f: &FailureInfo) -> Result<i64, StoreError> {
-        let hash = failure_hash(f);
-        if let Some(id) = self.find(hash, f) {
-            return Ok(id);
+    /// The dictionary ids of `wanted` (`None` stays `None`), in order, inserting the failures
+    /// that are new: one lookup and one insert for the lot rather than two round trips per
+    /// failure (a batch of bounces brings as many reply texts as rows).
+    pub(crate) async fn ids(
+        &mut self,
+        tx: &mut Tx,
+        wanted: &[Option<&FailureInfo>],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        let mut unknown: Vec<i64> = wanted
+            .iter()
+            .flatten()
+            .map(|f| failure_hash(f))
+            .filter(|h| !self.0.contains_key(h))
+            .collect();
+        unknown.sort_unstable();
+        unknown.dedup();
+        for chunk in unknown.chunks(super::rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT {FAILURE_COLUMNS} FROM failure WHERE hash IN ({})",
+                in_list(Marks::of(tx), 1, chunk.len())
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for h in chunk {
+                self.0.entry(*h).or_default();
+                q = q.bind(*h);
+            }
+            let rows = q.fetch_all(&mut **tx).await?;
+            self.remember(&rows)?;
         }
-        let rows =
-            sqlx::query("SELECT id, ftype, reason, class, text, rule FROM failure WHERE hash = $1")
-                .bind(hash)
-                .fetch_all(&mut **tx)
-                .await?;
+        let mut new: Vec<&FailureInfo> = Vec::new();
+        for f in wanted.iter().flatten() {
+            if self.find(failure_hash(f), f).is_none() && !new.contains(f) {
+                new.push(f);
+            }
+        }
+        self.insert(tx, &new).await?;
+        wanted
+            .iter()
+            .map(|w| match w {
+                None => Ok(None),
+                Some(f) => self.find(failure_hash(f), f).map(Some).ok_or_else(|| {
+                    StoreError::Invalid(format!("failure {:?} was not interned", f.text))
+                }),
+            })
+            .collect()
+    }
+
+    /// Adds `new` (distinct, none in the dictionary) to the dictionary.
+    async fn insert(&mut self, tx: &mut Tx, new: &[&FailureInfo]) -> Result<(), StoreError> {
+        let bytes = |f: &&FailureInfo| 6 * super::wire_len(8) + f.text.len() + f.rule.len();
+        for chunk in super::statement_chunks(super::Backend::of(tx), new, 6, bytes) {
+            let sql = format!(
+                "INSERT INTO failure (hash, ftype, reason, class, text, rule) VALUES {} \
+                 RETURNING {FAILURE_COLUMNS}",
+                super::values_list(Marks::of(tx), chunk.len(), 6)
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for f in chunk {
+                q = q
+                    .bind(failure_hash(f))
+                    .bind(ftype_code(f.r#type))
+                    .bind(i64::from(f.reason.value()))
+                    .bind(i64::from(f.class.map(|c| c.0).unwrap_or(0)))
+                    .bind(f.text.as_str())
+                    .bind(f.rule.as_str());
+            }
+            let rows = q.fetch_all(&mut **tx).await?;
+            self.remember(&rows)?;
+        }
+        Ok(())
+    }
+
+    /// Records dictionary rows (columns [`FAILURE_COLUMNS`]).
+    fn remember(&mut self, rows: &[AnyRow]) -> Result<(), StoreError> {
         for row in rows {
             let known = failure_from_columns(
                 row.try_get("ftype")?,
@@ -347,26 +413,10 @@ impl FailureIds {
                 row.try_get("text")?,
                 row.try_get("rule")?,
             )?;
-            let id: i64 = row.try_get("id")?;
-            self.0.entry(hash).or_default().push((known, id));
+            let entry = self.0.entry(row.try_get("hash")?).or_default();
+            entry.push((known, row.try_get("id")?));
         }
-        if let Some(id) = self.find(hash, f) {
-            return Ok(id);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO failure (hash, ftype, reason, class, text, rule) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(hash)
-        .bind(ftype_code(f.r#type))
-        .bind(i64::from(f.reason.value()))
-        .bind(i64::from(f.class.map(|c| c.0).unwrap_or(0)))
-        .bind(f.text.as_str())
-        .bind(f.rule.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
-        self.0.entry(hash).or_default().push((f.clone(), id));
-        Ok(id)
+        Ok(())
     }
 
     fn find(&self, hash: i64, f: &FailureInfo) -> Option<i64> {

@@ -72,13 +72,8 @@ impl Store {
             row_bytes(r, 12) + attempts.as_ref().map_or(0, Vec::len)
         };
         for chunk in statement_chunks(self.backend, &encoded, 12, bytes) {
-            let mut failure_ids = Vec::with_capacity(chunk.len());
-            for (r, _) in chunk {
-                failure_ids.push(match &r.failure {
-                    Some(f) => Some(failures.id(&mut tx, f).await?),
-                    None => None,
-                });
-            }
+            let wanted: Vec<_> = chunk.iter().map(|(r, _)| r.failure.as_ref()).collect();
+            let failure_ids = failures.ids(&mut tx, &wanted).await?;
             let sql = format!(
                 "INSERT INTO log_row (delivery_id, recipient_id, status, feedback, reason, \
                  domain_id, failure_id, last_event_at, address, mta_id, message_id, attempts) \
@@ -459,13 +454,8 @@ pub(super) async fn write_rows(
     };
     let mut failures = FailureIds::default();
     for chunk in statement_chunks(Backend::of(tx), &encoded, 10, bytes) {
-        let mut failure_ids = Vec::with_capacity(chunk.len());
-        for (r, _, _) in chunk {
-            failure_ids.push(match &r.failure {
-                Some(f) => Some(failures.id(tx, f).await?),
-                None => None,
-            });
-        }
+        let wanted: Vec<_> = chunk.iter().map(|(r, _, _)| r.failure.as_ref()).collect();
+        let failure_ids = failures.ids(tx, &wanted).await?;
         let sql = format!(
             "WITH v(id, status, feedback, reason, failure_id, mta_id, message_id, last_event_at, \
              attempts, events) AS (VALUES {}) UPDATE log_row SET status = v.status, \

@@ -428,7 +428,9 @@ impl FailureIds {
     }
 }
 
-/// The ids of `names` in the domain dictionary, inserting the new ones.
+/// The ids of `names` in the domain dictionary, inserting the new ones: a lookup, one insert
+/// of all the new names and a lookup of those (not two round trips per new domain, which a
+/// first analysis of a list with many domains would pay for each).
 pub(crate) async fn domain_ids(
     tx: &mut Tx,
     names: &[&str],
@@ -437,9 +439,44 @@ pub(crate) async fn domain_ids(
     wanted.sort_unstable();
     wanted.dedup();
     let mut ids = HashMap::with_capacity(wanted.len());
-    let backend = super::Backend::of(tx);
+    lookup_domains(tx, &wanted, &mut ids).await?;
+    let new: Vec<&str> = wanted
+        .into_iter()
+        .filter(|n| !ids.contains_key(*n))
+        .collect();
+    if new.is_empty() {
+        return Ok(ids);
+    }
     let bytes = |name: &&str| super::wire_len(name.len());
-    for chunk in super::statement_chunks(backend, &wanted, 1, bytes) {
+    for chunk in super::statement_chunks(super::Backend::of(tx), &new, 1, bytes) {
+        // Another node may insert the same name meanwhile: let its row win.
+        let sql = format!(
+            "INSERT INTO domain (name) VALUES {} ON CONFLICT (name) DO NOTHING",
+            super::values_list(Marks::of(tx), chunk.len(), 1)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for name in chunk {
+            q = q.bind(*name);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    lookup_domains(tx, &new, &mut ids).await?;
+    if let Some(lost) = new.iter().find(|n| !ids.contains_key(**n)) {
+        return Err(StoreError::Invalid(format!(
+            "domain {lost:?} was not stored"
+        )));
+    }
+    Ok(ids)
+}
+
+/// Adds the ids of those of `names` that the dictionary has to `ids`.
+async fn lookup_domains(
+    tx: &mut Tx,
+    names: &[&str],
+    ids: &mut HashMap<String, i64>,
+) -> Result<(), StoreError> {
+    let bytes = |name: &&str| super::wire_len(name.len());
+    for chunk in super::statement_chunks(super::Backend::of(tx), names, 1, bytes) {
         let sql = format!(
             "SELECT id, name FROM domain WHERE name IN ({})",
             in_list(Marks::of(tx), 1, chunk.len())
@@ -452,21 +489,7 @@ pub(crate) async fn domain_ids(
             ids.insert(row.try_get::<String, _>("name")?, row.try_get("id")?);
         }
     }
-    for name in wanted {
-        if !ids.contains_key(name) {
-            // Another node may insert the same name meanwhile: let its row win.
-            sqlx::query("INSERT INTO domain (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
-            let id: i64 = sqlx::query_scalar("SELECT id FROM domain WHERE name = $1")
-                .bind(name)
-                .fetch_one(&mut **tx)
-                .await?;
-            ids.insert(name.to_string(), id);
-        }
-    }
-    Ok(ids)
+    Ok(())
 }
 
 #[cfg(test)]

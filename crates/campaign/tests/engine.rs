@@ -30,6 +30,7 @@ on_both_backends!(
     a_lost_acknowledgement_is_handed_over_again_with_the_same_key,
     an_async_bounce_named_by_message_id_fails_a_sent_row,
     template_errors_are_reported_before_anything_is_sent,
+    analysis_progress_shows_in_the_status_while_it_runs,
 );
 
 /// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
@@ -642,4 +643,47 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
         .await
         .unwrap_err();
     assert!(matches!(bad, EngineError::Template(_)), "{bad:?}");
+}
+
+async fn analysis_progress_shows_in_the_status_while_it_runs(store: Store) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = EngineConfig {
+        analysis_page: 3,
+        ..config()
+    };
+    let engine = Engine::new(store, clock.clone(), Arc::new(ScriptedMta::default()), cfg);
+    let list = list(engine.store(), &refs(&emails(8))).await;
+    let d = engine
+        .create_delivery(&NewDelivery {
+            name: "p".into(),
+            from: "news@sender.test".into(),
+            subject: "Hi".into(),
+            text_template: Some("Hi".into()),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    // The callback runs before the page's progress is published: it sees the page before.
+    let seen = Mutex::new(Vec::new());
+    let e2 = engine.clone();
+    engine
+        .analyze(d, &|_| {
+            let st = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(e2.status(d))
+            })
+            .unwrap();
+            seen.lock()
+                .push(st.analysis.map(|a| (a.counts.candidates, a.recipients)));
+        })
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock(), vec![None, Some((3, 8)), Some((6, 8))]);
+    assert!(
+        engine.status(d).await.unwrap().analysis.is_none(),
+        "gone once done"
+    );
 }

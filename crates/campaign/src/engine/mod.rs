@@ -103,6 +103,15 @@ pub struct DeliveryStatus {
     pub legacy: LegacyView,
     /// Every row reached a final status, or the validity ended.
     pub r#final: bool,
+    /// While an analysis runs: how far it is.
+    pub analysis: Option<AnalysisProgress>,
+}
+
+/// An analysis under way: the counts so far and the size of the target list.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct AnalysisProgress {
+    pub counts: crate::analysis::Counts,
+    pub recipients: u64,
 }
 
 struct Sender {
@@ -123,6 +132,7 @@ struct Inner {
     cfg: EngineConfig,
     senders: Mutex<HashMap<DeliveryId, Sender>>,
     analyzing: Mutex<HashSet<DeliveryId>>,
+    progress: Mutex<HashMap<DeliveryId, AnalysisProgress>>,
 }
 
 impl Engine {
@@ -140,6 +150,7 @@ impl Engine {
                 cfg,
                 senders: Mutex::new(HashMap::new()),
                 analyzing: Mutex::new(HashSet::new()),
+                progress: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -196,6 +207,7 @@ impl Engine {
             efs: kpi::efs(&kpis, now, end),
             legacy: kpi::legacy(&kpis, now, end),
             r#final: kpi::is_final(&kpis, now, end),
+            analysis: self.inner.progress.lock().get(&id).copied(),
             delivery,
             kpis,
         })

@@ -150,7 +150,7 @@ fn print(v: &Value) {
     );
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

@@ -383,11 +383,16 @@ impl Engine {
     }
 
     /// At start: claims a crash left are taken back (SQLite: this process is the only one),
-    /// stopped deliveries finish their cancellation, running ones get their sender again.
+    /// stopped deliveries finish their cancellation, running ones get their sender again. A
+    /// delivery that cannot resume (its templates no longer compile under the configured
+    /// limits) is logged and left as it is: it does not keep the others, or the MTA, from
+    /// starting.
     pub async fn recover(&self) -> Result<(), EngineError> {
         let store = &self.inner.store;
         for d in store.deliveries_in(&[DeliveryState::Stopped]).await? {
-            send::cancel_rest(self, d.id).await?;
+            if let Err(e) = send::cancel_rest(self, d.id).await {
+                tracing::error!(delivery = d.id.0, error = %e, "campaign: cannot finish the stop");
+            }
         }
         if store.backend() == crate::store::Backend::Sqlite {
             let n = store.release_all_claims().await?;
@@ -396,7 +401,9 @@ impl Engine {
             }
         }
         for d in store.deliveries_in(&[DeliveryState::Running]).await? {
-            self.spawn_sender(d.id).await?;
+            if let Err(e) = self.spawn_sender(d.id).await {
+                tracing::error!(delivery = d.id.0, error = %e, "campaign: cannot resume sending");
+            }
         }
         Ok(())
     }

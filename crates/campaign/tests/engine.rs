@@ -31,6 +31,7 @@ on_both_backends!(
     an_async_bounce_named_by_message_id_fails_a_sent_row,
     template_errors_are_reported_before_anything_is_sent,
     analysis_progress_shows_in_the_status_while_it_runs,
+    a_delivery_that_cannot_resume_does_not_stop_the_others,
 );
 
 /// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
@@ -686,4 +687,46 @@ async fn analysis_progress_shows_in_the_status_while_it_runs(store: Store) {
         engine.status(d).await.unwrap().analysis.is_none(),
         "gone once done"
     );
+}
+
+async fn a_delivery_that_cannot_resume_does_not_stop_the_others(store: Store) {
+    let w = world(store.clone(), ScriptedMta::default());
+    let good = analyzed(&w, &refs(&emails(4))).await;
+    let list = list(w.engine.store(), &["x@d.test"]).await;
+    let big = w
+        .engine
+        .create_delivery(&NewDelivery {
+            name: "big".into(),
+            from: "news@sender.test".into(),
+            subject: "Hi".into(),
+            text_template: Some("x".repeat(5_000)),
+            html_template: None,
+            list,
+            validity_ms: DEFAULT_VALIDITY_MS,
+            pool: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    w.engine.analyze(big, &|_| {}).await.unwrap();
+    for d in [good, big] {
+        store
+            .set_delivery_state(d, &[DeliveryState::Analyzed], DeliveryState::Running, T0)
+            .await
+            .unwrap();
+    }
+    // A restart with a lower template limit: the big one cannot compile any more.
+    let mut cfg = config();
+    cfg.render.max_template_bytes = 1_000;
+    let mta = Arc::new(ScriptedMta::default());
+    let engine = Engine::new(store, w.clock.clone(), mta.clone(), cfg);
+    engine.recover().await.unwrap();
+    engine.wait_sender(good).await;
+    assert_eq!(engine.store().kpis(good).await.unwrap().taken, 4);
+    assert_eq!(
+        engine.store().kpis(big).await.unwrap().pending,
+        1,
+        "left as it was"
+    );
+    assert_eq!(mta.handed(), 4);
 }

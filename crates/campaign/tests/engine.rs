@@ -134,6 +134,25 @@ fn world(store: Store, mta: ScriptedMta) -> World {
     World { engine, mta, clock }
 }
 
+fn new_delivery(
+    name: &str,
+    from: &str,
+    subject: &str,
+    text: impl Into<String>,
+    list: ListId,
+) -> NewDelivery {
+    NewDelivery {
+        name: name.into(),
+        from: from.into(),
+        subject: subject.into(),
+        text_template: Some(text.into()),
+        html_template: None,
+        list,
+        validity_ms: DEFAULT_VALIDITY_MS,
+        pool: None,
+    }
+}
+
 /// A ready list of `emails`, each with a `first_name` attribute.
 async fn list(store: &Store, emails: &[&str]) -> ListId {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -158,16 +177,13 @@ async fn analyzed(w: &World, emails: &[&str]) -> DeliveryId {
     let list = list(w.engine.store(), emails).await;
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "News <news@sender.test>".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi {{ first_name }}".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "News <news@sender.test>",
+            "Hello {{ first_name }}",
+            "Hi {{ first_name }}",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap();
     w.engine.analyze(d.id, &|_| {}).await.unwrap();
@@ -238,16 +254,13 @@ async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
     .await;
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "news@sender.test",
+            "Hello {{ first_name }}",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap()
         .id;
@@ -586,16 +599,13 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
     .unwrap();
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "news@sender.test",
+            "Hello {{ first_name }}",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap()
         .id;
@@ -631,16 +641,13 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
     // A bad template is refused when the delivery is created.
     let bad = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "broken".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "broken",
+            "news@sender.test",
+            "Hello {{ first_name",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap_err();
     assert!(matches!(bad, EngineError::Template(_)), "{bad:?}");
@@ -655,16 +662,7 @@ async fn analysis_progress_shows_in_the_status_while_it_runs(store: Store) {
     let engine = Engine::new(store, clock.clone(), Arc::new(ScriptedMta::default()), cfg);
     let list = list(engine.store(), &refs(&emails(8))).await;
     let d = engine
-        .create_delivery(&NewDelivery {
-            name: "p".into(),
-            from: "news@sender.test".into(),
-            subject: "Hi".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
-            list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        .create_delivery(&new_delivery("p", "news@sender.test", "Hi", "Hi", list))
         .await
         .unwrap()
         .id;
@@ -695,16 +693,13 @@ async fn a_delivery_that_cannot_resume_does_not_stop_the_others(store: Store) {
     let list = list(w.engine.store(), &["x@d.test"]).await;
     let big = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "big".into(),
-            from: "news@sender.test".into(),
-            subject: "Hi".into(),
-            text_template: Some("x".repeat(5_000)),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "big",
+            "news@sender.test",
+            "Hi",
+            "x".repeat(5_000),
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap()
         .id;

@@ -6,7 +6,7 @@ use super::codec::{
     reason_from,
 };
 use super::{Backend, Param, Store, StoreError, Tx, bind_params, check_limit, push_param};
-use super::{Marks, in_list, rows_per_statement, values_list};
+use super::{Marks, in_list, rows_per_statement, statement_chunks, values_list, wire_len};
 use crate::model::{AddressState, AddressStatus, UnixMillis};
 use cartero_bounce::Reason;
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,8 @@ impl Store {
             Backend::Postgres => " FOR UPDATE OF a",
         };
         let mut out = BTreeMap::new();
-        for chunk in keys.chunks(rows_per_statement(1)) {
+        let bytes = |k: &String| wire_len(k.len());
+        for chunk in statement_chunks(self.backend, keys, rows_per_statement(1), bytes) {
             let sql = format!(
                 "{SELECT_STATES} WHERE a.address IN ({}){lock}",
                 in_list(Marks::of(conn), 1, chunk.len())
@@ -232,7 +233,8 @@ impl Store {
         states: &[AddressState],
     ) -> Result<(), StoreError> {
         let mut failures = FailureIds::default();
-        for chunk in states.chunks(rows_per_statement(8)) {
+        let bytes = |s: &AddressState| 8 * wire_len(8) + s.address.len();
+        for chunk in statement_chunks(self.backend, states, rows_per_statement(8), bytes) {
             let mut error_ids = Vec::with_capacity(chunk.len());
             for s in chunk {
                 error_ids.push(match &s.last_error {

@@ -387,7 +387,9 @@ pub(crate) async fn domain_ids(
     wanted.sort_unstable();
     wanted.dedup();
     let mut ids = HashMap::with_capacity(wanted.len());
-    for chunk in wanted.chunks(super::rows_per_statement(1)) {
+    let backend = super::Backend::of(tx);
+    let bytes = |name: &&str| super::wire_len(name.len());
+    for chunk in super::statement_chunks(backend, &wanted, super::rows_per_statement(1), bytes) {
         let sql = format!(
             "SELECT id, name FROM domain WHERE name IN ({})",
             in_list(Marks::of(tx), 1, chunk.len())

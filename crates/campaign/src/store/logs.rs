@@ -8,7 +8,7 @@ use super::codec::{
 use super::kpis::KpiChanges;
 use super::{
     Backend, Marks, Param, Store, StoreError, Tx, check_limit, in_list, rows_per_statement,
-    values_list,
+    statement_chunks, values_list, wire_len,
 };
 use crate::model::{DeliveryId, Feedback, LogId, LogRow, RecipientId, UnixMillis};
 use sqlx::AnyConnection;
@@ -63,9 +63,16 @@ impl Store {
         let domains = domain_ids(&mut tx, &names).await?;
         let mut failures = FailureIds::default();
         let mut kpi = KpiChanges::default();
-        for chunk in rows.chunks(ROW_CHUNK) {
+        let encoded: Vec<(&LogRow, Option<Vec<u8>>)> = rows
+            .iter()
+            .map(|r| (r, encode_attempts(&r.attempts, r.last_event_at)))
+            .collect();
+        let bytes = |(r, attempts): &(&LogRow, Option<Vec<u8>>)| {
+            row_bytes(r, 12) + attempts.as_ref().map_or(0, Vec::len)
+        };
+        for chunk in statement_chunks(self.backend, &encoded, ROW_CHUNK, bytes) {
             let mut failure_ids = Vec::with_capacity(chunk.len());
-            for r in chunk {
+            for (r, _) in chunk {
                 failure_ids.push(match &r.failure {
                     Some(f) => Some(failures.id(&mut tx, f).await?),
                     None => None,
@@ -78,7 +85,7 @@ impl Store {
                 values_list(Marks::of(&tx), chunk.len(), 12)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (r, failure_id) in chunk.iter().zip(failure_ids) {
+            for ((r, attempts), failure_id) in chunk.iter().zip(failure_ids) {
                 let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
                 kpi.row(r, domain_id, 1);
                 let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
@@ -94,7 +101,7 @@ impl Store {
                     .bind(r.address.as_str())
                     .bind(mta_id)
                     .bind(message_id)
-                    .bind(encode_attempts(&r.attempts, r.last_event_at));
+                    .bind(attempts.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -237,7 +244,8 @@ impl Store {
         let mut tx = self.begin().await?;
         let mut kpi = KpiChanges::default();
         let mut moved = 0;
-        for chunk in taken.chunks(ROW_CHUNK) {
+        let bytes = |t: &Taken| 3 * wire_len(8) + t.message_id.len();
+        for chunk in statement_chunks(self.backend, taken, ROW_CHUNK, bytes) {
             let with = format!(
                 "WITH v(id, mta_id, message_id) AS (VALUES {})",
                 values_list(Marks::of(&tx), chunk.len(), 3)
@@ -418,22 +426,32 @@ pub(super) async fn write_rows(
             dup.id.0
         )));
     }
+    // Counted and encoded first: the statements are cut by the size of what they bind.
+    let mut encoded = Vec::with_capacity(after.len());
+    for r in after {
+        let old = unchanged_identity(before, r)?;
+        kpi.row(&old.row, old.domain_id, -1);
+        kpi.row(r, old.domain_id, 1);
+        kpi.flow(&old.row, r);
+        let mut events = old.events.clone();
+        events.extend(new_events.get(&r.id.0).into_iter().flatten());
+        let keep_from = events.len().saturating_sub(MAX_EVENTS_KEPT);
+        let attempts = encode_attempts(&r.attempts, r.last_event_at);
+        encoded.push((r, encode_events(&events[keep_from..]), attempts));
+    }
+    let bytes = |(r, events, attempts): &Encoded| {
+        row_bytes(r, 10)
+            + events.as_ref().map_or(0, Vec::len)
+            + attempts.as_ref().map_or(0, Vec::len)
+    };
     let mut failures = FailureIds::default();
-    for chunk in after.chunks(ROW_CHUNK) {
-        let mut extra = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let old = unchanged_identity(before, r)?;
-            kpi.row(&old.row, old.domain_id, -1);
-            kpi.row(r, old.domain_id, 1);
-            kpi.flow(&old.row, r);
-            let failure_id = match &r.failure {
+    for chunk in statement_chunks(Backend::of(tx), &encoded, ROW_CHUNK, bytes) {
+        let mut failure_ids = Vec::with_capacity(chunk.len());
+        for (r, _, _) in chunk {
+            failure_ids.push(match &r.failure {
                 Some(f) => Some(failures.id(tx, f).await?),
                 None => None,
-            };
-            let mut events = old.events.clone();
-            events.extend(new_events.get(&r.id.0).into_iter().flatten());
-            let keep_from = events.len().saturating_sub(MAX_EVENTS_KEPT);
-            extra.push((failure_id, encode_events(&events[keep_from..])));
+            });
         }
         let sql = format!(
             "WITH v(id, status, feedback, reason, failure_id, mta_id, message_id, last_event_at, \
@@ -446,7 +464,7 @@ pub(super) async fn write_rows(
             values_list(Marks::of(tx), chunk.len(), 10)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
-        for (r, (failure_id, events)) in chunk.iter().zip(extra) {
+        for ((r, events, attempts), failure_id) in chunk.iter().zip(failure_ids) {
             let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
             q = q
                 .bind(r.id.0)
@@ -457,12 +475,21 @@ pub(super) async fn write_rows(
                 .bind(mta_id)
                 .bind(message_id)
                 .bind(ms(r.last_event_at))
-                .bind(encode_attempts(&r.attempts, r.last_event_at))
-                .bind(events);
+                .bind(attempts.clone())
+                .bind(events.clone());
         }
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// A row to write with its applied events and attempts encoded.
+type Encoded<'a> = (&'a LogRow, Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// What a row's `cols` bound values take on the wire, blobs aside (the caller adds them):
+/// integers count 8 bytes, texts their length.
+fn row_bytes(r: &LogRow, cols: usize) -> usize {
+    cols * wire_len(8) + r.address.len() + r.message_id.as_ref().map_or(0, String::len)
 }
 
 /// The stored row `r` replaces, provided `r` keeps its delivery, address and domain.

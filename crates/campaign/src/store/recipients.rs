@@ -3,7 +3,10 @@
 //! target, so a failed or abandoned import never leaves half a list.
 
 use super::codec::{ms, ms_from};
-use super::{Marks, Store, StoreError, check_limit, in_list, rows_per_statement, values_list};
+use super::{
+    Marks, Store, StoreError, check_limit, in_list, rows_per_statement, statement_chunks,
+    values_list, wire_len,
+};
 use crate::model::{ListId, Recipient, RecipientId, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -273,16 +276,25 @@ impl Store {
         recipients: &[NewRecipient],
         now: UnixMillis,
     ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, String)> = recipients
+            .iter()
+            .map(|r| {
+                let json = serde_json::Value::Object(r.attributes.clone()).to_string();
+                (r.email.as_str(), json)
+            })
+            .collect();
         let mut tx = self.begin().await?;
-        for chunk in recipients.chunks(INSERT_CHUNK) {
+        let bytes = |(email, json): &(&str, String)| {
+            wire_len(8) + wire_len(email.len()) + wire_len(json.len())
+        };
+        for chunk in statement_chunks(self.backend, &rows, INSERT_CHUNK, bytes) {
             let sql = format!(
                 "INSERT INTO recipient (list_id, email, attributes) VALUES {}",
                 values_list(Marks::of(&tx), chunk.len(), 3)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                let json = serde_json::Value::Object(r.attributes.clone()).to_string();
-                q = q.bind(list.0).bind(r.email.as_str()).bind(json);
+            for (email, json) in chunk {
+                q = q.bind(list.0).bind(*email).bind(json.as_str());
             }
             q.execute(&mut *tx).await?;
         }

@@ -68,6 +68,15 @@ async fn rates(store: &Store, backend: &str) {
         .id;
     store.reset_log(d).await.unwrap();
     analyze(store, d, list, backend).await;
+    let t = Instant::now();
+    store
+        .set_delivery_state(d, &[DeliveryState::Draft], DeliveryState::Analyzed, NOW)
+        .await
+        .unwrap();
+    println!(
+        "{backend}: to Analyzed: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     table_bytes(store, "pending").await;
     let reading = Arc::new(AtomicBool::new(true));
     let reader = tokio::spawn(kpi_reads(store.clone(), d, reading.clone()));

@@ -2,7 +2,7 @@
 //! (an operator's pause and the sender finishing) can never both win.
 
 use super::codec::{delivery_state_code, delivery_state_from, ms, ms_from};
-use super::{Marks, Store, StoreError, in_list};
+use super::{Backend, Marks, Store, StoreError, in_list};
 use crate::model::{Delivery, DeliveryId, DeliveryState, ListId, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -132,6 +132,14 @@ impl Store {
             q = q.bind(delivery_state_code(*s));
         }
         if q.execute(&self.write).await?.rows_affected() == 1 {
+            if to == DeliveryState::Analyzed && self.backend == Backend::Postgres {
+                // The claims of a delivery pick its Pending rows through log_by_status in id
+                // order only when the planner knows the rows the analysis just wrote: with
+                // the statistics of before (autovacuum gathers new ones a minute or more
+                // later) it read and sorted every Pending row of the delivery at each claim
+                // (measured: 30 ms a claim at 100,000 rows, growing with the delivery).
+                sqlx::query("ANALYZE log_row").execute(&self.write).await?;
+            }
             return Ok(());
         }
         let actual = self.delivery(id).await?.ok_or(StoreError::NotFound {

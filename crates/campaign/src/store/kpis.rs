@@ -7,7 +7,7 @@
 
 use super::codec::{ms_from, reason_from};
 use super::events::EventCounters;
-use super::{Store, StoreError, Tx};
+use super::{Marks, Store, StoreError, Tx, rows_per_statement, values_list};
 use crate::kpi;
 use crate::model::{DeliveryId, Kpis, LogRow, LogStatus, UnixMillis};
 use sqlx::{AssertSqlSafe, Row};
@@ -127,26 +127,28 @@ impl KpiChanges {
         self.0.entry(delivery).or_default().scalars[NEW_QUARANTINES] += c.new_quarantines;
     }
 
-    /// Writes the changes (nothing for a delivery whose changes cancel out).
+    /// Writes the changes (nothing for a delivery whose changes cancel out): one statement
+    /// per delivery for its scalars, and multi-row upserts for the minutes and the breakdown
+    /// (a batch of events touches a breakdown line per recipient domain: one statement each
+    /// was a round trip each).
     pub(crate) async fn apply(&self, tx: &mut Tx) -> Result<(), StoreError> {
-        for (&(delivery, minute), v) in &self.1 {
-            sqlx::query(
-                "INSERT INTO kpi_minute (delivery_id, minute, relayed, sent, failed, bytes) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, minute) DO UPDATE SET \
-                 relayed = kpi_minute.relayed + excluded.relayed, \
-                 sent = kpi_minute.sent + excluded.sent, \
-                 failed = kpi_minute.failed + excluded.failed, \
-                 bytes = kpi_minute.bytes + excluded.bytes",
-            )
-            .bind(delivery)
-            .bind(minute)
-            .bind(v[0])
-            .bind(v[1])
-            .bind(v[2])
-            .bind(v[3])
-            .execute(&mut **tx)
-            .await?;
-        }
+        let minutes: Vec<[i64; 6]> = self
+            .1
+            .iter()
+            .map(|(&(delivery, minute), v)| [delivery, minute, v[0], v[1], v[2], v[3]])
+            .collect();
+        upsert(
+            tx,
+            "INSERT INTO kpi_minute (delivery_id, minute, relayed, sent, failed, bytes) VALUES",
+            "ON CONFLICT (delivery_id, minute) DO UPDATE SET \
+             relayed = kpi_minute.relayed + excluded.relayed, \
+             sent = kpi_minute.sent + excluded.sent, \
+             failed = kpi_minute.failed + excluded.failed, \
+             bytes = kpi_minute.bytes + excluded.bytes",
+            &minutes,
+        )
+        .await?;
+        let mut lines: Vec<[i64; 4]> = Vec::new();
         for (delivery, d) in &self.0 {
             let changed: Vec<usize> = (0..SCALARS.len()).filter(|&i| d.scalars[i] != 0).collect();
             if !changed.is_empty() {
@@ -162,25 +164,45 @@ impl KpiChanges {
                 }
                 q.execute(&mut **tx).await?;
             }
-            for (&(kind, item), &change) in &d.breakdown {
-                if change == 0 {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO kpi_breakdown (delivery_id, kind, item, count) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (delivery_id, kind, item) \
-                     DO UPDATE SET count = kpi_breakdown.count + excluded.count",
-                )
-                .bind(*delivery)
-                .bind(kind)
-                .bind(item)
-                .bind(change)
-                .execute(&mut **tx)
-                .await?;
-            }
+            lines.extend(
+                d.breakdown
+                    .iter()
+                    .filter(|(_, change)| **change != 0)
+                    .map(|(&(kind, item), &change)| [*delivery, kind, item, change]),
+            );
         }
-        Ok(())
+        upsert(
+            tx,
+            "INSERT INTO kpi_breakdown (delivery_id, kind, item, count) VALUES",
+            "ON CONFLICT (delivery_id, kind, item) \
+             DO UPDATE SET count = kpi_breakdown.count + excluded.count",
+            &lines,
+        )
+        .await
     }
+}
+
+/// `insert VALUES (…),(…) conflict` over `rows`, in runs of a few hundred parameters. The keys
+/// of `rows` are distinct (PostgreSQL refuses a statement that updates a row twice) and in
+/// key order, so that concurrent transactions lock the counters they share in the same order.
+async fn upsert<const N: usize>(
+    tx: &mut Tx,
+    insert: &str,
+    conflict: &str,
+    rows: &[[i64; N]],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(rows_per_statement(N)) {
+        let sql = format!(
+            "{insert} {} {conflict}",
+            values_list(Marks::of(tx), chunk.len(), N)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in chunk.iter().flatten() {
+            q = q.bind(*v);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 impl Store {

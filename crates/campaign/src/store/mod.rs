@@ -71,12 +71,12 @@ const fn wire_len(len: usize) -> usize {
 /// byte bound cuts short is cut to a power of two, so that the statement texts (each prepared
 /// once per connection) stay few; an item past the bound alone goes alone. SQLite has no such
 /// bound: its runs are as long as `max_rows` allows.
-fn statement_chunks<'a, T>(
+fn statement_chunks<T>(
     backend: Backend,
-    items: &'a [T],
+    items: &[T],
     max_rows: usize,
     bytes: impl Fn(&T) -> usize,
-) -> Vec<&'a [T]> {
+) -> Vec<&[T]> {
     let max_rows = max_rows.max(1);
     if backend == Backend::Sqlite {
         return items.chunks(max_rows).collect();

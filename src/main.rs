@@ -39,6 +39,9 @@ enum Command {
     /// Bounce classification.
     #[command(subcommand)]
     Bounce(cli::bounce::BounceCmd),
+    /// Live events of a running instance.
+    #[command(subcommand)]
+    Events(cli::events::EventsCmd),
     /// Recipient lists (campaign layer).
     #[command(subcommand)]
     Recipients(cli::campaign::RecipientsCmd),
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
             Command::Dkim(c) => cli::dkim::run(c),
             Command::Passwd => cli::passwd(),
             Command::Bounce(c) => cli::bounce::run(c),
+            Command::Events(c) => cli::events::run(config, c).await,
             Command::Recipients(c) => cli::campaign::recipients(config, c).await,
             Command::Delivery(c) => cli::campaign::delivery(config, c).await,
             Command::Address(c) => cli::campaign::address(config, c).await,

@@ -72,6 +72,14 @@ async fn call(base: &str, method: Method, path: &str, token: Option<&str>) -> (S
         req = req.bearer_auth(t);
     }
     let r = req.send().await.unwrap();
+    // A live stream (`events/tail`) never ends: its status and headers are the answer.
+    let streaming = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
+    if streaming {
+        return (r.status(), String::new());
+    }
     (r.status(), r.text().await.unwrap())
 }
 

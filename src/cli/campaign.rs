@@ -150,7 +150,7 @@ fn print(v: &Value) {
     );
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -177,9 +177,17 @@ pub async fn recipients(config: Option<&Path>, cmd: RecipientsCmd) -> anyhow::Re
         enc(&list),
         enc(&email_column)
     );
+    let spinner = progress(remote.json, 0);
+    spinner.set_message(format!(
+        "importing {} ({:.1} MB)",
+        file.display(),
+        bytes.len() as f64 / 1e6
+    ));
     let v = Client::new(config, &remote)?
         .send_bytes(Method::POST, &path, bytes, "text/csv")
-        .await?;
+        .await;
+    spinner.finish_and_clear();
+    let v = v?;
     if remote.json {
         print(&v);
         return Ok(());
@@ -224,7 +232,12 @@ pub async fn delivery(config: Option<&Path>, cmd: DeliveryCmd) -> anyhow::Result
             format!("/api/v1/deliveries/{}", a.id),
             None,
         ),
-        DeliveryCmd::Analyze(a) => verb(a, "analyze"),
+        DeliveryCmd::Analyze(a) => {
+            let client = Client::new(config, &a.remote)?;
+            let v = analyze(&client, a.id, a.remote.json).await?;
+            print(&v);
+            return Ok(());
+        }
         DeliveryCmd::Start(a) => verb(a, "start"),
         DeliveryCmd::Pause(a) => verb(a, "pause"),
         DeliveryCmd::Resume(a) => verb(a, "resume"),
@@ -378,4 +391,55 @@ pub async fn quarantine(config: Option<&Path>, cmd: QuarantineCmd) -> anyhow::Re
 fn reason_name(v: u8) -> Option<Value> {
     let r = cartero_bounce::Reason::from_value(v)?;
     serde_json::to_value(r).ok()
+}
+
+/// A bar on standard error (hidden with `--json` or when stderr is not a terminal); length 0
+/// makes it a spinner.
+fn progress(json: bool, len: u64) -> indicatif::ProgressBar {
+    if json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match len {
+        0 => indicatif::ProgressBar::new_spinner(),
+        n => indicatif::ProgressBar::new(n),
+    };
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+/// Runs the analysis while a bar shows how far it is (read from the delivery's status).
+async fn analyze(client: &Client, id: i64, json: bool) -> anyhow::Result<Value> {
+    let path = format!("/api/v1/deliveries/{id}/analyze");
+    let call = client.call(Method::POST, &path, None);
+    tokio::pin!(call);
+    let bar = progress(json, 0);
+    bar.set_message("analyzing");
+    let status = format!("/api/v1/deliveries/{id}");
+    loop {
+        tokio::select! {
+            done = &mut call => {
+                bar.finish_and_clear();
+                return done;
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+        }
+        let Ok(st) = client.call(Method::GET, &status, None).await else {
+            continue;
+        };
+        let a = &st["analysis"];
+        if let (Some(total), Some(done)) =
+            (a["recipients"].as_u64(), a["counts"]["candidates"].as_u64())
+        {
+            if bar.length() != Some(total) {
+                bar.set_length(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg} [{bar:40}] {pos}/{len} recipients ({per_sec}, {eta} left)",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+            }
+            bar.set_position(done);
+        }
+    }
 }

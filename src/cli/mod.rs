@@ -5,6 +5,7 @@ pub mod bounce_parse;
 pub mod campaign;
 pub mod config;
 pub mod dkim;
+pub mod events;
 pub mod remote;
 pub mod serve;
 pub mod shaping;

@@ -94,6 +94,38 @@ impl Client {
         self.send(req).await
     }
 
+    /// GETs a stream of lines (JSON lines) and hands each to `line` until the server ends it.
+    pub(super) async fn stream_lines(
+        &self,
+        path: &str,
+        mut line: impl FnMut(&str),
+    ) -> anyhow::Result<()> {
+        let mut resp = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .await
+            .with_context(|| format!("calling {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap_or(Value::Null);
+            bail!(
+                "{status}: {}",
+                v["error"].as_str().unwrap_or("request failed")
+            );
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let text: Vec<u8> = buf.drain(..=end).collect();
+                line(String::from_utf8_lossy(&text).trim_end());
+            }
+            // A line never grows without bound: events are small, so a huge one is garbage.
+            anyhow::ensure!(buf.len() <= 16 << 20, "an event line over 16 MiB");
+        }
+        Ok(())
+    }
+
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http
             .request(method, format!("{}{}", self.base, path))

@@ -30,6 +30,8 @@ on_both_backends!(
     a_lost_acknowledgement_is_handed_over_again_with_the_same_key,
     an_async_bounce_named_by_message_id_fails_a_sent_row,
     template_errors_are_reported_before_anything_is_sent,
+    analysis_progress_shows_in_the_status_while_it_runs,
+    a_delivery_that_cannot_resume_does_not_stop_the_others,
 );
 
 /// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
@@ -132,6 +134,25 @@ fn world(store: Store, mta: ScriptedMta) -> World {
     World { engine, mta, clock }
 }
 
+fn new_delivery(
+    name: &str,
+    from: &str,
+    subject: &str,
+    text: impl Into<String>,
+    list: ListId,
+) -> NewDelivery {
+    NewDelivery {
+        name: name.into(),
+        from: from.into(),
+        subject: subject.into(),
+        text_template: Some(text.into()),
+        html_template: None,
+        list,
+        validity_ms: DEFAULT_VALIDITY_MS,
+        pool: None,
+    }
+}
+
 /// A ready list of `emails`, each with a `first_name` attribute.
 async fn list(store: &Store, emails: &[&str]) -> ListId {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -156,16 +177,13 @@ async fn analyzed(w: &World, emails: &[&str]) -> DeliveryId {
     let list = list(w.engine.store(), emails).await;
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "News <news@sender.test>".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi {{ first_name }}".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "News <news@sender.test>",
+            "Hello {{ first_name }}",
+            "Hi {{ first_name }}",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap();
     w.engine.analyze(d.id, &|_| {}).await.unwrap();
@@ -236,16 +254,13 @@ async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
     .await;
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "news@sender.test",
+            "Hello {{ first_name }}",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap()
         .id;
@@ -584,16 +599,13 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
     .unwrap();
     let d = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "news".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name }}".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "news",
+            "news@sender.test",
+            "Hello {{ first_name }}",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap()
         .id;
@@ -629,17 +641,87 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
     // A bad template is refused when the delivery is created.
     let bad = w
         .engine
-        .create_delivery(&NewDelivery {
-            name: "broken".into(),
-            from: "news@sender.test".into(),
-            subject: "Hello {{ first_name".into(),
-            text_template: Some("Hi".into()),
-            html_template: None,
+        .create_delivery(&new_delivery(
+            "broken",
+            "news@sender.test",
+            "Hello {{ first_name",
+            "Hi",
             list,
-            validity_ms: DEFAULT_VALIDITY_MS,
-            pool: None,
-        })
+        ))
         .await
         .unwrap_err();
     assert!(matches!(bad, EngineError::Template(_)), "{bad:?}");
+}
+
+async fn analysis_progress_shows_in_the_status_while_it_runs(store: Store) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let cfg = EngineConfig {
+        analysis_page: 3,
+        ..config()
+    };
+    let engine = Engine::new(store, clock.clone(), Arc::new(ScriptedMta::default()), cfg);
+    let list = list(engine.store(), &refs(&emails(8))).await;
+    let d = engine
+        .create_delivery(&new_delivery("p", "news@sender.test", "Hi", "Hi", list))
+        .await
+        .unwrap()
+        .id;
+    // The callback runs before the page's progress is published: it sees the page before.
+    let seen = Mutex::new(Vec::new());
+    let e2 = engine.clone();
+    engine
+        .analyze(d, &|_| {
+            let st = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(e2.status(d))
+            })
+            .unwrap();
+            seen.lock()
+                .push(st.analysis.map(|a| (a.counts.candidates, a.recipients)));
+        })
+        .await
+        .unwrap();
+    assert_eq!(*seen.lock(), vec![None, Some((3, 8)), Some((6, 8))]);
+    assert!(
+        engine.status(d).await.unwrap().analysis.is_none(),
+        "gone once done"
+    );
+}
+
+async fn a_delivery_that_cannot_resume_does_not_stop_the_others(store: Store) {
+    let w = world(store.clone(), ScriptedMta::default());
+    let good = analyzed(&w, &refs(&emails(4))).await;
+    let list = list(w.engine.store(), &["x@d.test"]).await;
+    let big = w
+        .engine
+        .create_delivery(&new_delivery(
+            "big",
+            "news@sender.test",
+            "Hi",
+            "x".repeat(5_000),
+            list,
+        ))
+        .await
+        .unwrap()
+        .id;
+    w.engine.analyze(big, &|_| {}).await.unwrap();
+    for d in [good, big] {
+        store
+            .set_delivery_state(d, &[DeliveryState::Analyzed], DeliveryState::Running, T0)
+            .await
+            .unwrap();
+    }
+    // A restart with a lower template limit: the big one cannot compile any more.
+    let mut cfg = config();
+    cfg.render.max_template_bytes = 1_000;
+    let mta = Arc::new(ScriptedMta::default());
+    let engine = Engine::new(store, w.clock.clone(), mta.clone(), cfg);
+    engine.recover().await.unwrap();
+    engine.wait_sender(good).await;
+    assert_eq!(engine.store().kpis(good).await.unwrap().taken, 4);
+    assert_eq!(
+        engine.store().kpis(big).await.unwrap().pending,
+        1,
+        "left as it was"
+    );
+    assert_eq!(mta.handed(), 4);
 }

@@ -25,6 +25,7 @@ mod build;
 mod doc;
 mod limits;
 mod shaping;
+mod tail;
 mod unsubscribe;
 
 pub use build::{Content, InjectRequest};
@@ -89,6 +90,7 @@ fn token_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(shaping::resume))
         .routes(routes!(shaping::reload))
         .routes(routes!(metrics))
+        .routes(routes!(tail::tail))
         .routes(routes!(doc::served))
 }
 

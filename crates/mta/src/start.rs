@@ -17,7 +17,7 @@ use crate::tls;
 use cartero_bounce::{Classifier, FailureInput, RuleClassifier};
 use cartero_clock::SharedClock;
 use cartero_dkim::{Signer, SigningKey};
-use cartero_events::{EventSink, Fanout, JsonlFileSink, WebhookSink};
+use cartero_events::{BroadcastSink, EventSink, Fanout, JsonlFileSink, WebhookSink};
 use cartero_shaping::Limits;
 use cartero_smtp::Reply;
 use cartero_spool::{RcptStatus, Recovered, Spool, SpoolOptions};
@@ -85,6 +85,9 @@ pub enum StartError {
     Idempotency(#[from] crate::idempotency::KeysError),
 }
 
+/// Events a live subscriber may lag behind by before it misses some (and is told how many).
+const TAIL_CAPACITY: usize = 4096;
+
 /// What the embedding program provides besides the config.
 pub struct StartOptions {
     pub clock: SharedClock,
@@ -132,6 +135,8 @@ pub struct Mta {
     pub(crate) http_addr: Option<SocketAddr>,
     pub(crate) tokens: Arc<Vec<String>>,
     pub(crate) file_sink: Option<Arc<JsonlFileSink>>,
+    /// Live subscribers (`events tail`).
+    pub(crate) tail: BroadcastSink,
     pub(crate) webhooks: Vec<Arc<WebhookSink>>,
     pub(crate) grace: std::time::Duration,
     pub(crate) tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -499,7 +504,9 @@ impl Mta {
         };
         let keys = open_keys(&cfg, &opts, &recovered)?;
         let recovered = recovered_rcpts(recovered, classifier.as_ref());
-        let (fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
+        let (mut fanout, file_sink, webhooks) = event_sinks(&cfg, &opts)?;
+        let tail = BroadcastSink::new(TAIL_CAPACITY);
+        fanout.push(Arc::new(tail.clone()));
         let events: Arc<dyn EventSink> = Arc::new(fanout);
         let lost = &spool.recovery_report().lost;
         report_lost(lost, &Outbox(spool.clone()), &*events, opts.clock.as_ref()).await?;
@@ -531,6 +538,7 @@ impl Mta {
             tokens,
             file_sink,
             webhooks,
+            tail,
             grace: cfg.delivery.shutdown_grace,
             tasks: Mutex::new(Vec::new()),
             inmail: delivery.inmail.clone(),

@@ -4,7 +4,7 @@
 //! crash) starts by deleting what the last one wrote, and an analysis with template errors
 //! leaves no row behind and the delivery a Draft.
 
-use super::{Engine, EngineError};
+use super::{AnalysisProgress, Engine, EngineError};
 use crate::analysis::{Analyzer, Candidate, Counts};
 use crate::model::{DeliveryId, DeliveryState, LogId, RecipientId};
 use crate::quarantine;
@@ -45,6 +45,7 @@ struct Analyzing<'a> {
 impl Drop for Analyzing<'_> {
     fn drop(&mut self) {
         self.engine.inner.analyzing.lock().remove(&self.id);
+        self.engine.inner.progress.lock().remove(&self.id);
     }
 }
 
@@ -73,6 +74,7 @@ impl Engine {
         let store = self.store();
         store.reset_log(id).await?;
         let cfg = &self.inner.cfg;
+        let recipients = store.count_recipients(d.list).await?;
         let mut analyzer = Analyzer::new(self.now(), &cfg.quarantine);
         let mut errors = Vec::new();
         let mut error_total = 0u64;
@@ -115,6 +117,13 @@ impl Engine {
                 store.insert_log_rows(&rows).await?;
             }
             progress(analyzer.counts());
+            self.inner.progress.lock().insert(
+                id,
+                AnalysisProgress {
+                    counts: *analyzer.counts(),
+                    recipients,
+                },
+            );
         }
         if error_total > 0 {
             store.reset_log(id).await?;

@@ -103,6 +103,15 @@ pub struct DeliveryStatus {
     pub legacy: LegacyView,
     /// Every row reached a final status, or the validity ended.
     pub r#final: bool,
+    /// While an analysis runs: how far it is.
+    pub analysis: Option<AnalysisProgress>,
+}
+
+/// An analysis under way: the counts so far and the size of the target list.
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
+pub struct AnalysisProgress {
+    pub counts: crate::analysis::Counts,
+    pub recipients: u64,
 }
 
 struct Sender {
@@ -123,6 +132,7 @@ struct Inner {
     cfg: EngineConfig,
     senders: Mutex<HashMap<DeliveryId, Sender>>,
     analyzing: Mutex<HashSet<DeliveryId>>,
+    progress: Mutex<HashMap<DeliveryId, AnalysisProgress>>,
 }
 
 impl Engine {
@@ -140,6 +150,7 @@ impl Engine {
                 cfg,
                 senders: Mutex::new(HashMap::new()),
                 analyzing: Mutex::new(HashSet::new()),
+                progress: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -196,6 +207,7 @@ impl Engine {
             efs: kpi::efs(&kpis, now, end),
             legacy: kpi::legacy(&kpis, now, end),
             r#final: kpi::is_final(&kpis, now, end),
+            analysis: self.inner.progress.lock().get(&id).copied(),
             delivery,
             kpis,
         })
@@ -371,11 +383,16 @@ impl Engine {
     }
 
     /// At start: claims a crash left are taken back (SQLite: this process is the only one),
-    /// stopped deliveries finish their cancellation, running ones get their sender again.
+    /// stopped deliveries finish their cancellation, running ones get their sender again. A
+    /// delivery that cannot resume (its templates no longer compile under the configured
+    /// limits) is logged and left as it is: it does not keep the others, or the MTA, from
+    /// starting.
     pub async fn recover(&self) -> Result<(), EngineError> {
         let store = &self.inner.store;
         for d in store.deliveries_in(&[DeliveryState::Stopped]).await? {
-            send::cancel_rest(self, d.id).await?;
+            if let Err(e) = send::cancel_rest(self, d.id).await {
+                tracing::error!(delivery = d.id.0, error = %e, "campaign: cannot finish the stop");
+            }
         }
         if store.backend() == crate::store::Backend::Sqlite {
             let n = store.release_all_claims().await?;
@@ -384,7 +401,9 @@ impl Engine {
             }
         }
         for d in store.deliveries_in(&[DeliveryState::Running]).await? {
-            self.spawn_sender(d.id).await?;
+            if let Err(e) = self.spawn_sender(d.id).await {
+                tracing::error!(delivery = d.id.0, error = %e, "campaign: cannot resume sending");
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 # Campaign benchmark: import, analysis and a personalized delivery to smtp-sink, with the MTA
 # alone relaying the same number of messages in the same run. See bench/README.md.
 #   N=1000000 BACKENDS=sqlite,postgres bench/campaign.sh    # the full run (updates docs/benchmarks.md)
-#   N=20000 bench/campaign.sh                               # a quick check (docs untouched)
+#   N=20000 bench/campaign.sh                               # a quick check (docs untouched below N=100000; UPDATE_DOCS=0 keeps them for any N)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."

@@ -36,26 +36,24 @@ impl MtaInjector {
 
 /// Campaign messages are bulk mail: the MTA adds the RFC 8058 List-Unsubscribe fields to them
 /// (inMail on), as it does for API injections with `"bulk": true`.
-fn injection(o: &Outgoing) -> Injection {
+fn injection(o: Outgoing) -> Injection {
     let mut metadata = o.metadata();
     metadata.insert("bulk".into(), true.into());
+    let key = o.idempotency_key();
     Injection {
-        sender: o.sender.clone(),
-        recipients: vec![o.recipient.clone()],
-        body: o.body.clone(),
+        sender: o.sender,
+        recipients: vec![o.recipient],
+        body: o.body,
         metadata,
         validity: Some(o.validity),
-        pool: o.pool.clone(),
+        pool: o.pool,
         trace: None,
-        idempotency_keys: vec![Some(o.idempotency_key())],
+        idempotency_keys: vec![Some(key)],
     }
 }
 
 impl Injector for MtaInjector {
-    fn inject<'a>(
-        &'a self,
-        batch: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<Handed>, Unavailable>> {
+    fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>> {
         Box::pin(async move {
             let mta = self
                 .mta
@@ -64,11 +62,12 @@ impl Injector for MtaInjector {
                 .ok_or_else(|| Unavailable("the MTA is starting".into()))?;
             // Concurrently: the spool commits a group of messages per disk sync.
             let mut set = JoinSet::new();
-            for (i, o) in batch.iter().enumerate() {
+            let n = batch.len();
+            for (i, o) in batch.into_iter().enumerate() {
                 let (mta, inj) = (mta.clone(), injection(o));
                 set.spawn(async move { (i, mta.inject(inj).await) });
             }
-            let mut answers: Vec<Option<Handed>> = vec![None; batch.len()];
+            let mut answers: Vec<Option<Handed>> = vec![None; n];
             let mut transient = None;
             while let Some(done) = set.join_next().await {
                 let (i, result) = done.map_err(|e| Unavailable(format!("injection task: {e}")))?;
@@ -284,7 +283,7 @@ mod tests {
             validity: Duration::from_secs(60),
             pool: None,
         };
-        let inj = injection(&o);
+        let inj = injection(o);
         assert_eq!(
             inj.metadata.get("bulk"),
             Some(&serde_json::Value::Bool(true))

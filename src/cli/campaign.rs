@@ -2,6 +2,7 @@
 
 use super::remote::{Client, RemoteArgs};
 use anyhow::Context;
+use cartero_campaign::model::Kpis;
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -293,19 +294,7 @@ fn print_status(v: &Value) {
             ""
         }
     );
-    for key in [
-        "to_deliver",
-        "pending",
-        "taken",
-        "sent",
-        "failed",
-        "ignored",
-        "hard_bounces",
-        "soft_bounces",
-        "complaints",
-        "unsubscribes",
-        "new_quarantines",
-    ] {
+    for key in Kpis::COUNTERS {
         println!("  {key:<16} {}", k[key]);
     }
     if let Some(s) = v["efs"]["success"]["rate"].as_f64() {

@@ -60,12 +60,10 @@ pub struct Unavailable(pub String);
 /// A boxed future, so the trait can be used as `dyn Injector`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Hands messages to an MTA. One answer per message, in order.
+/// Hands messages to an MTA. One answer per message, in order. The batch is given by value:
+/// the rendered bodies move into the MTA without a copy.
 pub trait Injector: Send + Sync {
-    fn inject<'a>(
-        &'a self,
-        batch: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<Handed>, Unavailable>>;
+    fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>>;
 }
 
 #[cfg(test)]

@@ -271,6 +271,24 @@ pub struct Kpis {
     pub sent_by_domain: BTreeMap<String, u64>,
 }
 
+impl Kpis {
+    /// The scalar counters' names, in the order the store keeps them and the CLI prints
+    /// them: the one list both read.
+    pub const COUNTERS: [&'static str; 11] = [
+        "to_deliver",
+        "pending",
+        "taken",
+        "sent",
+        "failed",
+        "ignored",
+        "hard_bounces",
+        "soft_bounces",
+        "complaints",
+        "unsubscribes",
+        "new_quarantines",
+    ];
+}
+
 /// A recipient profile: an e-mail and free attributes (CSV columns or API JSON), the values
 /// templates personalize with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -74,10 +74,7 @@ impl ScriptedMta {
 }
 
 impl Injector for ScriptedMta {
-    fn inject<'a>(
-        &'a self,
-        batch: &'a [Outgoing],
-    ) -> BoxFuture<'a, Result<Vec<Handed>, Unavailable>> {
+    fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>> {
         Box::pin(async move {
             self.entered.fetch_add(1, Ordering::SeqCst);
             if let Some(g) = &self.gate {
@@ -87,7 +84,7 @@ impl Injector for ScriptedMta {
                 return Err(Unavailable("scripted outage".into()));
             }
             let mut out = Vec::new();
-            for o in batch {
+            for o in &batch {
                 self.calls.lock().push(o.clone());
                 if self.refuse.lock().contains(&o.recipient) {
                     out.push(Handed::Refused {
@@ -190,28 +187,24 @@ async fn analyzed(w: &World, emails: &[&str]) -> DeliveryId {
     d.id
 }
 
+/// A Draft delivery of `list` whose subject needs `first_name`.
+async fn news(w: &World, list: ListId) -> DeliveryId {
+    let new = new_delivery(
+        "news",
+        "news@sender.test",
+        "Hello {{ first_name }}",
+        "Hi",
+        list,
+    );
+    w.engine.create_delivery(&new).await.unwrap().id
+}
+
 fn emails(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user{i}@d{}.test", i % 3)).collect()
 }
 
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
-}
-
-async fn rows(store: &Store, d: DeliveryId) -> Vec<LogRow> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list_log_rows(d, &LogFilter::default(), after.as_ref(), 1000)
-            .await
-            .unwrap();
-        out.extend(page.rows);
-        match page.next {
-            Some(c) => after = Some(c),
-            None => return out,
-        }
-    }
 }
 
 /// An MTA event about a message the scripted MTA took.
@@ -252,18 +245,7 @@ async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
         ],
     )
     .await;
-    let d = w
-        .engine
-        .create_delivery(&new_delivery(
-            "news",
-            "news@sender.test",
-            "Hello {{ first_name }}",
-            "Hi",
-            list,
-        ))
-        .await
-        .unwrap()
-        .id;
+    let d = news(&w, list).await;
     let seen = Mutex::new(Vec::new());
     let counts = w
         .engine
@@ -469,7 +451,7 @@ async fn stop_cancels_what_the_mta_has_not_taken(store: Store) {
         (st.kpis.taken, st.kpis.failed, st.kpis.pending),
         (20, 10, 0)
     );
-    let rows = rows(w.engine.store(), d).await;
+    let rows = common::all_rows(w.engine.store(), d).await;
     let cancelled: Vec<&LogRow> = rows
         .iter()
         .filter(|r| r.status == LogStatus::Failed)
@@ -520,7 +502,7 @@ async fn a_lost_acknowledgement_is_handed_over_again_with_the_same_key(store: St
     w.engine.wait_sender(d).await;
     // The first batch reached the MTA twice; its key made the second one a repeat.
     assert_eq!((w.mta.handed(), w.mta.distinct()), (25, 15));
-    let rows = rows(w.engine.store(), d).await;
+    let rows = common::all_rows(w.engine.store(), d).await;
     let keys = w.mta.keys.lock().clone();
     for r in &rows {
         let key = format!("cartero-campaign:{}:{}", d.0, r.id.0);
@@ -558,7 +540,7 @@ async fn an_async_bounce_named_by_message_id_fails_a_sent_row(store: Store) {
     let d = analyzed(&w, &refs(&emails(3))).await;
     w.engine.start(d).await.unwrap();
     w.engine.wait_sender(d).await;
-    let row = rows(w.engine.store(), d).await.remove(1);
+    let row = common::all_rows(w.engine.store(), d).await.remove(1);
     let o = w.mta.message_of(row.id).unwrap();
     let mid = row.message_id.clone().unwrap();
     w.clock.advance(Duration::from_secs(5));
@@ -597,18 +579,7 @@ async fn template_errors_are_reported_before_anything_is_sent(store: Store) {
     )
     .await
     .unwrap();
-    let d = w
-        .engine
-        .create_delivery(&new_delivery(
-            "news",
-            "news@sender.test",
-            "Hello {{ first_name }}",
-            "Hi",
-            list,
-        ))
-        .await
-        .unwrap()
-        .id;
+    let d = news(&w, list).await;
     let e = w.engine.analyze(d, &|_| {}).await.unwrap_err();
     let text = e.to_string();
     assert!(

@@ -2,7 +2,8 @@
 //! CSV import rows per second. Run with
 //! `cargo test --release -p cartero-campaign --test measure -- --ignored --nocapture`.
 
-use cartero_campaign::import::{ImportOptions, import_csv};
+mod common;
+
 use cartero_campaign::model::*;
 use cartero_campaign::store::*;
 use cartero_clock::ManualClock;
@@ -40,19 +41,7 @@ async fn sqlite_bytes_per_log_row_and_import_rate() {
 
     let list = import_rate(&store, &clock).await;
     let d = store
-        .create_delivery(
-            &NewDelivery {
-                name: "m".into(),
-                from: "a@b.c".into(),
-                subject: "s".into(),
-                text_template: None,
-                html_template: None,
-                list,
-                validity_ms: DEFAULT_VALIDITY_MS,
-                pool: None,
-            },
-            0,
-        )
+        .create_delivery(&common::bare_delivery(list), 0)
         .await
         .unwrap()
         .id;
@@ -107,32 +96,13 @@ async fn sqlite_bytes_per_log_row_and_import_rate() {
 
 /// Imports 100,000 CSV rows and prints the rate.
 async fn import_rate(store: &Store, clock: &ManualClock) -> ListId {
-    let mut csv = String::from("email,first_name,last_name,city\n");
-    for i in 0..ROWS {
-        csv.push_str(&format!(
-            "jane.doe{i}@mail{}.example,Jane,Doe{i},Lisbon\n",
-            i % 500
-        ));
-    }
-    let started = Instant::now();
-    let mut ignore = |_| {};
-    let report = import_csv(
-        store,
-        csv.as_bytes(),
-        ImportTarget::NewList("m".into()),
-        &ImportOptions::default(),
-        clock,
-        &mut ignore,
-    )
-    .await
-    .unwrap();
-    let secs = started.elapsed().as_secs_f64();
+    let (report, took) = common::import_people(store, clock, ROWS, None).await;
+    let secs = took.as_secs_f64();
     println!(
         "import: {} rows in {secs:.2} s = {:.0} rows/s",
         report.imported,
         report.imported as f64 / secs
     );
-
     report.list
 }
 

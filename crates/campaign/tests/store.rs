@@ -5,7 +5,7 @@ mod common;
 use cartero_bounce::{FailureType, Reason};
 use cartero_campaign::model::*;
 use cartero_campaign::store::*;
-use common::failure;
+use common::{all_rows, failure};
 use std::collections::{BTreeMap, BTreeSet};
 
 const T0: UnixMillis = 1_700_000_000_000;
@@ -71,22 +71,6 @@ async fn pending_rows(store: &Store, d: DeliveryId, n: usize) -> Vec<LogRow> {
         .collect();
     store.insert_log_rows(&rows).await.unwrap();
     all_rows(store, d).await
-}
-
-async fn all_rows(store: &Store, d: DeliveryId) -> Vec<LogRow> {
-    let mut out = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list_log_rows(d, &LogFilter::default(), after.as_ref(), 1000)
-            .await
-            .unwrap();
-        out.extend(page.rows);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return out,
-        }
-    }
 }
 
 async fn lists_and_recipients(store: Store) {

@@ -5,7 +5,6 @@
 
 mod common;
 
-use cartero_campaign::import::{ImportOptions, import_csv};
 use cartero_campaign::model::*;
 use cartero_campaign::store::*;
 use cartero_clock::ManualClock;
@@ -50,19 +49,7 @@ async fn rates(store: &Store, backend: &str) {
     let clock = ManualClock::new(NOW);
     let list = import(store, &clock, backend).await;
     let d = store
-        .create_delivery(
-            &NewDelivery {
-                name: "m".into(),
-                from: "a@b.c".into(),
-                subject: "s".into(),
-                text_template: None,
-                html_template: None,
-                list,
-                validity_ms: DEFAULT_VALIDITY_MS,
-                pool: None,
-            },
-            0,
-        )
+        .create_delivery(&common::bare_delivery(list), 0)
         .await
         .unwrap()
         .id;
@@ -159,28 +146,9 @@ fn fail(b: EventBatch, applied: Vec<EventKey>) -> EventBatchChanges {
 }
 
 async fn import(store: &Store, clock: &ManualClock, backend: &str) -> ListId {
-    let mut csv = String::from("email,first_name,last_name,city\n");
-    for i in 0..ROWS {
-        // Every 50th address is a duplicate: analysis logs it as Ignored with a failure.
-        let n = if i % 50 == 49 { i - 1 } else { i };
-        csv.push_str(&format!(
-            "jane.doe{n}@mail{}.example,Jane,Doe{i},Lisbon\n",
-            n % 500
-        ));
-    }
-    let started = Instant::now();
-    let mut ignore = |_| {};
-    let report = import_csv(
-        store,
-        csv.as_bytes(),
-        ImportTarget::NewList("m".into()),
-        &ImportOptions::default(),
-        clock,
-        &mut ignore,
-    )
-    .await
-    .unwrap();
-    rate("import", backend, ROWS, started.elapsed());
+    // Every 50th address is a duplicate: analysis logs it as Ignored with a failure.
+    let (report, took) = common::import_people(store, clock, ROWS, Some(50)).await;
+    rate("import", backend, ROWS, took);
     report.list
 }
 

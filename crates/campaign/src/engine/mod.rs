@@ -165,7 +165,6 @@ impl Engine {
 
     /// Creates a Draft delivery after checking its sender and compiling its templates.
     pub async fn create_delivery(&self, d: &NewDelivery) -> Result<Delivery, EngineError> {
-        envelope_sender(&d.from)?;
         if d.validity_ms == 0 {
             return Err(EngineError::Invalid("the validity must be positive".into()));
         }
@@ -348,9 +347,8 @@ impl Engine {
         if delivery.state != DeliveryState::Running {
             return Ok(false);
         }
-        let k = self.inner.store.kpis(id).await?;
-        let expired = validity_end(&delivery).is_some_and(|end| self.now() >= end);
-        if (k.pending > 0 || k.taken > 0) && !expired {
+        let k = self.inner.store.counters(id).await?;
+        if !kpi::is_final(&k, self.now(), validity_end(&delivery)) {
             return Ok(false);
         }
         match self
@@ -432,38 +430,4 @@ pub fn state_name(s: DeliveryState) -> &'static str {
 /// When a delivery's validity ends: its start plus its validity.
 pub fn validity_end(d: &Delivery) -> Option<UnixMillis> {
     d.started_at.map(|s| s.saturating_add(d.validity_ms))
-}
-
-/// The envelope sender of a From value: the address in angle brackets, or the value itself.
-pub fn envelope_sender(from: &str) -> Result<String, EngineError> {
-    let from = from.trim();
-    let addr = match (from.rfind('<'), from.rfind('>')) {
-        (Some(a), Some(b)) if a < b && b == from.len() - 1 => &from[a + 1..b],
-        (None, None) => from,
-        _ => {
-            return Err(EngineError::Invalid(format!(
-                "from {from:?}: expected an address or `Name <address>`"
-            )));
-        }
-    };
-    cartero_address::Address::parse(addr.trim())
-        .map_err(|e| EngineError::Invalid(format!("from {from:?}: {e}")))?;
-    Ok(addr.trim().to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_envelope_sender_is_the_address_of_the_from_value() {
-        assert_eq!(
-            envelope_sender("News <news@a.test>").unwrap(),
-            "news@a.test"
-        );
-        assert_eq!(envelope_sender(" news@a.test ").unwrap(), "news@a.test");
-        for bad in ["News <news@a.test", "news", "a <b> c", "<>"] {
-            assert!(envelope_sender(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -7,7 +7,7 @@
 //! row Pending and claimed; it is handed over again with the same idempotency key, and the MTA
 //! answers with the message it already has.
 
-use super::{Engine, EngineError, envelope_sender};
+use super::{Engine, EngineError};
 use crate::inject::{Handed, Outgoing, Unavailable};
 use crate::model::{Delivery, DeliveryId, FailureInfo, LogRow, LogStatus, Recipient, RecipientId};
 use crate::render::MessageTemplate;
@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 /// What is known about a delivery while its rows are handed over.
 struct Job {
     delivery: Delivery,
-    sender: String,
+    /// Its compiled templates; the From address is the envelope sender.
     template: Arc<MessageTemplate>,
 }
 
@@ -33,16 +33,8 @@ pub(super) async fn run(
     template: MessageTemplate,
     stopped: watch::Receiver<bool>,
 ) {
-    let sender = match envelope_sender(&delivery.from) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(delivery = delivery.id.0, error = %e, "campaign: cannot send");
-            return;
-        }
-    };
     let job = Arc::new(Job {
         delivery,
-        sender,
         template: Arc::new(template),
     });
     let mut workers = JoinSet::new();
@@ -119,21 +111,23 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
     let (outgoing, kept): (Vec<Outgoing>, Vec<LogRow>) = pairs.into_iter().unzip();
     let mut taken = Vec::with_capacity(outgoing.len());
     if !outgoing.is_empty() {
-        let answers = match engine.inner.injector.inject(&outgoing).await {
+        // The messages move into the injector; what the answers need is kept aside.
+        let sizes: Vec<u64> = outgoing.iter().map(|o| o.body.len() as u64).collect();
+        let answers = match engine.inner.injector.inject(outgoing).await {
             Ok(a) => a,
             Err(e) => {
-                let claimed: Vec<_> = outgoing.iter().map(|o| o.row).collect();
+                let claimed: Vec<_> = kept.iter().map(|r| r.id).collect();
                 store.release_claims(&claimed).await?;
                 return Err(e.into());
             }
         };
-        for ((o, row), answer) in outgoing.iter().zip(kept).zip(answers) {
+        for ((row, bytes), answer) in kept.into_iter().zip(sizes).zip(answers) {
             match answer {
                 Handed::Taken { message_id } => taken.push(Taken {
-                    id: o.row,
+                    id: row.id,
                     message_id,
                     at: engine.now(),
-                    bytes: o.body.len() as u64,
+                    bytes,
                 }),
                 Handed::Refused { reason } => {
                     failed.push(fail(row, Reason::Refused, "mta:refused", &reason))
@@ -154,7 +148,7 @@ type Rendered = (Vec<(Outgoing, LogRow)>, Vec<LogRow>);
 /// analysis checked every row, so only a profile changed since — fails with the error.
 async fn render_batch(job: &Job, rows: Vec<LogRow>, profiles: Vec<Recipient>) -> Rendered {
     let template = job.template.clone();
-    let (delivery, sender) = (job.delivery.clone(), job.sender.clone());
+    let delivery = job.delivery.clone();
     let work = move || {
         let by_id: HashMap<RecipientId, Recipient> =
             profiles.into_iter().map(|p| (p.id, p)).collect();
@@ -167,7 +161,7 @@ async fn render_batch(job: &Job, rows: Vec<LogRow>, profiles: Vec<Recipient>) ->
                 .and_then(|id| by_id.get(&id))
                 .map_or(&empty, |p| &p.attributes);
             match template.render(&row.address, attrs, &[]) {
-                Ok(body) => out.push((outgoing(&delivery, &sender, &row, body), row)),
+                Ok(body) => out.push((outgoing(&delivery, template.sender(), &row, body), row)),
                 Err(e) => failed.push(fail(row, Reason::NotDefined, "render", &e.to_string())),
             }
         }
@@ -218,7 +212,6 @@ pub(super) async fn cancel_rest(engine: &Engine, id: DeliveryId) -> Result<(), E
     let delivery = engine.delivery(id).await?;
     let lease = ms(cfg.lease);
     let job = Job {
-        sender: envelope_sender(&delivery.from)?,
         template: Arc::new(engine.template_of(
             &delivery.from,
             &delivery.subject,

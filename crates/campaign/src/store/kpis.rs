@@ -13,19 +13,8 @@ use crate::model::{DeliveryId, Kpis, LogRow, LogStatus, UnixMillis};
 use sqlx::{AssertSqlSafe, Row};
 use std::collections::BTreeMap;
 
-const SCALARS: [&str; 11] = [
-    "to_deliver",
-    "pending",
-    "taken",
-    "sent",
-    "failed",
-    "ignored",
-    "hard_bounces",
-    "soft_bounces",
-    "complaints",
-    "unsubscribes",
-    "new_quarantines",
-];
+// Column names are the counters' names.
+const SCALARS: [&str; 11] = Kpis::COUNTERS;
 const PENDING: usize = 1;
 const TAKEN: usize = 2;
 const NEW_QUARANTINES: usize = 10;
@@ -47,7 +36,8 @@ struct DeliveryDelta {
 #[derive(Default)]
 pub(crate) struct KpiChanges(BTreeMap<i64, DeliveryDelta>, BTreeMap<(i64, i64), [i64; 4]>);
 
-const MINUTE_MS: u64 = 60_000;
+/// The step of the stored throughput (table kpi_minute).
+pub(super) const MINUTE_MS: u64 = 60_000;
 
 fn minute(at: UnixMillis) -> i64 {
     i64::try_from(at / MINUTE_MS).unwrap_or(i64::MAX)
@@ -206,8 +196,16 @@ async fn upsert<const N: usize>(
 }
 
 impl Store {
-    /// The counters of a delivery.
+    /// The counters of a delivery, with the by-reason and by-domain breakdowns.
     pub async fn kpis(&self, delivery: DeliveryId) -> Result<Kpis, StoreError> {
+        let mut k = self.counters(delivery).await?;
+        self.read_breakdown(delivery, &mut k).await?;
+        Ok(k)
+    }
+
+    /// The scalar counters only (breakdowns left empty): what the finish check after each
+    /// event batch needs, without the breakdown join.
+    pub async fn counters(&self, delivery: DeliveryId) -> Result<Kpis, StoreError> {
         let sql = format!(
             "SELECT {} FROM kpi WHERE delivery_id = $1",
             SCALARS.join(", ")
@@ -224,7 +222,7 @@ impl Store {
         for (i, slot) in v.iter_mut().enumerate() {
             *slot = ms_from(row.try_get(i)?);
         }
-        let mut k = Kpis {
+        Ok(Kpis {
             to_deliver: v[0],
             pending: v[1],
             taken: v[2],
@@ -237,9 +235,7 @@ impl Store {
             unsubscribes: v[9],
             new_quarantines: v[10],
             ..Kpis::default()
-        };
-        self.read_breakdown(delivery, &mut k).await?;
-        Ok(k)
+        })
     }
 
     async fn read_breakdown(&self, delivery: DeliveryId, k: &mut Kpis) -> Result<(), StoreError> {

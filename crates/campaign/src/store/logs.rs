@@ -314,7 +314,7 @@ impl Store {
         for chunk in numbers.chunks(ID_CHUNK) {
             let sql = format!(
                 "SELECT id, mta_id FROM log_row WHERE mta_id IN ({})",
-                in_list(Marks::of_pool(self.backend), 1, chunk.len())
+                in_list(self.marks(), 1, chunk.len())
             );
             let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql));
             for n in chunk {

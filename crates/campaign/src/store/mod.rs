@@ -274,10 +274,7 @@ impl Store {
     }
 
     fn marks(&self) -> Marks {
-        match self.backend {
-            Backend::Sqlite => Marks::Anonymous,
-            Backend::Postgres => Marks::Numbered,
-        }
+        Marks::of_backend(self.backend)
     }
 
     /// Waits for the connections to close (a checkpoint of the SQLite WAL happens then).
@@ -356,8 +353,7 @@ enum Marks {
 }
 
 impl Marks {
-    /// The marks of statements run on the pool of `backend` rather than on a connection.
-    fn of_pool(backend: Backend) -> Marks {
+    fn of_backend(backend: Backend) -> Marks {
         match backend {
             Backend::Sqlite => Marks::Anonymous,
             Backend::Postgres => Marks::Numbered,
@@ -365,7 +361,7 @@ impl Marks {
     }
 
     fn of(conn: &AnyConnection) -> Marks {
-        Marks::of_pool(Backend::of(conn))
+        Marks::of_backend(Backend::of(conn))
     }
 
     /// The mark of parameter `n` (1-based, in order of appearance).

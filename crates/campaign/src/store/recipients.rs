@@ -243,7 +243,7 @@ impl Store {
         for chunk in ids.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "SELECT id, list_id, email, attributes FROM recipient WHERE id IN ({}) ORDER BY id",
-                in_list(Marks::of_pool(self.backend), 1, chunk.len())
+                in_list(self.marks(), 1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for id in chunk {

@@ -2,6 +2,7 @@
 //! row transactions keep, and the qualification table, from the distinct failures of its rows.
 
 use super::codec::{ms, ms_from};
+use super::kpis::MINUTE_MS;
 use super::{Store, StoreError};
 use crate::model::{DeliveryId, UnixMillis};
 use cartero_bounce::{FailureType, Reason};
@@ -9,7 +10,6 @@ use serde::Serialize;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
-const MINUTE_MS: u64 = 60_000;
 /// Most steps one throughput read returns.
 pub const MAX_STEPS: u64 = 1_440;
 

@@ -4,10 +4,13 @@
 #![allow(dead_code)]
 
 use cartero_bounce::{BounceClass, FailureType, Reason};
-use cartero_campaign::model::FailureInfo;
-use cartero_campaign::store::{Store, StoreOptions};
+use cartero_campaign::import::{ImportOptions, ImportReport, import_csv};
+use cartero_campaign::model::{DEFAULT_VALIDITY_MS, DeliveryId, FailureInfo, ListId, LogRow};
+use cartero_campaign::store::{ImportTarget, LogFilter, NewDelivery, Store, StoreOptions};
+use cartero_clock::ManualClock;
 use sqlx::Connection;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// A hard failure as the MTA would qualify it.
 pub fn failure(reason: Reason, text: &str) -> FailureInfo {
@@ -17,6 +20,72 @@ pub fn failure(reason: Reason, text: &str) -> FailureInfo {
         class: Some(BounceClass(10)),
         text: text.into(),
         rule: "rule-1".into(),
+    }
+}
+
+/// A delivery of `list` with the least content a store accepts: what the measurements
+/// create, where templates play no part.
+pub fn bare_delivery(list: ListId) -> NewDelivery {
+    NewDelivery {
+        name: "m".into(),
+        from: "a@b.c".into(),
+        subject: "s".into(),
+        text_template: None,
+        html_template: None,
+        list,
+        validity_ms: DEFAULT_VALIDITY_MS,
+        pool: None,
+    }
+}
+
+/// Imports `rows` generated people over 500 domains into a new list "m", timing the import
+/// alone. With `duplicate_every = Some(k)` each k-th row repeats the address before it.
+pub async fn import_people(
+    store: &Store,
+    clock: &ManualClock,
+    rows: usize,
+    duplicate_every: Option<usize>,
+) -> (ImportReport, Duration) {
+    let mut csv = String::from("email,first_name,last_name,city\n");
+    for i in 0..rows {
+        let n = match duplicate_every {
+            Some(k) if i % k == k - 1 => i - 1,
+            _ => i,
+        };
+        csv.push_str(&format!(
+            "jane.doe{n}@mail{}.example,Jane,Doe{i},Lisbon\n",
+            n % 500
+        ));
+    }
+    let started = Instant::now();
+    let mut ignore = |_| {};
+    let report = import_csv(
+        store,
+        csv.as_bytes(),
+        ImportTarget::NewList("m".into()),
+        &ImportOptions::default(),
+        clock,
+        &mut ignore,
+    )
+    .await
+    .unwrap();
+    (report, started.elapsed())
+}
+
+/// Every log row of a delivery, page by page through the public listing.
+pub async fn all_rows(store: &Store, d: DeliveryId) -> Vec<LogRow> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_log_rows(d, &LogFilter::default(), after.as_ref(), 1000)
+            .await
+            .unwrap();
+        out.extend(page.rows);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return out,
+        }
     }
 }
 

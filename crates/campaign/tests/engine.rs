@@ -31,6 +31,7 @@ on_both_backends!(
     an_async_bounce_named_by_message_id_fails_a_sent_row,
     template_errors_are_reported_before_anything_is_sent,
     analysis_progress_shows_in_the_status_while_it_runs,
+    a_paged_analysis_keeps_list_order_and_counts_every_error,
     a_delivery_that_cannot_resume_does_not_stop_the_others,
 );
 
@@ -695,4 +696,79 @@ async fn a_delivery_that_cannot_resume_does_not_stop_the_others(store: Store) {
         "left as it was"
     );
     assert_eq!(mta.handed(), 4);
+}
+
+/// The analysis reads, checks and writes pages at once: the log must still follow the list, and
+/// the errors be counted over every page and listed in list order.
+async fn a_paged_analysis_keeps_list_order_and_counts_every_error(store: Store) {
+    let cfg = EngineConfig {
+        analysis_page: 4,
+        max_reported_errors: 3,
+        ..config()
+    };
+    let engine = Engine::new(
+        store,
+        Arc::new(ManualClock::new(T0)),
+        Arc::new(ScriptedMta::default()),
+        cfg,
+    );
+    let s = engine.store();
+    let id = s.create_list("paged", T0).await.unwrap();
+    // 23 recipients; every fifth from the third has no first name; the 21st repeats the 1st.
+    let recipients: Vec<NewRecipient> = (0..23)
+        .map(|i| {
+            let email = if i == 20 {
+                "u0@d.test".to_string()
+            } else {
+                format!("u{i}@d.test")
+            };
+            let attributes = if i % 5 == 2 {
+                serde_json::Map::new()
+            } else {
+                serde_json::json!({ "first_name": format!("n{i}") })
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            };
+            NewRecipient { email, attributes }
+        })
+        .collect();
+    s.add_recipients(id, &recipients, T0).await.unwrap();
+    let create = |subject: &str| new_delivery("paged", "news@sender.test", subject, "Hi", id);
+    let d = engine
+        .create_delivery(&create("Hello {{ first_name }}"))
+        .await
+        .unwrap()
+        .id;
+    match engine.analyze(d, &|_| {}).await.unwrap_err() {
+        EngineError::Analysis(cartero_campaign::engine::AnalysisError::Templates {
+            total,
+            errors,
+        }) => {
+            assert_eq!(total, 5, "u2, u7, u12, u17, u22");
+            let shown: Vec<&str> = errors.iter().map(|e| e.address.as_str()).collect();
+            assert_eq!(shown, ["u2@d.test", "u7@d.test", "u12@d.test"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        s.count_log_rows(d).await.unwrap(),
+        [0; 5],
+        "nothing half-applied"
+    );
+    let d = engine.create_delivery(&create("Hello")).await.unwrap().id;
+    let counts = engine.analyze(d, &|_| {}).await.unwrap();
+    assert_eq!(
+        (counts.candidates, counts.to_deliver, counts.duplicate),
+        (23, 22, 1)
+    );
+    let rows = common::all_rows(s, d).await;
+    let addresses: Vec<String> = rows.iter().map(|r| r.address.clone()).collect();
+    let listed: Vec<String> = recipients.iter().map(|r| r.email.clone()).collect();
+    assert_eq!(addresses, listed, "one row per recipient, in list order");
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].recipient < w[1].recipient && w[0].id < w[1].id)
+    );
+    assert_eq!(rows[20].status, LogStatus::Ignored);
 }

@@ -141,6 +141,9 @@ impl From<EngineError> for ApiError {
                     recipients: errors.clone(),
                 }),
             ),
+            EngineError::Analysis(AnalysisError::Aborted(_)) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+            }
             EngineError::Template(_) | EngineError::Invalid(_) => Self::bad(e),
         }
     }

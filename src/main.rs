@@ -54,6 +54,9 @@ enum Command {
     /// Quarantined addresses: list, bulk release.
     #[command(subcommand)]
     Quarantine(cli::campaign::QuarantineCmd),
+    /// Transactional messages: templates, send, status, list, outbox.
+    #[command(subcommand)]
+    Transactional(cli::transactional::TransactionalCmd),
     /// Queue summary per domain and site of a running instance (like `mailq`).
     Queue(cli::remote::RemoteArgs),
     /// Show the queued recipients of one message.
@@ -111,6 +114,7 @@ fn main() -> std::process::ExitCode {
             Command::Delivery(c) => cli::campaign::delivery(config, c).await,
             Command::Address(c) => cli::campaign::address(config, c).await,
             Command::Quarantine(c) => cli::campaign::quarantine(config, c).await,
+            Command::Transactional(c) => cli::transactional::run(config, c).await,
             Command::Queue(r) => cli::remote::queue(config, r).await,
             Command::Message { id, remote } => cli::remote::message(config, remote, &id).await,
             Command::Flush { domain, remote } => cli::remote::flush(config, remote, domain).await,

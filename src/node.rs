@@ -108,6 +108,9 @@ pub struct Campaign {
     pump: Option<JoinHandle<()>>,
     tick: Option<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    /// The transactional outbox, stopped with the senders (before the MTA).
+    tx_outbox: Option<JoinHandle<()>>,
+    tx_stop: watch::Sender<bool>,
 }
 
 impl Campaign {
@@ -140,6 +143,7 @@ impl Campaign {
             max_import_bytes: MAX_IMPORT_BYTES,
         });
         let (stop, _) = watch::channel(false);
+        let (tx_stop, _) = watch::channel(false);
         let campaign = Campaign {
             engine,
             injector,
@@ -147,12 +151,15 @@ impl Campaign {
             pump: None,
             tick: None,
             stop,
+            tx_outbox: None,
+            tx_stop,
         };
         Ok((campaign, routes))
     }
 
     /// Once the MTA runs (started with [`OUTBOX_CONSUMER`] among its outbox consumers):
-    /// resumes what the last run left, starts the event pump and the validity check.
+    /// resumes what the last run left, starts the event pump, the validity check and the
+    /// transactional outbox.
     pub async fn run(&mut self, mta: Arc<Mta>) -> anyhow::Result<()> {
         let outbox = mta
             .event_outbox(OUTBOX_CONSUMER)
@@ -183,11 +190,18 @@ impl Campaign {
                 }
             }
         }));
+        let (engine, stop) = (self.engine.clone(), self.tx_stop.subscribe());
+        self.tx_outbox = Some(tokio::spawn(async move { engine.run_outbox(stop).await }));
         Ok(())
     }
 
-    /// Senders first (each finishes the batch it is handing over), before the MTA stops.
-    pub async fn stop_senders(&self) {
+    /// Senders and the transactional outbox first (each finishes the batch it is handing
+    /// over), before the MTA stops.
+    pub async fn stop_senders(&mut self) {
+        let _ = self.tx_stop.send(true);
+        if let Some(t) = self.tx_outbox.take() {
+            let _ = t.await;
+        }
         self.engine.shutdown().await;
     }
 

@@ -144,7 +144,7 @@ pub enum QuarantineCmd {
     },
 }
 
-fn print(v: &Value) {
+pub(super) fn print(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())

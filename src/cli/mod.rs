@@ -9,6 +9,7 @@ pub mod events;
 pub mod remote;
 pub mod serve;
 pub mod shaping;
+pub mod transactional;
 
 use anyhow::Context;
 use std::io::Read;

@@ -39,7 +39,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
     signals.wait(&mta).await;
     tracing::info!("shutting down: finishing in-flight transactions");
-    if let Some(c) = &campaign {
+    if let Some(c) = &mut campaign {
         c.stop_senders().await;
     }
     mta.shutdown().await;

@@ -34,6 +34,10 @@ pub struct CampaignConfig {
     pub analysis_page: u32,
     /// Events applied to the logs per transaction. Default 1000.
     pub event_batch: usize,
+    /// How long a transactional call's idempotency key answers with the original call
+    /// (1 s to 30 days). Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_window: Duration,
     pub quarantine: QuarantineConfig,
     pub templates: RenderLimits,
 }
@@ -51,6 +55,7 @@ impl Default for CampaignConfig {
             retry_max: e.retry_max,
             analysis_page: e.analysis_page,
             event_batch: 1000,
+            idempotency_window: e.idempotency_window,
             quarantine: QuarantineConfig::default(),
             templates: RenderLimits::default(),
         }
@@ -76,6 +81,10 @@ impl CampaignConfig {
         }
         if self.lease < Duration::from_secs(1) {
             return bad("lease must be at least 1s".into());
+        }
+        let window = Duration::from_secs(1)..=Duration::from_secs(30 * 24 * 3600);
+        if !window.contains(&self.idempotency_window) {
+            return bad("idempotency_window must be 1s to 30days".into());
         }
         if self.retry_min.is_zero() || self.retry_min > self.retry_max {
             return bad("retry_min must be positive and at most retry_max".into());
@@ -103,6 +112,7 @@ impl CampaignConfig {
             retry_min: self.retry_min,
             retry_max: self.retry_max,
             analysis_page: self.analysis_page,
+            idempotency_window: self.idempotency_window,
             quarantine: self.quarantine.clone(),
             render: self.templates,
             qualifier,
@@ -119,7 +129,11 @@ mod tests {
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert_eq!(CampaignConfig::default().validate(), Ok(()));
         type Change = fn(&mut CampaignConfig);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 7] = [
+            (
+                |c| c.idempotency_window = Duration::ZERO,
+                "idempotency_window",
+            ),
             (|c| c.templates.fuel = 0, "templates"),
             (|c| c.batch = 0, "batch"),
             (|c| c.senders = 0, "senders"),

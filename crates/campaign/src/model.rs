@@ -87,6 +87,37 @@ pub enum DeliveryState {
     Stopped,
 }
 
+/// What a delivery is. A transactional template's version (SPEC §3.7) is a delivery that is
+/// Running from its creation and never finishes: each call adds a row to its log. The campaign
+/// verbs (analyze, start, pause, resume, stop) refuse it.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryKind {
+    #[default]
+    Campaign,
+    Transactional,
+}
+
+impl DeliveryKind {
+    /// As stored (column `delivery.kind`).
+    pub fn code(self) -> i64 {
+        match self {
+            DeliveryKind::Campaign => 0,
+            DeliveryKind::Transactional => 1,
+        }
+    }
+
+    pub fn from_code(v: i64) -> Option<Self> {
+        match v {
+            0 => Some(DeliveryKind::Campaign),
+            1 => Some(DeliveryKind::Transactional),
+            _ => None,
+        }
+    }
+}
+
 /// A delivery log status (SPEC §3.3, Email Feedback Service mode). Stored as its number.
 #[derive(
     Debug,
@@ -319,6 +350,9 @@ pub struct Delivery {
     /// The MTA egress pool; `None` is the MTA's default pool.
     pub pool: Option<String>,
     pub state: DeliveryState,
+    /// A campaign, or one version of a transactional template.
+    #[serde(default)]
+    pub kind: DeliveryKind,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
     /// When it first went Running, and when it became Finished or Stopped.

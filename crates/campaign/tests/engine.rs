@@ -7,18 +7,16 @@ mod common;
 
 use cartero_bounce::Reason;
 use cartero_campaign::engine::{Engine, EngineConfig, EngineError};
-use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable};
+use cartero_campaign::inject::Outgoing;
 use cartero_campaign::model::*;
 use cartero_campaign::quarantine;
 use cartero_campaign::store::*;
 use cartero_clock::{Clock, ManualClock};
 use cartero_events::{Event, EventType};
 use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 
 const T0: UnixMillis = 1_700_000_000_000;
 
@@ -35,79 +33,7 @@ on_both_backends!(
     a_delivery_that_cannot_resume_does_not_stop_the_others,
 );
 
-/// An MTA that takes everything (unless told otherwise), deduplicating by idempotency key as
-/// the real one does.
-#[derive(Default)]
-struct ScriptedMta {
-    /// Key → message id.
-    keys: Mutex<HashMap<String, String>>,
-    /// Every message handed over, repeats included.
-    calls: Mutex<Vec<Outgoing>>,
-    unavailable: AtomicBool,
-    /// Take the batch, then answer "unavailable" (an acknowledgement lost on the way).
-    lose_answers: AtomicBool,
-    refuse: Mutex<Vec<String>>,
-    /// When set, each batch waits for a permit.
-    gate: Option<Semaphore>,
-    /// Batches that reached the MTA (before the gate).
-    entered: AtomicUsize,
-}
-
-impl ScriptedMta {
-    fn gated() -> Self {
-        Self {
-            gate: Some(Semaphore::new(0)),
-            ..Self::default()
-        }
-    }
-
-    fn distinct(&self) -> usize {
-        self.keys.lock().len()
-    }
-
-    fn handed(&self) -> usize {
-        self.calls.lock().len()
-    }
-
-    fn message_of(&self, row: LogId) -> Option<Outgoing> {
-        self.calls.lock().iter().find(|o| o.row == row).cloned()
-    }
-}
-
-impl Injector for ScriptedMta {
-    fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>> {
-        Box::pin(async move {
-            self.entered.fetch_add(1, Ordering::SeqCst);
-            if let Some(g) = &self.gate {
-                g.acquire().await.unwrap().forget();
-            }
-            if self.unavailable.load(Ordering::SeqCst) {
-                return Err(Unavailable("scripted outage".into()));
-            }
-            let mut out = Vec::new();
-            for o in &batch {
-                self.calls.lock().push(o.clone());
-                if self.refuse.lock().contains(&o.recipient) {
-                    out.push(Handed::Refused {
-                        reason: "550 5.1.3 bad address".into(),
-                    });
-                    continue;
-                }
-                let mut keys = self.keys.lock();
-                let n = keys.len() + 1;
-                let id = keys
-                    .entry(o.idempotency_key())
-                    .or_insert_with(|| format!("{:016x}", 0xabc0_0000_u64 + n as u64))
-                    .clone();
-                out.push(Handed::Taken { message_id: id });
-            }
-            if self.lose_answers.swap(false, Ordering::SeqCst) {
-                return Err(Unavailable("answer lost".into()));
-            }
-            Ok(out)
-        })
-    }
-}
+use common::scripted::ScriptedMta;
 
 struct World {
     engine: Engine,

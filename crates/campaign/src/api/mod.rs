@@ -9,6 +9,7 @@
 
 mod addresses;
 mod deliveries;
+mod transactional;
 
 use crate::engine::{AnalysisError, Engine, EngineError};
 use crate::import::ImportError;
@@ -28,6 +29,7 @@ use utoipa_axum::routes;
 const TAG_LISTS: &str = "lists";
 const TAG_DELIVERIES: &str = "deliveries";
 const TAG_ADDRESSES: &str = "addresses";
+const TAG_TRANSACTIONAL: &str = "transactional";
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -66,6 +68,16 @@ fn routes(import_limit: usize) -> OpenApiRouter<ApiContext> {
         .routes(routes!(addresses::list))
         .routes(routes!(addresses::release))
         .routes(routes!(addresses::audit))
+        .routes(routes!(transactional::list_templates))
+        .routes(routes!(
+            transactional::put_template,
+            transactional::show_template
+        ))
+        .routes(routes!(transactional::send))
+        .routes(routes!(transactional::send_batch))
+        .routes(routes!(transactional::messages))
+        .routes(routes!(transactional::message))
+        .routes(routes!(transactional::outbox))
 }
 
 /// Every error answer: a status and this body.
@@ -117,6 +129,10 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::CONFLICT, e)
             }
             StoreError::Invalid(_) => Self::bad(e),
+            StoreError::KeyConflict { index, id, .. } => Self(
+                StatusCode::CONFLICT,
+                json!({ "error": e.to_string(), "index": index, "id": id }),
+            ),
             other => {
                 tracing::error!(error = %other, "campaign API: database error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "campaign database error")
@@ -145,8 +161,33 @@ impl From<EngineError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, e)
             }
             EngineError::Template(_) | EngineError::Invalid(_) => Self::bad(e),
+            EngineError::UnknownTemplate(_) => Self::new(StatusCode::NOT_FOUND, e),
+            EngineError::Call(ref c) => Self(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                call_error_body(&e.to_string(), c),
+            ),
         }
     }
+}
+
+/// A refused transactional call: which one, which field, and (when known) the template line
+/// and the variable it lacked.
+fn call_error_body(message: &str, c: &crate::engine::CallError) -> serde_json::Value {
+    use crate::render::{RenderError, TemplateErrorKind};
+    let (field, line, variable) = match &c.error {
+        RenderError::Template(t) => (
+            t.field.name().to_string(),
+            t.line,
+            match &t.kind {
+                TemplateErrorKind::Undefined(v) => Some(v.clone()),
+                _ => None,
+            },
+        ),
+        RenderError::Recipient { .. } => ("recipient".into(), None, None),
+        RenderError::Attribute { name, .. } => (format!("data.{name}"), None, None),
+        RenderError::Header { name, .. } => (format!("header {name}"), None, None),
+    };
+    json!({ "error": message, "index": c.index, "field": field, "line": line, "variable": variable })
 }
 
 impl From<ImportError> for ApiError {

@@ -15,13 +15,15 @@
 mod analyze;
 pub mod intake;
 mod send;
+mod transactional;
 
 pub use analyze::{AnalysisError, RecipientError};
 pub use intake::IntakeReport;
+pub use transactional::{Call, CallAccepted, CallError, MAX_BATCH, MAX_KEY_BYTES};
 
 use crate::inject::Injector;
 use crate::kpi::{self, EfsView, LegacyView};
-use crate::model::{Delivery, DeliveryId, DeliveryState, Kpis, UnixMillis};
+use crate::model::{Delivery, DeliveryId, DeliveryKind, DeliveryState, Kpis, UnixMillis};
 use crate::quarantine::QuarantineConfig;
 use crate::render::{MessageTemplate, RenderLimits, TemplateError};
 use crate::store::{NewDelivery, Store, StoreError};
@@ -52,6 +54,8 @@ pub struct EngineConfig {
     pub analysis_page: u32,
     /// Template errors listed when an analysis is refused (all are counted).
     pub max_reported_errors: usize,
+    /// How long a transactional call's idempotency key answers with the original call.
+    pub idempotency_window: Duration,
     pub quarantine: QuarantineConfig,
     pub render: RenderLimits,
     pub qualifier: Qualifier,
@@ -67,6 +71,7 @@ impl Default for EngineConfig {
             retry_max: Duration::from_secs(30),
             analysis_page: 2_000,
             max_reported_errors: 100,
+            idempotency_window: Duration::from_secs(24 * 3600),
             quarantine: QuarantineConfig::default(),
             render: RenderLimits::default(),
             qualifier: Qualifier::default(),
@@ -90,8 +95,13 @@ pub enum EngineError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
-    #[error("invalid delivery: {0}")]
+    #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("no transactional template {0:?}")]
+    UnknownTemplate(String),
+    /// A transactional call that cannot be personalized (or has a bad recipient).
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 /// A delivery with its figures (SPEC §3.3), as `delivery status` shows it.
@@ -133,6 +143,8 @@ struct Inner {
     senders: Mutex<HashMap<DeliveryId, Sender>>,
     analyzing: Mutex<HashSet<DeliveryId>>,
     progress: Mutex<HashMap<DeliveryId, AnalysisProgress>>,
+    /// Told when transactional calls are stored.
+    outbox_wake: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -151,6 +163,7 @@ impl Engine {
                 senders: Mutex::new(HashMap::new()),
                 analyzing: Mutex::new(HashSet::new()),
                 progress: Mutex::new(HashMap::new()),
+                outbox_wake: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -227,6 +240,7 @@ impl Engine {
     /// Running → Paused. Returns once the sender handed over its last batch: from then on
     /// nothing of this delivery goes to the MTA until it is resumed.
     pub async fn pause(&self, id: DeliveryId) -> Result<(), EngineError> {
+        self.campaign_only(id, "paused").await?;
         self.transition(
             id,
             &[DeliveryState::Running],
@@ -254,10 +268,23 @@ impl Engine {
     /// rows fail as "delivery stopped", not charged to the addresses).
     pub async fn stop(&self, id: DeliveryId) -> Result<(), EngineError> {
         use DeliveryState::*;
+        self.campaign_only(id, "stopped").await?;
         self.transition(id, &[Analyzed, Running, Paused], Stopped, "stopped")
             .await?;
         self.stop_sender(id).await;
         send::cancel_rest(self, id).await
+    }
+
+    /// Refuses the campaign verbs on a transactional template's version, which is always
+    /// Running.
+    async fn campaign_only(&self, id: DeliveryId, verb: &str) -> Result<(), EngineError> {
+        if self.delivery(id).await?.kind == DeliveryKind::Transactional {
+            return Err(EngineError::Invalid(format!(
+                "delivery {} is a version of a transactional template: it cannot be {verb}",
+                id.0
+            )));
+        }
+        Ok(())
     }
 
     async fn transition(
@@ -344,7 +371,7 @@ impl Engine {
     /// ended (rows still in the MTA then end with its expiry events). Returns whether it did.
     pub async fn finish_if_done(&self, id: DeliveryId) -> Result<bool, EngineError> {
         let delivery = self.delivery(id).await?;
-        if delivery.state != DeliveryState::Running {
+        if delivery.state != DeliveryState::Running || delivery.kind != DeliveryKind::Campaign {
             return Ok(false);
         }
         let k = self.inner.store.counters(id).await?;

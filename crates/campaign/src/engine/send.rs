@@ -20,10 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 /// What is known about a delivery while its rows are handed over.
-struct Job {
-    delivery: Delivery,
+pub(super) struct Job {
+    pub(super) delivery: Delivery,
     /// Its compiled templates; the From address is the envelope sender.
-    template: Arc<MessageTemplate>,
+    pub(super) template: Arc<MessageTemplate>,
 }
 
 /// Runs until every row is handed over or `stopped` says so.
@@ -55,7 +55,8 @@ pub(super) async fn run(
     }
 }
 
-async fn worker(engine: &Engine, job: &Job, mut stopped: watch::Receiver<bool>) {
+/// Claims and hands over batches until no row is left to claim or `stopped` says so.
+pub(super) async fn worker(engine: &Engine, job: &Job, mut stopped: watch::Receiver<bool>) {
     let cfg = &engine.inner.cfg;
     let mut backoff = cfg.retry_min;
     let lease = ms(cfg.lease);

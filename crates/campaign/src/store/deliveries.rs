@@ -2,8 +2,8 @@
 //! (an operator's pause and the sender finishing) can never both win.
 
 use super::codec::{delivery_state_code, delivery_state_from, ms, ms_from};
-use super::{Backend, Marks, Store, StoreError, in_list};
-use crate::model::{Delivery, DeliveryId, DeliveryState, ListId, UnixMillis};
+use super::{Backend, Marks, Store, StoreError, Tx, in_list};
+use crate::model::{Delivery, DeliveryId, DeliveryKind, DeliveryState, ListId, UnixMillis};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -20,8 +20,8 @@ pub struct NewDelivery {
     pub pool: Option<String>,
 }
 
-const COLUMNS: &str = "id, name, from_addr, subject, text_template, html_template, list_id, \
-                       validity_ms, pool, state, created_at, updated_at, started_at, ended_at";
+pub(super) const COLUMNS: &str = "id, name, from_addr, subject, text_template, html_template, list_id, \
+                       validity_ms, pool, state, kind, created_at, updated_at, started_at, ended_at";
 
 impl Store {
     /// Creates a Draft delivery and its (zero) counters.
@@ -32,27 +32,7 @@ impl Store {
     ) -> Result<Delivery, StoreError> {
         self.ready_list(d.list).await?;
         let mut tx = self.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO delivery (name, from_addr, subject, text_template, html_template, \
-             list_id, validity_ms, pool, state, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING id",
-        )
-        .bind(d.name.as_str())
-        .bind(d.from.as_str())
-        .bind(d.subject.as_str())
-        .bind(d.text_template.as_deref())
-        .bind(d.html_template.as_deref())
-        .bind(d.list.0)
-        .bind(ms(d.validity_ms))
-        .bind(d.pool.as_deref())
-        .bind(delivery_state_code(DeliveryState::Draft))
-        .bind(ms(now))
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO kpi (delivery_id) VALUES ($1)")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let id = insert_delivery(&mut tx, d, DeliveryKind::Campaign, now).await?;
         tx.commit().await?;
         self.delivery(DeliveryId(id))
             .await?
@@ -80,7 +60,8 @@ impl Store {
         rows.iter().map(delivery_from_row).collect()
     }
 
-    /// Deliveries in one of `states` (what a restart resumes).
+    /// Campaign deliveries (not transactional templates) in one of `states`: what a restart
+    /// resumes and the validity tick checks.
     pub async fn deliveries_in(
         &self,
         states: &[DeliveryState],
@@ -89,7 +70,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM delivery WHERE state IN ({}) ORDER BY id",
+            "SELECT {COLUMNS} FROM delivery WHERE kind = 0 AND state IN ({}) ORDER BY id",
             in_list(self.marks(), 1, states.len())
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -157,7 +138,52 @@ impl Store {
     }
 }
 
-fn delivery_from_row(r: &AnyRow) -> Result<Delivery, StoreError> {
+/// Inserts a delivery and its (zero) counters: a campaign as a Draft, a transactional
+/// template's version Running from now on.
+pub(super) async fn insert_delivery(
+    tx: &mut Tx,
+    d: &NewDelivery,
+    kind: DeliveryKind,
+    now: UnixMillis,
+) -> Result<i64, StoreError> {
+    let (state, started) = match kind {
+        DeliveryKind::Campaign => (DeliveryState::Draft, None),
+        DeliveryKind::Transactional => (DeliveryState::Running, Some(ms(now))),
+    };
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO delivery (name, from_addr, subject, text_template, html_template, \
+         list_id, validity_ms, pool, state, kind, created_at, updated_at, started_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING id",
+    )
+    .bind(d.name.as_str())
+    .bind(d.from.as_str())
+    .bind(d.subject.as_str())
+    .bind(d.text_template.as_deref())
+    .bind(d.html_template.as_deref())
+    .bind(d.list.0)
+    .bind(ms(d.validity_ms))
+    .bind(d.pool.as_deref())
+    .bind(delivery_state_code(state))
+    .bind(kind.code())
+    .bind(ms(now))
+    .bind(started)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO kpi (delivery_id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+fn kind_from(v: i64) -> Result<DeliveryKind, StoreError> {
+    DeliveryKind::from_code(v).ok_or(StoreError::Corrupt {
+        column: "delivery.kind",
+        value: v.to_string(),
+    })
+}
+
+pub(super) fn delivery_from_row(r: &AnyRow) -> Result<Delivery, StoreError> {
     Ok(Delivery {
         id: DeliveryId(r.try_get("id")?),
         name: r.try_get("name")?,
@@ -169,6 +195,7 @@ fn delivery_from_row(r: &AnyRow) -> Result<Delivery, StoreError> {
         validity_ms: ms_from(r.try_get("validity_ms")?),
         pool: r.try_get("pool")?,
         state: delivery_state_from(r.try_get("state")?)?,
+        kind: kind_from(r.try_get("kind")?)?,
         created_at: ms_from(r.try_get("created_at")?),
         updated_at: ms_from(r.try_get("updated_at")?),
         started_at: r.try_get::<Option<i64>, _>("started_at")?.map(ms_from),

@@ -27,6 +27,35 @@ pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.recipient_id
      f.ftype, f.reason AS freason, f.class, f.text, f.rule \
      FROM log_row l JOIN domain d ON d.id = l.domain_id LEFT JOIN failure f ON f.id = l.failure_id";
 
+/// The insert of new rows, before its `VALUES`: [`bind_new_row`] binds one row's 12 values.
+pub(super) const INSERT_ROWS: &str = "INSERT INTO log_row (delivery_id, recipient_id, status, \
+     feedback, reason, domain_id, failure_id, last_event_at, address, mta_id, message_id, attempts)";
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a new row's values in the order of [`INSERT_ROWS`].
+pub(super) fn bind_new_row<'q>(
+    q: AnyQuery<'q>,
+    r: &'q LogRow,
+    domain_id: i64,
+    failure_id: Option<i64>,
+    attempts: Option<Vec<u8>>,
+) -> AnyQuery<'q> {
+    let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
+    q.bind(r.delivery.0)
+        .bind(r.recipient.map(|id| id.0))
+        .bind(i64::from(r.status.as_u8()))
+        .bind(i64::from(r.feedback.bits()))
+        .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
+        .bind(domain_id)
+        .bind(failure_id)
+        .bind(ms(r.last_event_at))
+        .bind(r.address.as_str())
+        .bind(mta_id)
+        .bind(message_id)
+        .bind(attempts)
+}
+
 /// Which Pending rows a claim takes.
 #[derive(Debug, Clone, Copy)]
 enum Claim {
@@ -75,29 +104,14 @@ impl Store {
             let wanted: Vec<_> = chunk.iter().map(|(r, _)| r.failure.as_ref()).collect();
             let failure_ids = failures.ids(&mut tx, &wanted).await?;
             let sql = format!(
-                "INSERT INTO log_row (delivery_id, recipient_id, status, feedback, reason, \
-                 domain_id, failure_id, last_event_at, address, mta_id, message_id, attempts) \
-                 VALUES {}",
+                "{INSERT_ROWS} VALUES {}",
                 values_list(Marks::of(&tx), chunk.len(), 12)
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for ((r, attempts), failure_id) in chunk.iter().zip(failure_ids) {
                 let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
                 kpi.row(r, domain_id, 1);
-                let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
-                q = q
-                    .bind(r.delivery.0)
-                    .bind(r.recipient.map(|id| id.0))
-                    .bind(i64::from(r.status.as_u8()))
-                    .bind(i64::from(r.feedback.bits()))
-                    .bind(r.failure.as_ref().map(|f| i64::from(f.reason.value())))
-                    .bind(domain_id)
-                    .bind(failure_id)
-                    .bind(ms(r.last_event_at))
-                    .bind(r.address.as_str())
-                    .bind(mta_id)
-                    .bind(message_id)
-                    .bind(attempts.clone());
+                q = bind_new_row(q, r, domain_id, failure_id, attempts.clone());
             }
             q.execute(&mut *tx).await?;
         }

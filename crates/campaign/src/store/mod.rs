@@ -22,6 +22,7 @@ mod logs;
 mod logs_list;
 mod recipients;
 mod reports;
+mod transactional;
 
 pub use address::{ReleaseAudit, ReleaseFilter};
 pub use deliveries::NewDelivery;
@@ -30,6 +31,9 @@ pub use logs::Taken;
 pub use logs_list::{LogCursor, LogFilter, LogPage};
 pub use recipients::{ImportSession, ImportTarget, NewRecipient};
 pub use reports::{MAX_STEPS, QualificationLine, ThroughputPoint, normalize};
+pub use transactional::{
+    CallOutcome, NewCall, OutboxState, TxCall, TxFilter, TxTemplate, TxVersion,
+};
 
 use sqlx::AnyConnection;
 use sqlx::any::AnyPoolOptions;
@@ -198,6 +202,9 @@ pub enum StoreError {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Call `index` of a batch reuses the idempotency key of call `id` with another payload.
+    #[error("call {index}: idempotency key {key:?} was used by call {id} with another payload")]
+    KeyConflict { index: usize, key: String, id: i64 },
 }
 
 /// The campaign database.
@@ -316,17 +323,32 @@ fn sqlite_pool(connections: u32, options: &StoreOptions) -> AnyPoolOptions {
 }
 
 fn migrator(backend: Backend) -> Migrator {
-    let sql = match backend {
-        Backend::Sqlite => include_str!("../../migrations/sqlite/0001_campaign.sql"),
-        Backend::Postgres => include_str!("../../migrations/postgres/0001_campaign.sql"),
+    let sqls = match backend {
+        Backend::Sqlite => [
+            include_str!("../../migrations/sqlite/0001_campaign.sql"),
+            include_str!("../../migrations/sqlite/0002_transactional.sql"),
+        ],
+        Backend::Postgres => [
+            include_str!("../../migrations/postgres/0001_campaign.sql"),
+            include_str!("../../migrations/postgres/0002_transactional.sql"),
+        ],
     };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "campaign".into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+    let names = ["campaign", "transactional"];
+    Migrator::with_migrations(
+        sqls.into_iter()
+            .zip(names)
+            .zip(1..)
+            .map(|((sql, name), version)| {
+                Migration::new(
+                    version,
+                    name.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 /// Percent-encodes what a URL path cannot hold as is (`?`, `#`, `%`, spaces, non-ASCII).

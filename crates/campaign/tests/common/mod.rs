@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use cartero_bounce::{BounceClass, FailureType, Reason};
 use cartero_campaign::import::{ImportOptions, ImportReport, import_csv};
 use cartero_campaign::model::{DEFAULT_VALIDITY_MS, DeliveryId, FailureInfo, ListId, LogRow};

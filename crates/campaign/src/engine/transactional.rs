@@ -1,0 +1,371 @@
+//! Transactional messages (SPEC §3.7, docs/transactional.md): versioned templates, calls
+//! stored durably before they are acknowledged, and the outbox that hands them to the MTA.
+//!
+//! A call is checked in full before anything is stored (the recipient, every template field
+//! personalized with its data), then stored with its idempotency key in one transaction per
+//! batch. The outbox is the campaign sender run over the template versions that have Pending
+//! calls: claims with leases, the row's idempotency key for the MTA, backoff while the MTA is
+//! unavailable. So a call is handed over once, and a crash between the MTA's acknowledgement
+//! and the row's update hands it over again under the same key, which the MTA answers with
+//! the message it already has.
+
+use super::send::{Job, worker};
+use super::{Engine, EngineError};
+use crate::analysis::{Analyzer, Candidate};
+use crate::model::{DeliveryId, DeliveryKind, LogId, LogStatus};
+use crate::quarantine;
+use crate::render::RenderError;
+use crate::store::{CallOutcome, NewCall, NewDelivery, TxTemplate, TxVersion};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most calls one batch carries.
+pub const MAX_BATCH: usize = 1_000;
+/// Longest idempotency key, in bytes.
+pub const MAX_KEY_BYTES: usize = 255;
+/// How often the outbox looks for Pending calls without being woken (calls stored by another
+/// process or node, claims whose lease ended).
+const OUTBOX_POLL: Duration = Duration::from_secs(1);
+
+/// One call: who, with which data, under which idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub recipient: String,
+    pub data: Map<String, Value>,
+    pub idempotency_key: Option<String>,
+}
+
+/// The answer to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CallAccepted {
+    pub id: LogId,
+    /// The key was seen before with the same payload: this is the original call, and nothing
+    /// new is sent.
+    pub repeated: bool,
+    pub version: u32,
+    /// The call's status now: `pending` (queued for the MTA) or `ignored` (the address is in
+    /// quarantine or denylisted); a repeat reports the original's status.
+    pub status: LogStatus,
+}
+
+/// Why call `index` of a request is refused.
+#[derive(Debug, thiserror::Error)]
+#[error("call {index}: {error}")]
+pub struct CallError {
+    pub index: usize,
+    pub error: RenderError,
+}
+
+impl Engine {
+    /// Adds a version to the template `name` (creating it) after compiling its content; it is
+    /// in force for the calls that follow. `content`'s name and list are ignored.
+    pub async fn put_tx_template(
+        &self,
+        name: &str,
+        content: &NewDelivery,
+    ) -> Result<TxVersion, EngineError> {
+        check_template_name(name)?;
+        if content.validity_ms == 0 {
+            return Err(EngineError::Invalid("the validity must be positive".into()));
+        }
+        self.template_of(
+            &content.from,
+            &content.subject,
+            &content.text_template,
+            &content.html_template,
+        )?;
+        Ok(self
+            .store()
+            .create_tx_version(name, content, self.now())
+            .await?)
+    }
+
+    async fn tx_template(&self, name: &str) -> Result<TxTemplate, EngineError> {
+        self.store()
+            .tx_template(name)
+            .await?
+            .ok_or_else(|| EngineError::UnknownTemplate(name.to_string()))
+    }
+
+    /// Checks and stores calls of the template `name` (its version in force), in one
+    /// transaction: every call is answered, or none is stored. Wakes the outbox.
+    pub async fn send_transactional(
+        &self,
+        name: &str,
+        calls: Vec<Call>,
+    ) -> Result<Vec<CallAccepted>, EngineError> {
+        if calls.is_empty() || calls.len() > MAX_BATCH {
+            return Err(EngineError::Invalid(format!(
+                "a request carries 1 to {MAX_BATCH} calls, not {}",
+                calls.len()
+            )));
+        }
+        for c in &calls {
+            check_key(c.idempotency_key.as_deref())?;
+        }
+        let template = self.tx_template(name).await?;
+        let version = self.delivery(template.current.delivery).await?;
+        let compiled = self.template_of(
+            &version.from,
+            &version.subject,
+            &version.text_template,
+            &version.html_template,
+        )?;
+        let checks: Vec<(String, Map<String, Value>)> = calls
+            .iter()
+            .map(|c| (c.recipient.trim().to_string(), c.data.clone()))
+            .collect();
+        let checked = tokio::task::spawn_blocking(move || {
+            for (index, (to, data)) in checks.iter().enumerate() {
+                if let Err(error) = compiled.check(to, data) {
+                    return Err(CallError { index, error });
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(EngineError::Call(e)),
+            Err(e) => {
+                return Err(EngineError::Invalid(format!(
+                    "checking the calls failed: {e}"
+                )));
+            }
+        }
+        let keys: Vec<String> = calls
+            .iter()
+            .map(|c| quarantine::address_key(c.recipient.trim()))
+            .collect();
+        let states = self.store().address_states(&keys).await?;
+        let now = self.now();
+        let new: Vec<NewCall> = calls
+            .into_iter()
+            .map(|c| {
+                // Each call is decided on its own: the same address twice is two messages.
+                let mut analyzer = Analyzer::new(now, &self.inner.cfg.quarantine);
+                let candidate = Candidate {
+                    address: c.recipient.clone(),
+                    attributes: (),
+                };
+                let decision = analyzer.decide(candidate, |k| states.get(k).cloned());
+                NewCall {
+                    payload: payload(name, &c),
+                    key: c.idempotency_key,
+                    row: decision.log_row(LogId(0), version.id, None),
+                    attributes: c.data,
+                }
+            })
+            .collect();
+        let window = self.inner.cfg.idempotency_window;
+        let window_start =
+            now.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let outcomes = self
+            .store()
+            .insert_calls(&template, &new, window_start, now)
+            .await?;
+        self.inner.outbox_wake.notify_one();
+        self.answers(&template, &new, &outcomes).await
+    }
+
+    /// The answers: a new call has the status it was stored with; a repeat, its original's.
+    async fn answers(
+        &self,
+        template: &TxTemplate,
+        new: &[NewCall],
+        outcomes: &[CallOutcome],
+    ) -> Result<Vec<CallAccepted>, EngineError> {
+        let repeats: Vec<LogId> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                CallOutcome::Repeat(id) => Some(*id),
+                CallOutcome::Created(_) => None,
+            })
+            .collect();
+        let mut originals = HashMap::new();
+        for id in repeats {
+            if let Some(c) = self.store().tx_call(id).await? {
+                originals.insert(id, (c.version, c.row.status));
+            }
+        }
+        Ok(new
+            .iter()
+            .zip(outcomes)
+            .map(|(call, outcome)| match outcome {
+                CallOutcome::Created(id) => CallAccepted {
+                    id: *id,
+                    repeated: false,
+                    version: template.current.version,
+                    status: call.row.status,
+                },
+                CallOutcome::Repeat(id) => {
+                    let (version, status) = originals
+                        .get(id)
+                        .copied()
+                        .unwrap_or((template.current.version, LogStatus::Pending));
+                    CallAccepted {
+                        id: *id,
+                        repeated: true,
+                        version,
+                        status,
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Hands Pending calls to the MTA until `stopped`: woken by every stored batch, and every
+    /// second for what others stored. Template versions are served oldest first, a version's
+    /// calls in the order they were stored.
+    pub async fn run_outbox(&self, mut stopped: watch::Receiver<bool>) {
+        let mut jobs = HashMap::new();
+        loop {
+            if *stopped.borrow() {
+                return;
+            }
+            if let Err(e) = self.outbox_pass(&mut jobs, &stopped).await {
+                tracing::warn!(error = %e, "transactional outbox: cannot read the queue");
+            }
+            tokio::select! {
+                _ = self.inner.outbox_wake.notified() => {}
+                _ = tokio::time::sleep(OUTBOX_POLL) => {}
+                _ = stopped.changed() => {}
+            }
+        }
+    }
+
+    /// One pass of the outbox: every call Pending now is handed over (waiting out an MTA
+    /// outage with backoff) before it returns, unless `stopped`.
+    pub async fn drain_outbox(&self, stopped: watch::Receiver<bool>) -> Result<(), EngineError> {
+        self.outbox_pass(&mut HashMap::new(), &stopped).await
+    }
+
+    async fn outbox_pass(
+        &self,
+        jobs: &mut HashMap<DeliveryId, Arc<Job>>,
+        stopped: &watch::Receiver<bool>,
+    ) -> Result<(), EngineError> {
+        for id in self.store().tx_pending_versions().await? {
+            if let Some(job) = self.outbox_job(jobs, id).await {
+                worker(self, &job, stopped.clone()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled version `id`, kept for the outbox's life (a version never changes).
+    async fn outbox_job(
+        &self,
+        jobs: &mut HashMap<DeliveryId, Arc<Job>>,
+        id: DeliveryId,
+    ) -> Option<Arc<Job>> {
+        if let Some(j) = jobs.get(&id) {
+            return Some(j.clone());
+        }
+        let made = async {
+            let delivery = self.delivery(id).await?;
+            let template = self.template_of(
+                &delivery.from,
+                &delivery.subject,
+                &delivery.text_template,
+                &delivery.html_template,
+            )?;
+            Ok::<_, EngineError>(Job {
+                delivery,
+                template: Arc::new(template),
+            })
+        };
+        match made.await {
+            Ok(job) if job.delivery.kind == DeliveryKind::Transactional => {
+                let job = Arc::new(job);
+                jobs.insert(id, job.clone());
+                Some(job)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::error!(delivery = id.0, error = %e,
+                    "transactional outbox: cannot compile the template version");
+                None
+            }
+        }
+    }
+}
+
+/// Names are what URLs and the CLI carry: letters, digits, `.`, `_`, `-`; `templates` and
+/// `messages` are routes of the API.
+fn check_template_name(name: &str) -> Result<(), EngineError> {
+    let fine = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !matches!(name, "templates" | "messages" | "outbox");
+    if fine {
+        Ok(())
+    } else {
+        Err(EngineError::Invalid(format!(
+            "template name {name:?}: 1 to 100 letters, digits, '.', '_' or '-' \
+             (and not templates, messages or outbox)"
+        )))
+    }
+}
+
+fn check_key(key: Option<&str>) -> Result<(), EngineError> {
+    match key {
+        Some(k)
+            if k.is_empty()
+                || k.len() > MAX_KEY_BYTES
+                || !k.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Err(EngineError::Invalid(format!(
+                "an idempotency key is 1 to {MAX_KEY_BYTES} printable ASCII characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// What identifies a call's payload under its key: the template, the recipient and the data.
+/// `serde_json`'s maps are sorted by key, so the same data in another key order is the same
+/// payload.
+fn payload(template: &str, c: &Call) -> Vec<u8> {
+    serde_json::to_vec(&(template, c.recipient.trim(), &c.data)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(data: &str) -> Call {
+        Call {
+            recipient: " ana@b.test".into(),
+            data: serde_json::from_str(data).expect("test data is an object"),
+            idempotency_key: Some("k".into()),
+        }
+    }
+
+    #[test]
+    fn the_payload_ignores_key_order_and_surrounding_spaces() {
+        let a = payload("t", &call(r#"{"a":1,"b":{"y":2,"x":3}}"#));
+        let b = payload("t", &call(r#"{"b":{"x":3,"y":2},"a":1}"#));
+        assert_eq!(a, b);
+        assert_ne!(a, payload("u", &call(r#"{"a":1,"b":{"y":2,"x":3}}"#)));
+        assert_ne!(a, payload("t", &call(r#"{"a":2,"b":{"y":2,"x":3}}"#)));
+    }
+
+    #[test]
+    fn names_and_keys_are_checked() {
+        assert!(check_template_name("order-shipped.v2_x").is_ok());
+        for bad in ["", "a/b", "a b", "templates", "messages", &"x".repeat(101)] {
+            assert!(check_template_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_key(None).is_ok());
+        assert!(check_key(Some("order-42:shipped")).is_ok());
+        for bad in ["", "a b", "é", &"k".repeat(256)] {
+            assert!(check_key(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod cli;
 mod node;
+mod remote_mta;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! in-process MTA, and the pump that feeds the MTA's events to the delivery logs. This is the
 //! only place that knows both the MTA and the campaign layer.
 
+use crate::remote_mta::RemoteInjector;
 use anyhow::Context;
 use cartero_campaign::api::{ApiContext, router};
 use cartero_campaign::config::CampaignConfig;
@@ -35,10 +36,12 @@ impl MtaInjector {
 }
 
 /// Campaign messages are bulk mail: the MTA adds the RFC 8058 List-Unsubscribe fields to them
-/// (inMail on), as it does for API injections with `"bulk": true`.
+/// (inMail on), as it does for API injections with `"bulk": true`. Transactional ones are not.
 fn injection(o: Outgoing) -> Injection {
     let mut metadata = o.metadata();
-    metadata.insert("bulk".into(), true.into());
+    if o.bulk {
+        metadata.insert("bulk".into(), true.into());
+    }
     let key = o.idempotency_key();
     Injection {
         sender: o.sender,
@@ -103,7 +106,8 @@ pub const OUTBOX_CONSUMER: &str = "campaign";
 /// The campaign layer of a `serve` process, before and after the MTA starts.
 pub struct Campaign {
     engine: Engine,
-    injector: Arc<MtaInjector>,
+    /// The in-process MTA's injector; `None` in remote MTA mode.
+    local: Option<Arc<MtaInjector>>,
     event_batch: usize,
     pump: Option<JoinHandle<()>>,
     tick: Option<JoinHandle<()>>,
@@ -130,11 +134,24 @@ impl Campaign {
         )
         .await
         .context("opening the campaign database")?;
-        let injector = Arc::new(MtaInjector::default());
+        let (injector, local): (Arc<dyn Injector>, _) = if cfg.mta.is_empty() {
+            let local = Arc::new(MtaInjector::default());
+            (local.clone(), Some(local))
+        } else {
+            let path = &cfg.mta_token_file;
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("reading [campaign] mta_token_file {path}"))?;
+            let token = token.trim().to_string();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "[campaign] mta_token_file {path} is empty"
+            );
+            (Arc::new(RemoteInjector::new(&cfg.mta, token)?), None)
+        };
         let engine = Engine::new(
             store,
             clock.clone(),
-            injector.clone(),
+            injector,
             cfg.engine(mta.bounce.qualification.clone()),
         );
         let routes = router(ApiContext {
@@ -146,7 +163,7 @@ impl Campaign {
         let (tx_stop, _) = watch::channel(false);
         let campaign = Campaign {
             engine,
-            injector,
+            local,
             event_batch: cfg.event_batch,
             pump: None,
             tick: None,
@@ -164,11 +181,10 @@ impl Campaign {
         let outbox = mta
             .event_outbox(OUTBOX_CONSUMER)
             .context("opening the MTA's event outbox")?;
-        self.injector.set(mta);
-        self.engine
-            .recover()
-            .await
-            .context("resuming the campaign deliveries")?;
+        if let Some(local) = &self.local {
+            local.set(mta);
+        }
+        self.recover().await?;
         let (engine, batch) = (self.engine.clone(), self.event_batch);
         self.pump = Some(tokio::spawn(pump(
             engine,
@@ -176,6 +192,27 @@ impl Campaign {
             batch,
             self.stop.subscribe(),
         )));
+        self.run_background();
+        Ok(())
+    }
+
+    /// Remote MTA mode: the events come in through `POST /api/v1/events`; the rest runs as
+    /// with the local MTA.
+    pub async fn run_remote(&mut self) -> anyhow::Result<()> {
+        self.recover().await?;
+        self.run_background();
+        Ok(())
+    }
+
+    async fn recover(&self) -> anyhow::Result<()> {
+        self.engine
+            .recover()
+            .await
+            .context("resuming the campaign deliveries")
+    }
+
+    /// Starts the validity check and the transactional outbox.
+    fn run_background(&mut self) {
         let engine = self.engine.clone();
         let mut stop = self.stop.subscribe();
         self.tick = Some(tokio::spawn(async move {
@@ -192,7 +229,6 @@ impl Campaign {
         }));
         let (engine, stop) = (self.engine.clone(), self.tx_stop.subscribe());
         self.tx_outbox = Some(tokio::spawn(async move { engine.run_outbox(stop).await }));
-        Ok(())
     }
 
     /// Senders and the transactional outbox first (each finishes the batch it is handing
@@ -288,7 +324,7 @@ mod tests {
 
     #[test]
     fn campaign_injections_are_bulk_so_inmail_adds_list_unsubscribe() {
-        let o = Outgoing {
+        let mut o = Outgoing {
             delivery: DeliveryId(3),
             row: LogId(9),
             sender: "news@src.test".into(),
@@ -296,8 +332,9 @@ mod tests {
             body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
             validity: Duration::from_secs(60),
             pool: None,
+            bulk: true,
         };
-        let inj = injection(o);
+        let inj = injection(o.clone());
         assert_eq!(
             inj.metadata.get("bulk"),
             Some(&serde_json::Value::Bool(true))
@@ -308,5 +345,8 @@ mod tests {
             inj.idempotency_keys,
             [Some("cartero-campaign:3:9".to_string())]
         );
+        // A transactional message is not bulk mail: no List-Unsubscribe.
+        o.bulk = false;
+        assert_eq!(injection(o).metadata.get("bulk"), None);
     }
 }

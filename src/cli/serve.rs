@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     let (cfg, campaign_cfg) = super::config::load_all(config)?;
+    if campaign_cfg.enabled && !campaign_cfg.mta.is_empty() {
+        return run_campaign_only(&cfg, &campaign_cfg).await;
+    }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("installing the metrics recorder")?;
@@ -37,7 +40,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         tracing::info!(addr = %a, "HTTP API listening");
     }
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
-    signals.wait(&mta).await;
+    signals.wait(Some(&mta)).await;
     tracing::info!("shutting down: finishing in-flight transactions");
     if let Some(c) = &mut campaign {
         c.stop_senders().await;
@@ -46,6 +49,30 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     if let Some(c) = campaign {
         c.finish(std::time::Duration::from_secs(10)).await;
     }
+    Ok(())
+}
+
+/// Remote MTA mode: the campaign layer alone, its API on `[http] listen`, its messages to the
+/// MTA at `[campaign] mta`, its events from that MTA's webhook.
+async fn run_campaign_only(
+    cfg: &cartero_mta::MtaConfig,
+    campaign_cfg: &cartero_campaign::config::CampaignConfig,
+) -> anyhow::Result<()> {
+    let clock = StartOptions::default().clock;
+    let (mut c, routes) = Campaign::open(cfg, campaign_cfg, clock).await?;
+    let signals = Signals::install()?;
+    let listener = cartero_mta::ApiListener::start(cfg, routes)
+        .await
+        .context("starting the HTTP listener")?;
+    c.run_remote().await?;
+    tracing::info!(addr = %listener.addr, "HTTP API listening");
+    tracing::info!(mta = %campaign_cfg.mta, "campaign layer only: messages go to the remote MTA");
+    tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
+    signals.wait(None).await;
+    tracing::info!("shutting down: finishing the batches being handed over");
+    c.stop_senders().await;
+    listener.stop().await;
+    c.finish(std::time::Duration::from_secs(10)).await;
     Ok(())
 }
 
@@ -106,12 +133,16 @@ impl Signals {
         })
     }
 
-    async fn wait(mut self, mta: &Mta) {
+    /// Until SIGTERM or SIGINT; SIGHUP reloads the MTA's shaping (when there is an MTA).
+    async fn wait(mut self, mta: Option<&Mta>) {
         loop {
             tokio::select! {
                 _ = self.term.recv() => return,
                 _ = self.int.recv() => return,
-                _ = self.hup.recv() => reload(mta),
+                _ = self.hup.recv() => match mta {
+                    Some(m) => reload(m),
+                    None => tracing::info!("SIGHUP: nothing to reload without an MTA"),
+                },
             }
         }
     }
@@ -126,7 +157,7 @@ impl Signals {
         Ok(Self)
     }
 
-    async fn wait(self, _mta: &Mta) {
+    async fn wait(self, _mta: Option<&Mta>) {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

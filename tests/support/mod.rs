@@ -228,7 +228,8 @@ impl Serve {
         }
         Serve {
             child: Some(child),
-            smtp: smtp.expect("no SMTP listener logged"),
+            // A campaign-only node (remote MTA mode) has no SMTP listener.
+            smtp: smtp.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             http: http.expect("no HTTP listener logged"),
             data_dir: data_dir.to_path_buf(),
             config: config.to_path_buf(),

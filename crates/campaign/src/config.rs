@@ -16,6 +16,11 @@ pub struct CampaignConfig {
     /// `postgres://user:password@host/db` for PostgreSQL; empty (the default) for the embedded
     /// SQLite file `campaign.sqlite` under `data_dir/campaign`.
     pub database_url: String,
+    /// Remote MTA mode: the API base URL of the cartero that sends (`http://mta-host:8025`).
+    /// Empty (the default): the MTA of this process. See docs/transactional.md.
+    pub mta: String,
+    /// The file holding the remote MTA's API token (one line). Required with `mta`.
+    pub mta_token_file: String,
     /// Rows claimed, rendered and handed to the MTA together. Default 500.
     pub batch: u32,
     /// Batches of one delivery on their way at the same time. Default 4.
@@ -48,6 +53,8 @@ impl Default for CampaignConfig {
         Self {
             enabled: true,
             database_url: String::new(),
+            mta: String::new(),
+            mta_token_file: String::new(),
             batch: e.batch,
             senders: e.senders,
             lease: e.lease,
@@ -92,6 +99,17 @@ impl CampaignConfig {
         if !self.database_url.is_empty() && !self.database_url.starts_with("postgres") {
             return bad("database_url must be postgres://… (or empty for SQLite)".into());
         }
+        if !self.mta.is_empty() {
+            if !(self.mta.starts_with("http://") || self.mta.starts_with("https://")) {
+                return bad(
+                    "mta must be an http:// or https:// URL (or empty for this process's MTA)"
+                        .into(),
+                );
+            }
+            if self.mta_token_file.is_empty() {
+                return bad("mta_token_file is required with mta".into());
+            }
+        }
         let t = &self.templates;
         if t.fuel == 0 || t.max_output_bytes == 0 || t.max_template_bytes == 0 {
             return bad(
@@ -129,7 +147,9 @@ mod tests {
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert_eq!(CampaignConfig::default().validate(), Ok(()));
         type Change = fn(&mut CampaignConfig);
-        let cases: [(Change, &str); 7] = [
+        let cases: [(Change, &str); 9] = [
+            (|c| c.mta = "mta-host:8025".into(), "mta must"),
+            (|c| c.mta = "http://mta-host:8025".into(), "mta_token_file"),
             (
                 |c| c.idempotency_window = Duration::ZERO,
                 "idempotency_window",

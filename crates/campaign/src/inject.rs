@@ -24,6 +24,9 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     pub validity: Duration,
     pub pool: Option<String>,
+    /// Campaign mail is bulk (the MTA adds RFC 8058 List-Unsubscribe to it); a transactional
+    /// message is not.
+    pub bulk: bool,
 }
 
 impl Outgoing {
@@ -80,6 +83,7 @@ mod tests {
             body: b"x".to_vec(),
             validity: Duration::from_secs(60),
             pool: None,
+            bulk: true,
         };
         assert_eq!(o.idempotency_key(), "cartero-campaign:7:42");
         let m = o.metadata();

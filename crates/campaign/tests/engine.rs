@@ -31,6 +31,7 @@ on_both_backends!(
     analysis_progress_shows_in_the_status_while_it_runs,
     a_paged_analysis_keeps_list_order_and_counts_every_error,
     a_delivery_that_cannot_resume_does_not_stop_the_others,
+    a_replay_of_100k_events_counts_nothing_twice,
 );
 
 use common::scripted::ScriptedMta;
@@ -469,6 +470,7 @@ async fn an_async_bounce_named_by_message_id_fails_a_sent_row(store: Store) {
     w.engine.wait_sender(d).await;
     let row = common::all_rows(w.engine.store(), d).await.remove(1);
     let o = w.mta.message_of(row.id).unwrap();
+    assert!(o.bulk, "campaign mail is bulk (List-Unsubscribe)");
     let mid = row.message_id.clone().unwrap();
     w.clock.advance(Duration::from_secs(5));
     w.engine
@@ -697,4 +699,72 @@ async fn a_paged_analysis_keeps_list_order_and_counts_every_error(store: Store) 
             .all(|w| w[0].recipient < w[1].recipient && w[0].id < w[1].id)
     );
     assert_eq!(rows[20].status, LogStatus::Ignored);
+}
+
+/// The event intake's promise for a webhook that delivers at least once: a replayed event,
+/// however often, changes no row, no KPI and no address record (issue 10: a replay of 100k
+/// events with no double counting).
+async fn a_replay_of_100k_events_counts_nothing_twice(store: Store) {
+    let w = world(store, ScriptedMta::default());
+    let d = analyzed(&w, &refs(&emails(300))).await;
+    w.engine.start(d).await.unwrap();
+    w.engine.wait_sender(d).await;
+    let calls = w.mta.calls.lock().clone();
+    let keys = w.mta.keys.lock().clone();
+    let id = |o: &Outgoing| keys[&o.idempotency_key()].clone();
+    w.clock.advance(Duration::from_secs(10));
+    let mut events = Vec::new();
+    for (i, o) in calls.iter().enumerate() {
+        events.push(match i % 6 {
+            0 => failed(
+                event(&w, EventType::Bounce, o, &id(o)),
+                10,
+                "550 5.1.1 no such user",
+            ),
+            1 => failed(
+                event(&w, EventType::Delay, o, &id(o)),
+                20,
+                "452 4.2.2 mailbox full",
+            ),
+            _ => event(&w, EventType::Delivery, o, &id(o)),
+        });
+        if i % 6 == 2 {
+            events.push(event(&w, EventType::SpamComplaint, o, &id(o)));
+        }
+    }
+    let first = w.engine.apply_events(&events).await.unwrap();
+    assert_eq!(first.applied, events.len() as u64);
+    let kpis = w.engine.store().kpis(d).await.unwrap();
+    assert_eq!((kpis.sent, kpis.failed, kpis.taken), (200, 50, 50));
+    assert_eq!((kpis.complaints, kpis.new_quarantines), (50, 100), "{kpis:?}");
+    let addresses: Vec<String> = calls.iter().map(|o| o.recipient.to_lowercase()).collect();
+    let states = w.engine.store().address_states(&addresses).await.unwrap();
+    let rows = common::all_rows(w.engine.store(), d).await;
+
+    let rounds = 100_000_usize.div_ceil(events.len());
+    let mut replay = Vec::with_capacity(1000);
+    let (mut replayed, mut duplicates) = (0_u64, 0_u64);
+    for _ in 0..rounds {
+        for e in &events {
+            replay.push(e.clone());
+            if replay.len() == 1000 {
+                duplicates += w.engine.apply_events(&replay).await.unwrap().duplicates;
+                replayed += replay.len() as u64;
+                replay.clear();
+            }
+        }
+    }
+    duplicates += w.engine.apply_events(&replay).await.unwrap().duplicates;
+    replayed += replay.len() as u64;
+    assert!(replayed >= 100_000);
+    assert_eq!(
+        duplicates, replayed,
+        "every replayed event is known as applied"
+    );
+    assert_eq!(w.engine.store().kpis(d).await.unwrap(), kpis);
+    assert_eq!(
+        w.engine.store().address_states(&addresses).await.unwrap(),
+        states
+    );
+    assert_eq!(common::all_rows(w.engine.store(), d).await, rows);
 }

@@ -159,6 +159,10 @@ async fn a_call_is_stored_sent_once_and_followed_to_sent(store: Store) {
         ("ana@b.test", "orders@shop.test")
     );
     assert_eq!(subject_of(&o.body), "Shipped: 42");
+    assert!(
+        !o.bulk,
+        "a transactional message is not bulk mail (no List-Unsubscribe)"
+    );
     assert!(String::from_utf8_lossy(&o.body).contains("Order 42 for Ana"));
     assert_eq!(status(&w, a.id).await, LogStatus::Taken);
 

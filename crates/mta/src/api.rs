@@ -123,15 +123,24 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
+    if authorized(&s.tokens, req.headers()) {
+        return next.run(req).await;
+    }
+    unauthorized()
+}
+
+/// Whether the request carries one of `tokens` as its bearer token.
+pub(crate) fn authorized(tokens: &[String], headers: &header::HeaderMap) -> bool {
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .unwrap_or("");
-    if !given.is_empty() && s.tokens.iter().any(|t| token_matches(t, given)) {
-        return next.run(req).await;
-    }
+    !given.is_empty() && tokens.iter().any(|t| token_matches(t, given))
+}
+
+/// The 401 of a request without a valid token.
+pub(crate) fn unauthorized() -> Response {
     let mut r = ApiError(
         StatusCode::UNAUTHORIZED,
         "missing or invalid API token".into(),

@@ -8,6 +8,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+mod api_only;
 mod auth;
 mod auth_limit;
 pub mod config;
@@ -30,6 +31,7 @@ mod start;
 pub mod tls;
 pub mod validate;
 
+pub use api_only::ApiListener;
 pub use auth::{SaltError, hash_password};
 pub use config::MtaConfig;
 pub use inject::{InjectError, Injected, Injection};

@@ -171,7 +171,7 @@ fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
 }
 
 /// The API tokens: configured ones, or one generated at first start and kept in `data_dir`.
-fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
+pub(crate) fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
     if !cfg.http.tokens.is_empty() {
         return Ok(cfg.http.tokens.clone());
     }
@@ -350,7 +350,7 @@ struct Listeners {
     http: TcpListener,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Listen { addr, source })

@@ -9,6 +9,7 @@
 
 mod addresses;
 mod deliveries;
+mod events;
 mod transactional;
 
 use crate::engine::{AnalysisError, Engine, EngineError};
@@ -78,6 +79,7 @@ fn routes(import_limit: usize) -> OpenApiRouter<ApiContext> {
         .routes(routes!(transactional::messages))
         .routes(routes!(transactional::message))
         .routes(routes!(transactional::outbox))
+        .routes(routes!(events::intake))
 }
 
 /// Every error answer: a status and this body.

@@ -188,6 +188,7 @@ fn outgoing(d: &Delivery, sender: &str, row: &LogRow, body: Vec<u8>) -> Outgoing
         body,
         validity: Duration::from_millis(d.validity_ms),
         pool: d.pool.clone(),
+        bulk: d.kind == crate::model::DeliveryKind::Campaign,
     }
 }
 

@@ -306,5 +306,22 @@ fn calls_survive_the_mta_node_and_the_campaign_node_being_killed() {
         "each call exactly once at the sink"
     );
     assert_eq!(pending(&campaign), 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = rt.block_on(async {
+        let r = reqwest::Client::new()
+            .get(format!("http://{}/metrics", campaign.http))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    });
+    assert!(
+        metrics.contains("cartero_transactional_outbox_depth 0"),
+        "{metrics}"
+    );
     drop(mta);
 }

@@ -60,6 +60,14 @@ async fn run_campaign_only(
 ) -> anyhow::Result<()> {
     let clock = StartOptions::default().clock;
     let (mut c, routes) = Campaign::open(cfg, campaign_cfg, clock).await?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    // Behind the token, as on a full node.
+    let routes = routes.route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    );
     let signals = Signals::install()?;
     let listener = cartero_mta::ApiListener::start(cfg, routes)
         .await

@@ -43,6 +43,10 @@ pub struct CampaignConfig {
     /// (1 s to 30 days). Default `24h`.
     #[serde(with = "humantime_serde")]
     pub idempotency_window: Duration,
+    /// A transactional call waiting for the MTA longer than this is logged as a warning (once
+    /// a minute) and flagged `stale` at `/api/v1/transactional/outbox`. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub outbox_warn_age: Duration,
     pub quarantine: QuarantineConfig,
     pub templates: RenderLimits,
 }
@@ -63,6 +67,7 @@ impl Default for CampaignConfig {
             analysis_page: e.analysis_page,
             event_batch: 1000,
             idempotency_window: e.idempotency_window,
+            outbox_warn_age: e.outbox_warn_age,
             quarantine: QuarantineConfig::default(),
             templates: RenderLimits::default(),
         }
@@ -92,6 +97,9 @@ impl CampaignConfig {
         let window = Duration::from_secs(1)..=Duration::from_secs(30 * 24 * 3600);
         if !window.contains(&self.idempotency_window) {
             return bad("idempotency_window must be 1s to 30days".into());
+        }
+        if self.outbox_warn_age < Duration::from_secs(1) {
+            return bad("outbox_warn_age must be at least 1s".into());
         }
         if self.retry_min.is_zero() || self.retry_min > self.retry_max {
             return bad("retry_min must be positive and at most retry_max".into());
@@ -131,6 +139,7 @@ impl CampaignConfig {
             retry_max: self.retry_max,
             analysis_page: self.analysis_page,
             idempotency_window: self.idempotency_window,
+            outbox_warn_age: self.outbox_warn_age,
             quarantine: self.quarantine.clone(),
             render: self.templates,
             qualifier,

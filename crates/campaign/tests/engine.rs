@@ -736,7 +736,11 @@ async fn a_replay_of_100k_events_counts_nothing_twice(store: Store) {
     assert_eq!(first.applied, events.len() as u64);
     let kpis = w.engine.store().kpis(d).await.unwrap();
     assert_eq!((kpis.sent, kpis.failed, kpis.taken), (200, 50, 50));
-    assert_eq!((kpis.complaints, kpis.new_quarantines), (50, 100), "{kpis:?}");
+    assert_eq!(
+        (kpis.complaints, kpis.new_quarantines),
+        (50, 100),
+        "{kpis:?}"
+    );
     let addresses: Vec<String> = calls.iter().map(|o| o.recipient.to_lowercase()).collect();
     let states = w.engine.store().address_states(&addresses).await.unwrap();
     let rows = common::all_rows(w.engine.store(), d).await;

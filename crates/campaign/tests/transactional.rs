@@ -474,6 +474,20 @@ async fn calls_are_listed_by_filter_and_the_outbox_shows_its_depth(store: Store)
     );
     let state = store.outbox_state().await.unwrap();
     assert_eq!((state.depth, state.oldest_at), (6, Some(T0)));
+    // The outbox is flagged stale once its oldest call waited longer than outbox_warn_age (5m).
+    let status = w.engine.outbox_status().await.unwrap();
+    assert_eq!((status.oldest_age_ms, status.stale), (Some(50), false));
+    w.clock.advance(Duration::from_millis(300_000 - 50));
+    assert!(
+        !w.engine.outbox_status().await.unwrap().stale,
+        "exactly 5m is not over"
+    );
+    w.clock.advance(Duration::from_millis(1));
+    let status = w.engine.outbox_status().await.unwrap();
+    assert_eq!(
+        (status.depth, status.oldest_age_ms, status.stale),
+        (6, Some(300_001), true)
+    );
 
     drain(&w).await;
     let taken = store
@@ -487,6 +501,7 @@ async fn calls_are_listed_by_filter_and_the_outbox_shows_its_depth(store: Store)
         .unwrap();
     assert!(pending.is_empty());
     assert_eq!(store.outbox_state().await.unwrap(), OutboxState::default());
+    assert!(!w.engine.outbox_status().await.unwrap().stale);
     assert!(
         store
             .list_tx_calls(&TxFilter::default(), None, 0)

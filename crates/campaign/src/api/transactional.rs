@@ -2,9 +2,9 @@
 
 use super::deliveries::parse;
 use super::{ApiContext, ApiError, ApiResult, ErrorBody, TAG_TRANSACTIONAL};
-use crate::engine::{Call, CallAccepted};
+use crate::engine::{Call, CallAccepted, OutboxStatus};
 use crate::model::{DEFAULT_VALIDITY_MS, ListId, LogId, LogRow, LogStatus, UnixMillis};
-use crate::store::{NewDelivery, OutboxState, TxCall, TxFilter, TxTemplate, TxVersion};
+use crate::store::{NewDelivery, TxCall, TxFilter, TxTemplate, TxVersion};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -319,23 +319,11 @@ pub(super) async fn messages(
     }))
 }
 
-#[derive(Serialize, ToSchema)]
-pub(super) struct TxOutbox {
-    #[serde(flatten)]
-    state: OutboxState,
-    /// How long the oldest queued call has waited.
-    oldest_age_ms: Option<u64>,
-}
-
-/// The calls waiting for the MTA: how many, and the oldest one's age.
+/// The calls waiting for the MTA: how many, the oldest one's age, and whether it is over
+/// `[campaign] outbox_warn_age`.
 #[utoipa::path(get, path = "/api/v1/transactional/outbox", operation_id = "tx_outbox",
     tag = TAG_TRANSACTIONAL,
-    responses((status = 200, description = "The outbox", body = TxOutbox)))]
-pub(super) async fn outbox(State(ctx): State<ApiContext>) -> ApiResult<TxOutbox> {
-    let state = ctx.engine.store().outbox_state().await?;
-    let now = ctx.clock.now_ms();
-    Ok(Json(TxOutbox {
-        oldest_age_ms: state.oldest_at.map(|at| now.saturating_sub(at)),
-        state,
-    }))
+    responses((status = 200, description = "The outbox", body = OutboxStatus)))]
+pub(super) async fn outbox(State(ctx): State<ApiContext>) -> ApiResult<OutboxStatus> {
+    Ok(Json(ctx.engine.outbox_status().await?))
 }

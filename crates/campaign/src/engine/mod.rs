@@ -19,7 +19,7 @@ mod transactional;
 
 pub use analyze::{AnalysisError, RecipientError};
 pub use intake::IntakeReport;
-pub use transactional::{Call, CallAccepted, CallError, MAX_BATCH, MAX_KEY_BYTES};
+pub use transactional::{Call, CallAccepted, CallError, MAX_BATCH, MAX_KEY_BYTES, OutboxStatus};
 
 use crate::inject::Injector;
 use crate::kpi::{self, EfsView, LegacyView};
@@ -56,6 +56,8 @@ pub struct EngineConfig {
     pub max_reported_errors: usize,
     /// How long a transactional call's idempotency key answers with the original call.
     pub idempotency_window: Duration,
+    /// A transactional call waiting for the MTA longer than this is warned about.
+    pub outbox_warn_age: Duration,
     pub quarantine: QuarantineConfig,
     pub render: RenderLimits,
     pub qualifier: Qualifier,
@@ -72,6 +74,7 @@ impl Default for EngineConfig {
             analysis_page: 2_000,
             max_reported_errors: 100,
             idempotency_window: Duration::from_secs(24 * 3600),
+            outbox_warn_age: Duration::from_secs(300),
             quarantine: QuarantineConfig::default(),
             render: RenderLimits::default(),
             qualifier: Qualifier::default(),

@@ -12,7 +12,7 @@
 use super::send::{Job, worker};
 use super::{Engine, EngineError};
 use crate::analysis::{Analyzer, Candidate};
-use crate::model::{DeliveryId, DeliveryKind, LogId, LogStatus};
+use crate::model::{DeliveryId, DeliveryKind, LogId, LogStatus, UnixMillis};
 use crate::quarantine;
 use crate::render::RenderError;
 use crate::store::{CallOutcome, NewCall, NewDelivery, TxTemplate, TxVersion};
@@ -49,6 +49,17 @@ pub struct CallAccepted {
     /// The call's status now: `pending` (queued for the MTA) or `ignored` (the address is in
     /// quarantine or denylisted); a repeat reports the original's status.
     pub status: LogStatus,
+}
+
+/// The transactional outbox: the calls waiting for the MTA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct OutboxStatus {
+    pub depth: u64,
+    /// When the oldest waiting call was stored.
+    pub oldest_at: Option<UnixMillis>,
+    pub oldest_age_ms: Option<u64>,
+    /// The oldest has waited longer than `[campaign] outbox_warn_age` (also logged as a warning).
+    pub stale: bool,
 }
 
 /// Why call `index` of a request is refused.
@@ -222,6 +233,7 @@ impl Engine {
     /// calls in the order they were stored.
     pub async fn run_outbox(&self, mut stopped: watch::Receiver<bool>) {
         let mut jobs = HashMap::new();
+        let mut warned_at = None;
         loop {
             if *stopped.borrow() {
                 return;
@@ -229,12 +241,54 @@ impl Engine {
             if let Err(e) = self.outbox_pass(&mut jobs, &stopped).await {
                 tracing::warn!(error = %e, "transactional outbox: cannot read the queue");
             }
+            self.watch_outbox(&mut warned_at).await;
             tokio::select! {
                 _ = self.inner.outbox_wake.notified() => {}
                 _ = tokio::time::sleep(OUTBOX_POLL) => {}
                 _ = stopped.changed() => {}
             }
         }
+    }
+
+    /// Publishes the outbox's depth and age (gauges `cartero_transactional_outbox_depth` and
+    /// `cartero_transactional_outbox_oldest_age_seconds`) and warns, at most once a minute,
+    /// while the oldest call has waited longer than `outbox_warn_age`.
+    async fn watch_outbox(&self, warned_at: &mut Option<UnixMillis>) {
+        let state = match self.outbox_status().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "transactional outbox: cannot read its depth");
+                return;
+            }
+        };
+        metrics::gauge!("cartero_transactional_outbox_depth").set(state.depth as f64);
+        let age = state.oldest_age_ms.unwrap_or(0);
+        metrics::gauge!("cartero_transactional_outbox_oldest_age_seconds").set(age as f64 / 1000.0);
+        let now = self.now();
+        if state.stale && warned_at.is_none_or(|at| now.saturating_sub(at) >= 60_000) {
+            tracing::warn!(
+                depth = state.depth,
+                oldest_age_s = age / 1000,
+                "transactional outbox: calls are waiting longer than outbox_warn_age \
+                 (is the MTA reachable?)"
+            );
+            *warned_at = Some(now);
+        }
+    }
+
+    /// The outbox as operators see it: depth, oldest call, its age, and whether that age is
+    /// over `outbox_warn_age`.
+    pub async fn outbox_status(&self) -> Result<OutboxStatus, EngineError> {
+        let s = self.store().outbox_state().await?;
+        let now = self.now();
+        let oldest_age_ms = s.oldest_at.map(|at| now.saturating_sub(at));
+        let warn = u64::try_from(self.inner.cfg.outbox_warn_age.as_millis()).unwrap_or(u64::MAX);
+        Ok(OutboxStatus {
+            depth: s.depth,
+            oldest_at: s.oldest_at,
+            oldest_age_ms,
+            stale: oldest_age_ms.is_some_and(|a| a > warn),
+        })
     }
 
     /// One pass of the outbox: every call Pending now is handed over (waiting out an MTA

@@ -77,30 +77,7 @@ fn http(
     body: Option<Value>,
     token: Option<&str>,
 ) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(
-                method.parse().unwrap(),
-                format!("http://{}{path}", node.http),
-            )
-            .timeout(std::time::Duration::from_secs(60));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        (
-            status,
-            serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or(Value::Null),
-        )
-    })
+    support::http_json(node, method, path, body, token, None)
 }
 
 fn call(i: usize) -> Value {

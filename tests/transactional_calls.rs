@@ -18,31 +18,8 @@ fn http(
     key: Option<&str>,
     auth: bool,
 ) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .request(
-                method.parse().unwrap(),
-                format!("http://{}{path}", mta.http),
-            )
-            .timeout(std::time::Duration::from_secs(60));
-        if auth {
-            req = req.bearer_auth(mta.token());
-        }
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    })
+    let token = auth.then(|| mta.token());
+    support::http_json(mta, method, path, body, token.as_deref(), key)
 }
 
 fn post_call(mta: &Serve, to: &str, order: u32, key: Option<&str>) -> (u16, Value) {

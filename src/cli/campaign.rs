@@ -144,6 +144,13 @@ pub enum QuarantineCmd {
     },
 }
 
+/// The contents of an optional template file.
+pub(super) fn read(p: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    p.as_ref()
+        .map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display())))
+        .transpose()
+}
+
 pub(super) fn print(v: &Value) {
     println!(
         "{}",
@@ -206,14 +213,6 @@ pub async fn recipients(config: Option<&Path>, cmd: RecipientsCmd) -> anyhow::Re
 pub async fn delivery(config: Option<&Path>, cmd: DeliveryCmd) -> anyhow::Result<()> {
     let (remote, method, path, body) = match cmd {
         DeliveryCmd::Create(a) => {
-            let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
-                p.as_ref()
-                    .map(|p| {
-                        std::fs::read_to_string(p)
-                            .with_context(|| format!("reading {}", p.display()))
-                    })
-                    .transpose()
-            };
             let body = json!({
                 "name": a.name, "from": a.from, "subject": a.subject,
                 "text": read(&a.text)?, "html": read(&a.html)?, "list": a.list,

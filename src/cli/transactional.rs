@@ -1,7 +1,7 @@
 //! `cartero transactional`: templates, calls and the outbox of a running `cartero serve`, over
 //! its HTTP API (docs/transactional.md).
 
-use super::campaign::{enc, print};
+use super::campaign::{enc, print, read};
 use super::remote::{Client, RemoteArgs};
 use anyhow::Context;
 use clap::Subcommand;
@@ -160,14 +160,6 @@ fn template(cmd: TemplateCmd) -> anyhow::Result<Request> {
             pool,
             remote,
         } => {
-            let read = |p: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
-                p.as_ref()
-                    .map(|p| {
-                        std::fs::read_to_string(p)
-                            .with_context(|| format!("reading {}", p.display()))
-                    })
-                    .transpose()
-            };
             let body = json!({
                 "from": from, "subject": subject, "text": read(&text)?, "html": read(&html)?,
                 "validity": validity, "pool": pool,

@@ -365,3 +365,43 @@ pub fn recipients_csv(path: &Path, n: usize, domain: &str) {
     }
     std::fs::write(path, csv).unwrap();
 }
+
+/// One JSON request to a running `serve`: (status, JSON body or Null). `token` is the bearer
+/// token (none: unauthenticated), `key` an `Idempotency-Key` header.
+pub fn http_json(
+    node: &Serve,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+    key: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", node.http),
+            )
+            .timeout(Duration::from_secs(60));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    })
+}

@@ -226,11 +226,20 @@ impl Serve {
                 }
             }
         }
+        let Some(http) = http else {
+            // Not left running behind a failed test.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no HTTP listener logged:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
         Serve {
             child: Some(child),
             // A campaign-only node (remote MTA mode) has no SMTP listener.
             smtp: smtp.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
-            http: http.expect("no HTTP listener logged"),
+            http,
             data_dir: data_dir.to_path_buf(),
             config: config.to_path_buf(),
             log,

@@ -148,6 +148,8 @@ struct Inner {
     progress: Mutex<HashMap<DeliveryId, AnalysisProgress>>,
     /// Told when transactional calls are stored.
     outbox_wake: tokio::sync::Notify,
+    /// Transactional template versions, compiled (`transactional.rs`).
+    tx_versions: Mutex<HashMap<DeliveryId, (Delivery, MessageTemplate)>>,
 }
 
 impl Engine {
@@ -167,6 +169,7 @@ impl Engine {
                 analyzing: Mutex::new(HashSet::new()),
                 progress: Mutex::new(HashMap::new()),
                 outbox_wake: tokio::sync::Notify::new(),
+                tx_versions: Mutex::new(HashMap::new()),
             }),
         }
     }

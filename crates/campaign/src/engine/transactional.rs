@@ -12,8 +12,9 @@
 use super::send::{Job, worker};
 use super::{Engine, EngineError};
 use crate::analysis::{Analyzer, Candidate};
-use crate::model::{DeliveryId, DeliveryKind, LogId, LogStatus, UnixMillis};
+use crate::model::{Delivery, DeliveryId, DeliveryKind, LogId, LogStatus, UnixMillis};
 use crate::quarantine;
+use crate::render::MessageTemplate;
 use crate::render::RenderError;
 use crate::store::{CallOutcome, NewCall, NewDelivery, TxTemplate, TxVersion};
 use serde_json::{Map, Value};
@@ -22,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Compiled template versions kept in memory (all of them, short of a pathological number).
+const MAX_CACHED_VERSIONS: usize = 1_000;
 /// Most calls one batch carries.
 pub const MAX_BATCH: usize = 1_000;
 /// Longest idempotency key, in bytes.
@@ -101,6 +104,27 @@ impl Engine {
             .ok_or_else(|| EngineError::UnknownTemplate(name.to_string()))
     }
 
+    /// A version's delivery and compiled content, compiled once per process: a version never
+    /// changes (a new content is a new version).
+    async fn tx_version(&self, id: DeliveryId) -> Result<(Delivery, MessageTemplate), EngineError> {
+        if let Some(v) = self.inner.tx_versions.lock().get(&id) {
+            return Ok(v.clone());
+        }
+        let delivery = self.delivery(id).await?;
+        let compiled = self.template_of(
+            &delivery.from,
+            &delivery.subject,
+            &delivery.text_template,
+            &delivery.html_template,
+        )?;
+        let mut cache = self.inner.tx_versions.lock();
+        if cache.len() >= MAX_CACHED_VERSIONS {
+            cache.clear();
+        }
+        cache.insert(id, (delivery.clone(), compiled.clone()));
+        Ok((delivery, compiled))
+    }
+
     /// Checks and stores calls of the template `name` (its version in force), in one
     /// transaction: every call is answered, or none is stored. Wakes the outbox.
     pub async fn send_transactional(
@@ -118,13 +142,7 @@ impl Engine {
             check_key(c.idempotency_key.as_deref())?;
         }
         let template = self.tx_template(name).await?;
-        let version = self.delivery(template.current.delivery).await?;
-        let compiled = self.template_of(
-            &version.from,
-            &version.subject,
-            &version.text_template,
-            &version.html_template,
-        )?;
+        let (version, compiled) = self.tx_version(template.current.delivery).await?;
         let checks: Vec<(String, Map<String, Value>)> = calls
             .iter()
             .map(|c| (c.recipient.trim().to_string(), c.data.clone()))

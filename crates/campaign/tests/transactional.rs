@@ -32,6 +32,7 @@ on_both_backends!(
     excluded_addresses_are_ignored_and_bounces_count_against_them,
     calls_are_listed_by_filter_and_the_outbox_shows_its_depth,
     calls_stored_before_a_restart_are_sent_after_it,
+    concurrent_calls_share_commits_and_keep_their_own_answers,
 );
 
 struct World {
@@ -523,4 +524,55 @@ async fn calls_stored_before_a_restart_are_sent_after_it(store: Store) {
     drain(&w).await;
     assert_eq!((w.mta.handed(), w.mta.distinct()), (1, 1));
     assert_eq!(status(&w, a.id).await, LogStatus::Taken);
+}
+
+/// Calls arriving together are committed together (tx_commit.rs); each request still gets its
+/// own answer: a repeat its original, a conflict its 409, and a conflict does not refuse the
+/// calls it shared a transaction with.
+async fn concurrent_calls_share_commits_and_keep_their_own_answers(store: Store) {
+    let w = world(store);
+    let v = w.engine.put_tx_template("t", &content("Hi")).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60_u32 {
+        let engine = w.engine.clone();
+        tasks.spawn(async move {
+            // 0..40 distinct; 40..50 repeat key "same" with one payload; 50..60 use key
+            // "same" with another payload.
+            let c = match i {
+                0..40 => call(&format!("u{i}@b.test"), "U", i, Some(&format!("k{i}"))),
+                40..50 => call("s@b.test", "S", 1, Some("same")),
+                _ => call("s@b.test", "S", 2, Some("same")),
+            };
+            (i, engine.send_transactional("t", vec![c]).await)
+        });
+    }
+    let mut distinct = std::collections::BTreeSet::new();
+    let (mut same_ids, mut conflicts, mut repeats) = (Vec::new(), 0, 0);
+    while let Some(done) = tasks.join_next().await {
+        let (i, r) = done.unwrap();
+        match r {
+            Ok(mut a) => {
+                let a = a.pop().unwrap();
+                if i < 40 {
+                    assert!(!a.repeated);
+                    assert!(distinct.insert(a.id), "ids are distinct");
+                } else {
+                    same_ids.push(a.id);
+                    repeats += usize::from(a.repeated);
+                }
+            }
+            Err(EngineError::Store(StoreError::KeyConflict { .. })) => conflicts += 1,
+            Err(e) => panic!("call {i}: {e:?}"),
+        }
+    }
+    // Whichever payload took the key first, its ten calls share one id and the other ten are
+    // refused.
+    assert_eq!((same_ids.len(), conflicts), (10, 10));
+    assert!(same_ids.iter().all(|id| *id == same_ids[0]));
+    assert_eq!(repeats, 9);
+    assert!(!distinct.contains(&same_ids[0]));
+    let k = w.engine.store().kpis(v.delivery).await.unwrap();
+    assert_eq!((k.to_deliver, k.pending), (41, 41));
+    drain(&w).await;
+    assert_eq!((w.mta.handed(), w.mta.distinct()), (41, 41));
 }

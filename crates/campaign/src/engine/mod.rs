@@ -16,6 +16,7 @@ mod analyze;
 pub mod intake;
 mod send;
 mod transactional;
+mod tx_commit;
 
 pub use analyze::{AnalysisError, RecipientError};
 pub use intake::IntakeReport;
@@ -150,6 +151,8 @@ struct Inner {
     outbox_wake: tokio::sync::Notify,
     /// Transactional template versions, compiled (`transactional.rs`).
     tx_versions: Mutex<HashMap<DeliveryId, (Delivery, MessageTemplate)>>,
+    /// Transactional calls waiting for their group commit (`tx_commit.rs`).
+    tx_queue: Mutex<tx_commit::CallQueue>,
 }
 
 impl Engine {
@@ -170,6 +173,7 @@ impl Engine {
                 progress: Mutex::new(HashMap::new()),
                 outbox_wake: tokio::sync::Notify::new(),
                 tx_versions: Mutex::new(HashMap::new()),
+                tx_queue: Mutex::new(tx_commit::CallQueue::default()),
             }),
         }
     }

@@ -189,22 +189,17 @@ impl Engine {
                 }
             })
             .collect();
-        let window = self.inner.cfg.idempotency_window;
-        let window_start =
-            now.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
-        let outcomes = self
-            .store()
-            .insert_calls(&template, &new, window_start, now)
-            .await?;
+        let rows: Vec<LogStatus> = new.iter().map(|c| c.row.status).collect();
+        let outcomes = self.commit_calls(template.clone(), new).await?;
         self.inner.outbox_wake.notify_one();
-        self.answers(&template, &new, &outcomes).await
+        self.answers(&template, &rows, &outcomes).await
     }
 
     /// The answers: a new call has the status it was stored with; a repeat, its original's.
     async fn answers(
         &self,
         template: &TxTemplate,
-        new: &[NewCall],
+        new: &[LogStatus],
         outcomes: &[CallOutcome],
     ) -> Result<Vec<CallAccepted>, EngineError> {
         let repeats: Vec<LogId> = outcomes
@@ -223,12 +218,12 @@ impl Engine {
         Ok(new
             .iter()
             .zip(outcomes)
-            .map(|(call, outcome)| match outcome {
+            .map(|(status, outcome)| match outcome {
                 CallOutcome::Created(id) => CallAccepted {
                     id: *id,
                     repeated: false,
                     version: template.current.version,
-                    status: call.row.status,
+                    status: *status,
                 },
                 CallOutcome::Repeat(id) => {
                     let (version, status) = originals

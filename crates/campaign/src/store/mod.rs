@@ -32,7 +32,7 @@ pub use logs_list::{LogCursor, LogFilter, LogPage};
 pub use recipients::{ImportSession, ImportTarget, NewRecipient};
 pub use reports::{MAX_STEPS, QualificationLine, ThroughputPoint, normalize};
 pub use transactional::{
-    CallOutcome, NewCall, OutboxState, TxCall, TxFilter, TxTemplate, TxVersion,
+    CallOutcome, GroupError, NewCall, OutboxState, TxCall, TxFilter, TxTemplate, TxVersion,
 };
 
 use sqlx::AnyConnection;

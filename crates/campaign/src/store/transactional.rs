@@ -48,6 +48,14 @@ pub struct NewCall {
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Why a transaction of call groups stored nothing: `group` is the one refused for a key
+/// conflict (the others may be tried again without it); `None` when it is not about one group.
+#[derive(Debug)]
+pub struct GroupError {
+    pub group: Option<usize>,
+    pub error: StoreError,
+}
+
 /// What became of one call of a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -210,109 +218,132 @@ impl Store {
         Ok(out)
     }
 
-    /// Stores a batch of calls of `template` in one transaction. A key seen since
-    /// `window_start` with the same payload answers with the original call; with another
-    /// payload the whole batch is refused ([`StoreError::KeyConflict`]) and nothing is stored.
-    /// A key last used before the window is taken over by the new call.
+    /// Stores groups of calls (each group a request, of one template) in one transaction, so
+    /// that calls arriving together share a commit. A key seen since `window_start` with the
+    /// same payload answers with the original call; with another payload its whole group is
+    /// refused: the error names the group ([`GroupError::group`]) and nothing is stored, so the
+    /// caller retries without it. A key last used before the window is taken over by the new
+    /// call.
     ///
-    /// Two batches racing with the same new key (PostgreSQL, several connections or nodes):
-    /// the loser's insert breaks the key's unique index; it is run once more and then finds
-    /// the winner's call.
-    pub async fn insert_calls(
+    /// Two transactions racing with the same new key (PostgreSQL, several connections or
+    /// nodes): the loser's insert breaks the key's unique index; it is run once more and then
+    /// finds the winner's call.
+    pub async fn insert_call_groups(
         &self,
-        template: &TxTemplate,
-        calls: &[NewCall],
+        groups: &[(&TxTemplate, &[NewCall])],
         window_start: UnixMillis,
         now: UnixMillis,
-    ) -> Result<Vec<CallOutcome>, StoreError> {
-        match self
-            .try_insert_calls(template, calls, window_start, now)
-            .await
-        {
-            Err(StoreError::Db(e)) if is_unique_violation(&e) => {
-                self.try_insert_calls(template, calls, window_start, now)
-                    .await
+    ) -> Result<Vec<Vec<CallOutcome>>, GroupError> {
+        match self.try_insert_groups(groups, window_start, now).await {
+            Err(GroupError {
+                error: StoreError::Db(e),
+                ..
+            }) if is_unique_violation(&e) => {
+                self.try_insert_groups(groups, window_start, now).await
             }
             other => other,
         }
     }
 
-    async fn try_insert_calls(
+    async fn try_insert_groups(
         &self,
-        template: &TxTemplate,
-        calls: &[NewCall],
+        groups: &[(&TxTemplate, &[NewCall])],
         window_start: UnixMillis,
         now: UnixMillis,
-    ) -> Result<Vec<CallOutcome>, StoreError> {
-        let mut tx = self.begin().await?;
-        let names: Vec<&str> = calls.iter().map(|c| c.row.domain.as_str()).collect();
-        let domains = domain_ids(&mut tx, &names).await?;
-        let wanted: Vec<_> = calls.iter().map(|c| c.row.failure.as_ref()).collect();
-        let failure_ids = FailureIds::default().ids(&mut tx, &wanted).await?;
+    ) -> Result<Vec<Vec<CallOutcome>>, GroupError> {
+        let all = |error| GroupError { group: None, error };
+        let mut tx = self.begin().await.map_err(all)?;
         let mut kpi = KpiChanges::default();
-        let mut out = Vec::with_capacity(calls.len());
-        for (index, (call, failure_id)) in calls.iter().zip(failure_ids).enumerate() {
-            let hash = fnv1a(&[&call.payload]);
-            if let Some(key) = &call.key
-                && let Some(original) = known_key(&mut tx, key, hash, window_start).await?
-            {
-                out.push(CallOutcome::Repeat(original.map_err(|id| {
-                    StoreError::KeyConflict {
-                        index,
-                        key: key.clone(),
-                        id: id.0,
-                    }
-                })?));
-                continue;
-            }
-            let recipient: i64 = sqlx::query_scalar(
-                "INSERT INTO recipient (list_id, email, attributes) VALUES ($1, $2, $3) \
-                 RETURNING id",
-            )
-            .bind(template.list.0)
-            .bind(call.row.address.as_str())
-            .bind(serde_json::Value::Object(call.attributes.clone()).to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-            let mut row = call.row.clone();
-            row.recipient = Some(crate::model::RecipientId(recipient));
-            let domain_id = domains
-                .get(row.domain.as_str())
-                .copied()
-                .unwrap_or_default();
-            kpi.row(&row, domain_id, 1);
-            let attempts = encode_attempts(&row.attempts, row.last_event_at);
-            let sql = format!(
-                "{INSERT_ROWS} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING id"
-            );
-            let id: i64 = bind_new_row(
-                sqlx::query(AssertSqlSafe(sql)),
-                &row,
-                domain_id,
-                failure_id,
-                attempts,
-            )
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
-            sqlx::query(
-                "INSERT INTO tx_call (log_id, template_id, idem_key, payload_hash, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(template.id)
-            .bind(call.key.as_deref())
-            .bind(hash)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            out.push(CallOutcome::Created(LogId(id)));
+        let mut out = Vec::with_capacity(groups.len());
+        for (g, (template, calls)) in groups.iter().enumerate() {
+            let outcomes = insert_group(&mut tx, template, calls, window_start, now, &mut kpi)
+                .await
+                .map_err(|error| GroupError {
+                    group: matches!(error, StoreError::KeyConflict { .. }).then_some(g),
+                    error,
+                })?;
+            out.push(outcomes);
         }
-        kpi.apply(&mut tx).await?;
-        tx.commit().await?;
+        kpi.apply(&mut tx).await.map_err(all)?;
+        tx.commit().await.map_err(|e| all(e.into()))?;
         Ok(out)
     }
+}
 
+/// One group's calls, inside the caller's transaction.
+async fn insert_group(
+    tx: &mut Tx,
+    template: &TxTemplate,
+    calls: &[NewCall],
+    window_start: UnixMillis,
+    now: UnixMillis,
+    kpi: &mut KpiChanges,
+) -> Result<Vec<CallOutcome>, StoreError> {
+    let names: Vec<&str> = calls.iter().map(|c| c.row.domain.as_str()).collect();
+    let domains = domain_ids(tx, &names).await?;
+    let wanted: Vec<_> = calls.iter().map(|c| c.row.failure.as_ref()).collect();
+    let failure_ids = FailureIds::default().ids(tx, &wanted).await?;
+    let mut out = Vec::with_capacity(calls.len());
+    for (index, (call, failure_id)) in calls.iter().zip(failure_ids).enumerate() {
+        let hash = fnv1a(&[&call.payload]);
+        if let Some(key) = &call.key
+            && let Some(original) = known_key(tx, key, hash, window_start).await?
+        {
+            out.push(CallOutcome::Repeat(original.map_err(|id| {
+                StoreError::KeyConflict {
+                    index,
+                    key: key.clone(),
+                    id: id.0,
+                }
+            })?));
+            continue;
+        }
+        let recipient: i64 = sqlx::query_scalar(
+            "INSERT INTO recipient (list_id, email, attributes) VALUES ($1, $2, $3) \
+                 RETURNING id",
+        )
+        .bind(template.list.0)
+        .bind(call.row.address.as_str())
+        .bind(serde_json::Value::Object(call.attributes.clone()).to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+        let mut row = call.row.clone();
+        row.recipient = Some(crate::model::RecipientId(recipient));
+        let domain_id = domains
+            .get(row.domain.as_str())
+            .copied()
+            .unwrap_or_default();
+        kpi.row(&row, domain_id, 1);
+        let attempts = encode_attempts(&row.attempts, row.last_event_at);
+        let sql =
+            format!("{INSERT_ROWS} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING id");
+        let id: i64 = bind_new_row(
+            sqlx::query(AssertSqlSafe(sql)),
+            &row,
+            domain_id,
+            failure_id,
+            attempts,
+        )
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)?;
+        sqlx::query(
+            "INSERT INTO tx_call (log_id, template_id, idem_key, payload_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(template.id)
+        .bind(call.key.as_deref())
+        .bind(hash)
+        .bind(ms(now))
+        .execute(&mut **tx)
+        .await?;
+        out.push(CallOutcome::Created(LogId(id)));
+    }
+    Ok(out)
+}
+
+impl Store {
     /// The call `id` with its row, if it is a transactional call.
     pub async fn tx_call(&self, id: LogId) -> Result<Option<TxCall>, StoreError> {
         let sql = format!("SELECT {CALL_COLUMNS} WHERE c.log_id = $1");

@@ -7,7 +7,7 @@ use anyhow::Context;
 use cartero_campaign::api::{ApiContext, router};
 use cartero_campaign::config::CampaignConfig;
 use cartero_campaign::engine::Engine;
-use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable};
+use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable, hand_each};
 use cartero_campaign::store::{Store, StoreOptions};
 use cartero_clock::SharedClock;
 use cartero_events::Event;
@@ -16,7 +16,7 @@ use cartero_spool::SpoolError;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// The largest CSV an import request may carry.
 const MAX_IMPORT_BYTES: usize = 256 << 20;
@@ -35,13 +35,8 @@ impl MtaInjector {
     }
 }
 
-/// Campaign messages are bulk mail: the MTA adds the RFC 8058 List-Unsubscribe fields to them
-/// (inMail on), as it does for API injections with `"bulk": true`. Transactional ones are not.
 fn injection(o: Outgoing) -> Injection {
-    let mut metadata = o.metadata();
-    if o.bulk {
-        metadata.insert("bulk".into(), true.into());
-    }
+    let metadata = o.metadata();
     let key = o.idempotency_key();
     Injection {
         sender: o.sender,
@@ -63,39 +58,21 @@ impl Injector for MtaInjector {
                 .get()
                 .cloned()
                 .ok_or_else(|| Unavailable("the MTA is starting".into()))?;
-            // Concurrently: the spool commits a group of messages per disk sync.
-            let mut set = JoinSet::new();
-            let n = batch.len();
-            for (i, o) in batch.into_iter().enumerate() {
+            hand_each(batch, |o| {
                 let (mta, inj) = (mta.clone(), injection(o));
-                set.spawn(async move { (i, mta.inject(inj).await) });
-            }
-            let mut answers: Vec<Option<Handed>> = vec![None; n];
-            let mut transient = None;
-            while let Some(done) = set.join_next().await {
-                let (i, result) = done.map_err(|e| Unavailable(format!("injection task: {e}")))?;
-                answers[i] = Some(match result {
-                    Ok(injected) => Handed::Taken {
-                        message_id: injected.message_id,
-                    },
-                    Err(e) if e.is_transient() => {
-                        transient = Some(e.to_string());
-                        continue;
+                async move {
+                    match mta.inject(inj).await {
+                        Ok(injected) => Ok(Handed::Taken {
+                            message_id: injected.message_id,
+                        }),
+                        Err(e) if e.is_transient() => Err(e.to_string()),
+                        Err(e) => Ok(Handed::Refused {
+                            reason: e.to_string(),
+                        }),
                     }
-                    Err(e) => Handed::Refused {
-                        reason: e.to_string(),
-                    },
-                });
-            }
-            // The rows already taken are handed again with their keys: the MTA repeats its
-            // answer without spooling twice.
-            if let Some(why) = transient {
-                return Err(Unavailable(why));
-            }
-            answers
-                .into_iter()
-                .map(|a| a.ok_or_else(|| Unavailable("an injection gave no answer".into())))
-                .collect()
+                }
+            })
+            .await
         })
     }
 }

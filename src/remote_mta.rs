@@ -4,13 +4,12 @@
 //! repeated after a timeout, a crash or a lost answer is answered with the original message
 //! and spooled once. The MTA's events come back through its webhook to `POST /api/v1/events`.
 
-use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable};
+use cartero_campaign::inject::{BoxFuture, Handed, Injector, Outgoing, Unavailable, hand_each};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 /// Requests on their way to the MTA at once.
 const IN_FLIGHT: usize = 32;
@@ -44,10 +43,7 @@ impl RemoteInjector {
 fn request_body(o: &Outgoing) -> Result<Value, String> {
     let raw = std::str::from_utf8(&o.body)
         .map_err(|_| "the rendered message is not UTF-8".to_string())?;
-    let mut metadata = o.metadata();
-    if o.bulk {
-        metadata.insert("bulk".into(), true.into());
-    }
+    let metadata = o.metadata();
     Ok(json!({
         "mail_from": o.sender,
         "recipients": [{
@@ -108,36 +104,14 @@ async fn inject_one(
 
 impl Injector for RemoteInjector {
     fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>> {
-        Box::pin(async move {
-            let n = batch.len();
-            let mut set = JoinSet::new();
-            for (i, o) in batch.into_iter().enumerate() {
-                let (http, url, token) = (self.http.clone(), self.url.clone(), self.token.clone());
-                let slots = self.slots.clone();
-                set.spawn(async move {
-                    let _slot = slots.acquire_owned().await;
-                    (i, inject_one(&http, &url, &token, &o).await)
-                });
+        Box::pin(hand_each(batch, |o| {
+            let (http, url, token) = (self.http.clone(), self.url.clone(), self.token.clone());
+            let slots = self.slots.clone();
+            async move {
+                let _slot = slots.acquire_owned().await;
+                inject_one(&http, &url, &token, &o).await
             }
-            let mut answers: Vec<Option<Handed>> = vec![None; n];
-            let mut transient = None;
-            while let Some(done) = set.join_next().await {
-                let (i, result) = done.map_err(|e| Unavailable(format!("injection task: {e}")))?;
-                match result {
-                    Ok(h) => answers[i] = Some(h),
-                    Err(why) => transient = Some(why),
-                }
-            }
-            // The messages already taken are handed again with their keys: the MTA answers
-            // with the original ids without spooling twice.
-            if let Some(why) = transient {
-                return Err(Unavailable(why));
-            }
-            answers
-                .into_iter()
-                .map(|a| a.ok_or_else(|| Unavailable("an injection gave no answer".into())))
-                .collect()
-        })
+        }))
     }
 }
 

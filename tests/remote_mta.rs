@@ -147,23 +147,14 @@ fn pending(node: &Serve) -> u64 {
 
 /// Each call `0..n` at the sink: how many arrived not exactly once.
 fn not_once(sink: &SmtpSink, n: usize) -> Vec<(usize, usize)> {
-    let dumps = sink.dumps();
-    let mut counts = vec![0usize; n];
-    for d in &dumps {
-        for line in d.lines() {
-            if let Some(rest) = line.strip_prefix("X-Rcpt-Args: <r")
-                && let Some(i) = rest
-                    .strip_suffix("@dest.test>")
-                    .and_then(|x| x.parse::<usize>().ok())
-                && i < n
-            {
-                counts[i] += 1;
-            }
-        }
-    }
-    counts
-        .into_iter()
-        .enumerate()
+    let counts = sink.rcpt_counts();
+    (0..n)
+        .map(|i| {
+            (
+                i,
+                counts.get(&format!("r{i}@dest.test")).copied().unwrap_or(0),
+            )
+        })
         .filter(|(_, c)| *c != 1)
         .collect()
 }

@@ -86,6 +86,22 @@ impl SmtpSink {
         panic!("smtp-sink did not start: {errors:#?}");
     }
 
+    /// Transactions received so far per recipient address (each dump's `X-Rcpt-Args`).
+    pub fn rcpt_counts(&self) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for d in self.dumps() {
+            for line in d.lines() {
+                if let Some(addr) = line
+                    .strip_prefix("X-Rcpt-Args: <")
+                    .and_then(|r| r.strip_suffix('>'))
+                {
+                    *counts.entry(addr.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// Contents of every dump file so far.
     pub fn dumps(&self) -> Vec<String> {
         let mut out = Vec::new();

@@ -37,11 +37,15 @@ impl Outgoing {
     }
 
     /// The metadata the MTA echoes in every event about this message (read back by
-    /// `observe`).
+    /// `observe`), and `"bulk": true` for campaign mail, which makes the MTA add the RFC 8058
+    /// List-Unsubscribe fields (inMail on), as for API injections.
     pub fn metadata(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert(DELIVERY_ID_KEY.into(), self.delivery.0.to_string().into());
         m.insert(LOG_ID_KEY.into(), self.row.0.into());
+        if self.bulk {
+            m.insert("bulk".into(), true.into());
+        }
         m
     }
 }
@@ -67,6 +71,42 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the rendered bodies move into the MTA without a copy.
 pub trait Injector: Send + Sync {
     fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>>;
+}
+
+/// What handing over one message gave: its answer, or why the MTA could not be reached.
+pub type OneAnswer = Result<Handed, String>;
+
+/// Hands every message of `batch` over with `hand`, concurrently (the MTA commits a group of
+/// messages per disk sync), and answers in order. When any message could not be handed
+/// (`Err`) the whole batch is [`Unavailable`]: it comes back with the same idempotency keys,
+/// and the MTA answers the messages it already took with their original ids.
+pub async fn hand_each<F, Fut>(batch: Vec<Outgoing>, hand: F) -> Result<Vec<Handed>, Unavailable>
+where
+    F: Fn(Outgoing) -> Fut,
+    Fut: Future<Output = OneAnswer> + Send + 'static,
+{
+    let n = batch.len();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, o) in batch.into_iter().enumerate() {
+        let one = hand(o);
+        set.spawn(async move { (i, one.await) });
+    }
+    let mut answers: Vec<Option<Handed>> = vec![None; n];
+    let mut transient = None;
+    while let Some(done) = set.join_next().await {
+        let (i, result) = done.map_err(|e| Unavailable(format!("injection task: {e}")))?;
+        match result {
+            Ok(h) => answers[i] = Some(h),
+            Err(why) => transient = Some(why),
+        }
+    }
+    if let Some(why) = transient {
+        return Err(Unavailable(why));
+    }
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| Unavailable("an injection gave no answer".into())))
+        .collect()
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl Engine {
         )
         .await?;
         let d = self.delivery(id).await?;
-        let template = self.template_of(&d.from, &d.subject, &d.text_template, &d.html_template)?;
+        let template = self.template_for(&d)?;
         let store = self.store().clone();
         store.reset_log(id).await?;
         let recipients = store.count_recipients(d.list).await?;

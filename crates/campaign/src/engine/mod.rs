@@ -191,22 +191,18 @@ impl Engine {
         if d.validity_ms == 0 {
             return Err(EngineError::Invalid("the validity must be positive".into()));
         }
-        self.template_of(&d.from, &d.subject, &d.text_template, &d.html_template)?;
+        self.template_for(d)?;
         Ok(self.inner.store.create_delivery(d, self.now()).await?)
     }
 
-    fn template_of(
-        &self,
-        from: &str,
-        subject: &str,
-        text: &Option<String>,
-        html: &Option<String>,
-    ) -> Result<MessageTemplate, TemplateError> {
+    /// Compiles a delivery's (or a new one's) content under the configured limits.
+    fn template_for(&self, d: &impl Content) -> Result<MessageTemplate, TemplateError> {
+        let (from, subject, text, html) = d.content();
         MessageTemplate::compile(
             from,
             subject,
-            text.as_deref(),
-            html.as_deref(),
+            text,
+            html,
             self.inner.cfg.render,
             self.inner.clock.clone(),
         )
@@ -323,12 +319,7 @@ impl Engine {
 
     async fn spawn_sender(&self, id: DeliveryId) -> Result<(), EngineError> {
         let delivery = self.delivery(id).await?;
-        let template = self.template_of(
-            &delivery.from,
-            &delivery.subject,
-            &delivery.text_template,
-            &delivery.html_template,
-        )?;
+        let template = self.template_for(&delivery)?;
         let (stop, stopped) = watch::channel(false);
         let engine = self.clone();
         let task = tokio::spawn(async move {
@@ -449,6 +440,33 @@ impl Engine {
         for id in ids {
             self.stop_sender(id).await;
         }
+    }
+}
+
+/// What a message is made of: From, subject, text and HTML templates.
+trait Content {
+    fn content(&self) -> (&str, &str, Option<&str>, Option<&str>);
+}
+
+impl Content for Delivery {
+    fn content(&self) -> (&str, &str, Option<&str>, Option<&str>) {
+        (
+            &self.from,
+            &self.subject,
+            self.text_template.as_deref(),
+            self.html_template.as_deref(),
+        )
+    }
+}
+
+impl Content for NewDelivery {
+    fn content(&self) -> (&str, &str, Option<&str>, Option<&str>) {
+        (
+            &self.from,
+            &self.subject,
+            self.text_template.as_deref(),
+            self.html_template.as_deref(),
+        )
     }
 }
 

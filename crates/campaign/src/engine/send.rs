@@ -214,12 +214,7 @@ pub(super) async fn cancel_rest(engine: &Engine, id: DeliveryId) -> Result<(), E
     let delivery = engine.delivery(id).await?;
     let lease = ms(cfg.lease);
     let job = Job {
-        template: Arc::new(engine.template_of(
-            &delivery.from,
-            &delivery.subject,
-            &delivery.text_template,
-            &delivery.html_template,
-        )?),
+        template: Arc::new(engine.template_for(&delivery)?),
         delivery,
     };
     loop {

@@ -85,12 +85,7 @@ impl Engine {
         if content.validity_ms == 0 {
             return Err(EngineError::Invalid("the validity must be positive".into()));
         }
-        self.template_of(
-            &content.from,
-            &content.subject,
-            &content.text_template,
-            &content.html_template,
-        )?;
+        self.template_for(content)?;
         Ok(self
             .store()
             .create_tx_version(name, content, self.now())
@@ -111,12 +106,7 @@ impl Engine {
             return Ok(v.clone());
         }
         let delivery = self.delivery(id).await?;
-        let compiled = self.template_of(
-            &delivery.from,
-            &delivery.subject,
-            &delivery.text_template,
-            &delivery.html_template,
-        )?;
+        let compiled = self.template_for(&delivery)?;
         let mut cache = self.inner.tx_versions.lock();
         if cache.len() >= MAX_CACHED_VERSIONS {
             cache.clear();
@@ -245,13 +235,12 @@ impl Engine {
     /// second for what others stored. Template versions are served oldest first, a version's
     /// calls in the order they were stored.
     pub async fn run_outbox(&self, mut stopped: watch::Receiver<bool>) {
-        let mut jobs = HashMap::new();
         let mut warned_at = None;
         loop {
             if *stopped.borrow() {
                 return;
             }
-            if let Err(e) = self.outbox_pass(&mut jobs, &stopped).await {
+            if let Err(e) = self.outbox_pass(&stopped).await {
                 tracing::warn!(error = %e, "transactional outbox: cannot read the queue");
             }
             self.watch_outbox(&mut warned_at).await;
@@ -307,50 +296,26 @@ impl Engine {
     /// One pass of the outbox: every call Pending now is handed over (waiting out an MTA
     /// outage with backoff) before it returns, unless `stopped`.
     pub async fn drain_outbox(&self, stopped: watch::Receiver<bool>) -> Result<(), EngineError> {
-        self.outbox_pass(&mut HashMap::new(), &stopped).await
+        self.outbox_pass(&stopped).await
     }
 
-    async fn outbox_pass(
-        &self,
-        jobs: &mut HashMap<DeliveryId, Arc<Job>>,
-        stopped: &watch::Receiver<bool>,
-    ) -> Result<(), EngineError> {
+    async fn outbox_pass(&self, stopped: &watch::Receiver<bool>) -> Result<(), EngineError> {
         for id in self.store().tx_pending_versions().await? {
-            if let Some(job) = self.outbox_job(jobs, id).await {
+            if let Some(job) = self.outbox_job(id).await {
                 worker(self, &job, stopped.clone()).await;
             }
         }
         Ok(())
     }
 
-    /// The compiled version `id`, kept for the outbox's life (a version never changes).
-    async fn outbox_job(
-        &self,
-        jobs: &mut HashMap<DeliveryId, Arc<Job>>,
-        id: DeliveryId,
-    ) -> Option<Arc<Job>> {
-        if let Some(j) = jobs.get(&id) {
-            return Some(j.clone());
-        }
-        let made = async {
-            let delivery = self.delivery(id).await?;
-            let template = self.template_of(
-                &delivery.from,
-                &delivery.subject,
-                &delivery.text_template,
-                &delivery.html_template,
-            )?;
-            Ok::<_, EngineError>(Job {
+    /// The sender's job for version `id` (compiled once, [`Engine::tx_version`]); `None`,
+    /// logged, for a delivery that is not a transactional version or does not compile.
+    async fn outbox_job(&self, id: DeliveryId) -> Option<Job> {
+        match self.tx_version(id).await {
+            Ok((delivery, template)) if delivery.kind == DeliveryKind::Transactional => Some(Job {
                 delivery,
                 template: Arc::new(template),
-            })
-        };
-        match made.await {
-            Ok(job) if job.delivery.kind == DeliveryKind::Transactional => {
-                let job = Arc::new(job);
-                jobs.insert(id, job.clone());
-                Some(job)
-            }
+            }),
             Ok(_) => None,
             Err(e) => {
                 tracing::error!(delivery = id.0, error = %e,

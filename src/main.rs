@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod cli;
+mod dashboard;
 mod node;
 mod remote_mta;
 

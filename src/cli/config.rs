@@ -1,5 +1,6 @@
 use anyhow::Context;
 use cartero_campaign::config::CampaignConfig;
+use cartero_dashboard::DashboardConfig;
 use cartero_mta::MtaConfig;
 use clap::Subcommand;
 use std::path::Path;
@@ -32,10 +33,14 @@ pub struct CarteroConfig {
     inmail: cartero_mta::config::InMailConfig,
     bounce: cartero_mta::config::BounceConfig,
     campaign: CampaignConfig,
+    dashboard: DashboardConfig,
 }
 
+/// The configuration of each part of a node.
+pub type Parts = (MtaConfig, CampaignConfig, DashboardConfig);
+
 impl CarteroConfig {
-    pub fn split(self) -> (MtaConfig, CampaignConfig) {
+    pub fn split(self) -> Parts {
         let d = MtaConfig::default();
         let mta = MtaConfig {
             hostname: self.hostname.unwrap_or(d.hostname),
@@ -50,7 +55,7 @@ impl CarteroConfig {
             inmail: self.inmail,
             bounce: self.bounce,
         };
-        (mta, self.campaign)
+        (mta, self.campaign, self.dashboard)
     }
 
     /// The defaults as they are printed and documented.
@@ -69,6 +74,7 @@ impl CarteroConfig {
             inmail: d.inmail,
             bounce: d.bounce,
             campaign: CampaignConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -78,8 +84,8 @@ pub fn load(path: Option<&Path>) -> anyhow::Result<MtaConfig> {
     Ok(load_all(path)?.0)
 }
 
-/// Loads the MTA's and the campaign layer's configuration.
-pub fn load_all(path: Option<&Path>) -> anyhow::Result<(MtaConfig, CampaignConfig)> {
+/// Loads the MTA's, the campaign layer's and the dashboard's configuration.
+pub fn load_all(path: Option<&Path>) -> anyhow::Result<Parts> {
     let Some(path) = path else {
         return Ok(CarteroConfig::defaults().split());
     };
@@ -88,7 +94,7 @@ pub fn load_all(path: Option<&Path>) -> anyhow::Result<(MtaConfig, CampaignConfi
     parse_all(&text).with_context(|| format!("in {}", path.display()))
 }
 
-pub fn parse_all(text: &str) -> anyhow::Result<(MtaConfig, CampaignConfig)> {
+pub fn parse_all(text: &str) -> anyhow::Result<Parts> {
     // toml's error already names the line, column and the offending key.
     let c: CarteroConfig = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(c.split())
@@ -97,11 +103,14 @@ pub fn parse_all(text: &str) -> anyhow::Result<(MtaConfig, CampaignConfig)> {
 pub fn run(cmd: ConfigCmd, _global: Option<&Path>) -> anyhow::Result<()> {
     match cmd {
         ConfigCmd::Check { file } => {
-            let (cfg, campaign) = load_all(Some(&file))?;
+            let (cfg, campaign, dashboard) = load_all(Some(&file))?;
             // The same checks `serve` makes before it starts, files included.
             let warnings = cartero_mta::validate::validate(&cfg)
                 .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
             campaign
+                .validate()
+                .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
+            dashboard
                 .validate()
                 .map_err(|e| anyhow::anyhow!("{}:\n{e}", file.display()))?;
             for w in warnings {

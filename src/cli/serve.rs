@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let (cfg, campaign_cfg) = super::config::load_all(config)?;
+    let (cfg, campaign_cfg, dashboard_cfg) = super::config::load_all(config)?;
     if campaign_cfg.enabled && !campaign_cfg.mta.is_empty() {
-        return run_campaign_only(&cfg, &campaign_cfg).await;
+        return run_campaign_only(&cfg, &campaign_cfg, &dashboard_cfg).await;
     }
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -18,6 +18,11 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         reloader: config.map(reloader),
         ..StartOptions::default()
     };
+    if let Some((routes, auth)) = crate::dashboard::build(&dashboard_cfg, &cfg, opts.clock.clone())?
+    {
+        opts.public_routes = Some(routes);
+        opts.request_auth = Some(auth);
+    }
     let mut campaign = None;
     if campaign_cfg.enabled {
         let (c, routes) = Campaign::open(&cfg, &campaign_cfg, opts.clock.clone()).await?;
@@ -38,6 +43,9 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     }
     if let Some(a) = mta.http_addr() {
         tracing::info!(addr = %a, "HTTP API listening");
+        if dashboard_cfg.enabled {
+            tracing::info!(url = %format!("http://{a}/ui/"), "dashboard");
+        }
     }
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");
     signals.wait(Some(&mta)).await;
@@ -57,8 +65,10 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
 async fn run_campaign_only(
     cfg: &cartero_mta::MtaConfig,
     campaign_cfg: &cartero_campaign::config::CampaignConfig,
+    dashboard_cfg: &cartero_dashboard::DashboardConfig,
 ) -> anyhow::Result<()> {
     let clock = StartOptions::default().clock;
+    let (public, auth) = crate::dashboard::build(dashboard_cfg, cfg, clock.clone())?.unzip();
     let (mut c, routes) = Campaign::open(cfg, campaign_cfg, clock).await?;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
@@ -69,7 +79,7 @@ async fn run_campaign_only(
         axum::routing::get(move || std::future::ready(handle.render())),
     );
     let signals = Signals::install()?;
-    let listener = cartero_mta::ApiListener::start(cfg, routes)
+    let listener = cartero_mta::ApiListener::start(cfg, routes, public, auth)
         .await
         .context("starting the HTTP listener")?;
     c.run_remote().await?;

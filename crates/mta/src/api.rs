@@ -11,7 +11,7 @@ use crate::inject::{InjectError, Injected};
 use crate::queue::view::{MessageView, QueueSummary};
 use crate::queue::{Cmd, SchedulerHandle};
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -46,9 +46,22 @@ pub(crate) struct ApiState {
     pub policy: Arc<Policy>,
     /// The embedding program's routes ([`StartOptions::routes`](crate::StartOptions)).
     pub routes: Option<Router>,
+    /// Routes served without the token check: they authenticate requests themselves.
+    pub public_routes: Option<Router>,
+    /// A second credential the token-checked routes accept.
+    pub request_auth: Option<SharedRequestAuth>,
     /// Served at `/api/v1/openapi.json`.
     pub openapi: Arc<utoipa::openapi::OpenApi>,
 }
+
+/// A second credential the token-checked routes accept besides the bearer token (the
+/// dashboard's session cookie with its CSRF header). Asked only when a request carries no
+/// valid token.
+pub trait RequestAuth: Send + Sync {
+    fn authorizes(&self, method: &Method, headers: &header::HeaderMap) -> bool;
+}
+
+pub type SharedRequestAuth = Arc<dyn RequestAuth>;
 
 /// A JSON error body with a status.
 pub(crate) struct ApiError(StatusCode, String);
@@ -103,11 +116,15 @@ pub(crate) fn router(state: ApiState, max_body: usize) -> Router {
         r.layer(middleware::from_fn_with_state(state.clone(), require_token))
             .layer(DefaultBodyLimit::max(max_body))
     });
-    let app = public
+    let own_public = state.public_routes.clone();
+    let mut app = public
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state);
-    match extra {
+    if let Some(r) = extra {
+        app = app.merge(r);
+    }
+    match own_public {
         Some(r) => app.merge(r),
         None => app,
     }
@@ -123,10 +140,16 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if authorized(&s.tokens, req.headers()) {
+    if allowed(&s.tokens, s.request_auth.as_deref(), &req) {
         return next.run(req).await;
     }
     unauthorized()
+}
+
+/// Whether a request carries one of `tokens`, or else satisfies `auth`.
+pub(crate) fn allowed(tokens: &[String], auth: Option<&dyn RequestAuth>, req: &Request) -> bool {
+    authorized(tokens, req.headers())
+        || auth.is_some_and(|a| a.authorizes(req.method(), req.headers()))
 }
 
 /// Whether the request carries one of `tokens` as its bearer token.

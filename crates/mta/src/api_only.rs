@@ -3,6 +3,7 @@
 //! as a full node: the bearer-token check on every route but `/healthz`, the body limit, the
 //! header timeout and the cap on open connections.
 
+use crate::api::SharedRequestAuth;
 use crate::http_server::{HttpLimits, serve};
 use crate::start::{api_tokens, bind};
 use crate::{MtaConfig, StartError};
@@ -24,8 +25,14 @@ pub struct ApiListener {
 
 impl ApiListener {
     /// Binds `http.listen` and serves `routes` behind the API tokens (configured, or the one
-    /// kept in `data_dir/api-token`, generated at first start).
-    pub async fn start(cfg: &MtaConfig, routes: Router) -> Result<ApiListener, StartError> {
+    /// kept in `data_dir/api-token`, generated at first start) or `auth`, and `public`
+    /// without a check.
+    pub async fn start(
+        cfg: &MtaConfig,
+        routes: Router,
+        public: Option<Router>,
+        auth: Option<SharedRequestAuth>,
+    ) -> Result<ApiListener, StartError> {
         let tokens = Arc::new(api_tokens(cfg)?);
         let listener = bind(cfg.http.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Listen {
@@ -34,9 +41,9 @@ impl ApiListener {
         })?;
         let protected = routes
             .layer(middleware::from_fn(move |req: Request, next: Next| {
-                let tokens = tokens.clone();
+                let (tokens, auth) = (tokens.clone(), auth.clone());
                 async move {
-                    if crate::api::authorized(&tokens, req.headers()) {
+                    if crate::api::allowed(&tokens, auth.as_deref(), &req) {
                         next.run(req).await
                     } else {
                         crate::api::unauthorized()
@@ -44,9 +51,12 @@ impl ApiListener {
                 }
             }))
             .layer(DefaultBodyLimit::max(cfg.http.max_body));
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/healthz", get(|| async { "ok" }))
             .merge(protected);
+        if let Some(p) = public {
+            app = app.merge(p);
+        }
         let limits = HttpLimits {
             header_timeout: cfg.http.header_timeout,
             max_connections: cfg.http.max_connections,

@@ -32,9 +32,9 @@ pub mod tls;
 pub mod validate;
 
 pub use api_only::ApiListener;
-pub use auth::{SaltError, hash_password};
+pub use auth::{SaltError, hash_password, token_matches, verify_password};
 pub use config::MtaConfig;
 pub use inject::{InjectError, Injected, Injection};
 pub use outbox::{EventOutbox, OutboxEvent};
 pub use queue::view::{DomainRow, MessageView, QueueSummary, RcptView, SiteRow};
-pub use start::{Mta, StartError, StartOptions};
+pub use start::{Mta, StartError, StartOptions, api_tokens};

@@ -101,6 +101,11 @@ pub struct StartOptions {
     /// More HTTP routes served on the API listener behind the same token check and body
     /// limit (the campaign layer's API, which the MTA knows nothing else about).
     pub routes: Option<axum::Router>,
+    /// Routes served on the API listener without the token check, because they check
+    /// requests themselves (the dashboard's pages and login).
+    pub public_routes: Option<axum::Router>,
+    /// A second credential the token-checked routes accept (the dashboard's sessions).
+    pub request_auth: Option<crate::api::SharedRequestAuth>,
     /// Consumers of the durable event outbox (`data_dir/spool/outbox/`), read with
     /// [`Mta::event_outbox`]. Empty (the default): no outbox.
     pub event_outbox: Vec<String>,
@@ -119,6 +124,8 @@ impl Default for StartOptions {
             classifier: None,
             reloader: None,
             routes: None,
+            public_routes: None,
+            request_auth: None,
             event_outbox: Vec::new(),
             openapi: None,
         }
@@ -171,7 +178,9 @@ fn load_signer(cfg: &MtaConfig) -> Result<Option<Arc<Signer>>, StartError> {
 }
 
 /// The API tokens: configured ones, or one generated at first start and kept in `data_dir`.
-pub(crate) fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
+/// The API tokens: configured, or the one kept in `data_dir/api-token` (generated at the
+/// first call).
+pub fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
     if !cfg.http.tokens.is_empty() {
         return Ok(cfg.http.tokens.clone());
     }
@@ -565,6 +574,8 @@ impl Mta {
             metrics: opts.metrics,
             policy,
             routes: opts.routes,
+            public_routes: opts.public_routes,
+            request_auth: opts.request_auth,
             openapi: Arc::new(opts.openapi.unwrap_or_else(api::openapi)),
         };
         tasks.extend(serve_all(&cfg, api, listeners, inbound, stop_rx));

@@ -5,6 +5,7 @@
 //! `SKIPPED: ...` line, except under `CI=true`, where it fails the test.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod client;
 pub mod peers;
 pub mod reports;

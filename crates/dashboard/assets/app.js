@@ -146,7 +146,7 @@
     const key = JSON.stringify(data);
     if (into.dataset.key === key) return;
     into.dataset.key = key;
-    into.replaceChildren(...[render(data)].flat());
+    into.replaceChildren(...[render(data)].flat().filter((n) => n !== null && n !== undefined));
   }
 
   // ---- Deliveries ---------------------------------------------------------------------------
@@ -267,7 +267,8 @@
     pts.forEach((p, i) => {
       if (i % every !== 0 && i !== pts.length - 1) return;
       const hm = new Date(p.at).toISOString().slice(11, 16);
-      g.append(svg('text', { x: x(i), y: H - B + 16, 'text-anchor': 'middle', class: 'tick' }, hm));
+      const anchor = i === pts.length - 1 ? 'end' : (i === 0 ? 'start' : 'middle');
+      g.append(svg('text', { x: x(i), y: H - B + 16, 'text-anchor': anchor, class: 'tick' }, hm));
     });
     g.append(svg('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis' }, 'time (UTC)'));
     g.append(svg('text', { x: 12, y: (T + H - B) / 2, transform: `rotate(-90 12 ${(T + H - B) / 2})`, 'text-anchor': 'middle', class: 'axis' }, `messages / ${stepMin} min`));
@@ -327,7 +328,7 @@
       const byDomain = [...domains.values()].sort((a, b) => (b.sent + b.failed) - (a.sent + a.failed)).slice(0, 20);
       renderIfChanged(breakdown, [byDomain, s.efs.failed_by_reason], () => [
         table('By domain (top 20)', [['Domain', (r) => r.domain], ['Sent', (r) => num(r.sent)], ['Failed', (r) => num(r.failed)]], byDomain),
-        table('Failures by reason', [['Reason', (r) => r.label], ['Rows', (r) => num(r.figure.count)], ['Share', (r) => pct(r.figure.rate)]], s.efs.failed_by_reason)]);
+        table('Failures by reason', [['Reason', (r) => r.label], ['Rows', (r) => num(r.count)], ['Share', (r) => pct(r.rate)]], s.efs.failed_by_reason)]);
       renderIfChanged(qualification, q.lines, (lines) => table('Normalized replies, most rows first', [
         ['Reply', (l) => l.text], ['Type', (l) => l.type], ['Reason', (l) => l.reason],
         ['Class', (l) => l.class], ['Rule', (l) => l.rule], ['Rows', (l) => num(l.rows)]], lines));
@@ -452,12 +453,21 @@
     const box = el('div');
     main.replaceChildren(el('h1', { text: 'Transactional' }), box);
     every(3000, async () => {
-      const [templates, messages, outbox] = await Promise.all([api('GET', '/api/v1/transactional/templates'),
+      const [templates, page, outbox] = await Promise.all([api('GET', '/api/v1/transactional/templates'),
         api('GET', '/api/v1/transactional/messages?limit=50'), api('GET', '/api/v1/transactional/outbox')]);
-      renderIfChanged(box, [templates, messages, outbox], () => [
-        el('h2', { text: 'Outbox' }), autotable('Calls accepted and not yet taken by the MTA', [outbox]),
-        el('h2', { text: 'Templates' }), autotable('Templates and their current version', templates.templates || templates),
-        el('h2', { text: 'Calls' }), autotable('The latest calls', messages.messages || messages)]);
+      renderIfChanged(box, [templates, page, outbox], () => [
+        el('h2', { text: 'Outbox' }),
+        el('p', { id: 'outbox' }, `${num(outbox.depth)} calls stored and not yet taken by the MTA`,
+          outbox.depth ? `; the oldest waits since ${when(outbox.oldest_at)}` : ''),
+        el('h2', { text: 'Templates' }),
+        table('Templates and the version in force', [['Template', (t) => t.name], ['Version', (t) => t.current.version],
+          ['Versions', (t) => t.versions.length], ['Delivery', (t) => el('a', { href: `/ui/deliveries/${t.current.delivery}`, text: t.current.delivery })],
+          ['Since', (t) => when(t.current.created_at)]], templates, { id: 'templates-table' }),
+        el('h2', { text: 'Calls' }),
+        table('Calls in id order (the first 50)', [['Call', (m) => m.id], ['Template', (m) => `${m.template} v${m.version}`],
+          ['Address', (m) => m.row.address], ['Status', (m) => el('span', { class: `status ${m.status}`, text: m.status })],
+          ['Last reply', (m) => (m.row.attempts.length ? m.row.attempts[m.row.attempts.length - 1].text : '')],
+          ['Received', (m) => when(m.created_at)], ['Idempotency key', (m) => m.idempotency_key || '']], page.messages, { id: 'calls-table' })]);
       return true;
     });
   }

@@ -196,6 +196,8 @@ pub fn api_tokens(cfg: &MtaConfig) -> Result<Vec<String>, StartError> {
     aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut raw)
         .map_err(|_| err(std::io::Error::other("system RNG failed")))?;
     let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    // Called before the MTA made its directories when the dashboard asks first.
+    std::fs::create_dir_all(&cfg.data_dir).map_err(err)?;
     tls::write_secret_file(&path, token.as_bytes()).map_err(err)?;
     tracing::info!(path = %path.display(), "generated an API token");
     Ok(vec![token])

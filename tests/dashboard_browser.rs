@@ -307,6 +307,36 @@ fn an_operator_runs_a_delivery_from_the_dashboard_and_sees_the_apis_numbers() {
         json!([]),
     );
 
+    // Bulk release by filter: a dry run counts, then the release does what it counted.
+    b.type_into("form.filters [name=domain]", "bad.test");
+    b.click("form.filters button[type=submit]");
+    b.click(".bulk button");
+    let confirm = b.text("#confirm-release");
+    assert_eq!(confirm, "Release 1 addresses", "gone1 is the one left");
+    assert_eq!(
+        node.api("GET", "/api/v1/addresses/gone1@bad.test", None)["status"],
+        "quarantine",
+        "the preview released nothing"
+    );
+    b.click("#confirm-release");
+    b.wait_for(
+        "the bulk release done",
+        "const e = document.querySelector('#flash .ok'); return e && e.textContent === 'Released 1 addresses.'",
+        json!([]),
+    );
+    assert_eq!(
+        node.api("GET", "/api/v1/addresses/gone1@bad.test", None)["status"],
+        "valid"
+    );
+    let audit = node.api("GET", "/api/v1/quarantine/releases", None);
+    assert_eq!(
+        (
+            audit[0]["count"].as_u64(),
+            audit[0]["filter"]["domain"].as_str()
+        ),
+        (Some(1), Some("bad.test"))
+    );
+
     // A transactional call shows on its page with its template and final status.
     node.api(
         "PUT",

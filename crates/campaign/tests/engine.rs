@@ -281,6 +281,26 @@ async fn a_delivery_goes_from_analysis_to_finished(store: Store) {
             .iter()
             .any(|l| l.rule == "analysis:duplicate" && l.rows == 1)
     );
+    // The table is read from counters kept with the rows: a row whose failure changed (the
+    // soft bounces of c, then its expiry) counts once, under its last failure.
+    let rows = s
+        .list_log_rows(d, &LogFilter::default(), None, 1000)
+        .await
+        .unwrap()
+        .rows;
+    let with_failure = rows.iter().filter(|r| r.failure.is_some()).count() as u64;
+    assert_eq!(
+        table.iter().map(|l| l.rows).sum::<u64>(),
+        with_failure,
+        "{table:#?}"
+    );
+    let c = rows.iter().find(|r| r.address == "c@d.test").unwrap();
+    let c_text = &c.failure.as_ref().unwrap().text;
+    assert!(
+        table
+            .iter()
+            .any(|l| c_text.starts_with(&l.text[..4]) && l.rows >= 1)
+    );
 }
 
 /// Waits (bounded) until `f` holds.

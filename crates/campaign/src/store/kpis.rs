@@ -23,6 +23,9 @@ const FAILED_BY_REASON: i64 = 0;
 const IGNORED_BY_REASON: i64 = 1;
 const FAILED_BY_DOMAIN: i64 = 2;
 const SENT_BY_DOMAIN: i64 = 3;
+/// Rows whose last failure is `item` (a `failure` id): the qualification table, read without
+/// grouping the rows.
+pub(super) const BY_FAILURE: i64 = 4;
 
 #[derive(Default)]
 struct DeliveryDelta {
@@ -81,6 +84,15 @@ impl KpiChanges {
         }
         for n in k.sent_by_domain.into_values() {
             add(SENT_BY_DOMAIN, domain_id, n);
+        }
+    }
+
+    /// Counts a row under its last failure (`sign` 1), or uncounts it (-1); nothing for a row
+    /// without one.
+    pub(crate) fn failure(&mut self, delivery: i64, failure_id: Option<i64>, sign: i64) {
+        if let Some(id) = failure_id {
+            let d = self.0.entry(delivery).or_default();
+            *d.breakdown.entry((BY_FAILURE, id)).or_insert(0) += sign;
         }
     }
 
@@ -242,7 +254,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT b.kind, b.item, b.count, d.name FROM kpi_breakdown b \
              LEFT JOIN domain d ON d.id = b.item AND b.kind IN (2, 3) \
-             WHERE b.delivery_id = $1 AND b.count > 0",
+             WHERE b.delivery_id = $1 AND b.kind < 4 AND b.count > 0",
         )
         .bind(delivery.0)
         .fetch_all(&self.read)

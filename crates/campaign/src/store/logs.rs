@@ -22,7 +22,7 @@ const ID_CHUNK: usize = rows_per_statement(1);
 
 /// The row as the model has it, joined with its domain and failure.
 pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.recipient_id, l.status, l.feedback, l.domain_id, \
-     l.last_event_at, l.address, l.mta_id, l.message_id, l.attempts, l.events, \
+     l.last_event_at, l.address, l.mta_id, l.message_id, l.attempts, l.events, l.failure_id, \
      d.name AS domain, \
      f.ftype, f.reason AS freason, f.class, f.text, f.rule \
      FROM log_row l JOIN domain d ON d.id = l.domain_id LEFT JOIN failure f ON f.id = l.failure_id";
@@ -80,6 +80,8 @@ pub struct Taken {
 pub(super) struct Stored {
     pub row: LogRow,
     pub domain_id: i64,
+    /// The `failure` id of its last failure.
+    pub failure_id: Option<i64>,
     /// Hashes of the events applied to the row, oldest first.
     pub events: Vec<i64>,
 }
@@ -111,6 +113,7 @@ impl Store {
             for ((r, attempts), failure_id) in chunk.iter().zip(failure_ids) {
                 let domain_id = domains.get(r.domain.as_str()).copied().unwrap_or_default();
                 kpi.row(r, domain_id, 1);
+                kpi.failure(r.delivery.0, failure_id, 1);
                 q = bind_new_row(q, r, domain_id, failure_id, attempts.clone());
             }
             q.execute(&mut *tx).await?;
@@ -426,6 +429,7 @@ pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
             ),
         },
         domain_id: r.try_get("domain_id")?,
+        failure_id: r.try_get("failure_id")?,
         events: decode_events(events.as_deref())?,
     })
 }
@@ -453,6 +457,7 @@ pub(super) async fn write_rows(
     for r in after {
         let old = unchanged_identity(before, r)?;
         kpi.row(&old.row, old.domain_id, -1);
+        kpi.failure(old.row.delivery.0, old.failure_id, -1);
         kpi.row(r, old.domain_id, 1);
         kpi.flow(&old.row, r);
         let mut events = old.events.clone();
@@ -482,6 +487,7 @@ pub(super) async fn write_rows(
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for ((r, events, attempts), failure_id) in chunk.iter().zip(failure_ids) {
+            kpi.failure(r.delivery.0, failure_id, 1);
             let (mta_id, message_id) = split_message_id(r.message_id.as_deref());
             q = q
                 .bind(r.id.0)

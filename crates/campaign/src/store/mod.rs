@@ -327,13 +327,15 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => [
             include_str!("../../migrations/sqlite/0001_campaign.sql"),
             include_str!("../../migrations/sqlite/0002_transactional.sql"),
+            include_str!("../../migrations/sqlite/0003_qualification_counts.sql"),
         ],
         Backend::Postgres => [
             include_str!("../../migrations/postgres/0001_campaign.sql"),
             include_str!("../../migrations/postgres/0002_transactional.sql"),
+            include_str!("../../migrations/postgres/0003_qualification_counts.sql"),
         ],
     };
-    let names = ["campaign", "transactional"];
+    let names = ["campaign", "transactional", "qualification_counts"];
     Migrator::with_migrations(
         sqls.into_iter()
             .zip(names)

@@ -314,6 +314,7 @@ async fn insert_group(
             .copied()
             .unwrap_or_default();
         kpi.row(&row, domain_id, 1);
+        kpi.failure(row.delivery.0, failure_id, 1);
         let attempts = encode_attempts(&row.attempts, row.last_event_at);
         let sql =
             format!("{INSERT_ROWS} VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) RETURNING id");

@@ -278,7 +278,14 @@
     }
     const legend = el('ul', { class: 'legend' }, SERIES.map(([, n, cls], i) =>
       el('li', {}, el('span', { class: `swatch ${cls}`, 'aria-hidden': 'true' }), `${n}: ${num(totals[i])}`)));
-    return [g, legend];
+    // SPEC §3.6 also wants bytes per second: the window's average and its busiest step.
+    const bytes = pts.reduce((s, p) => s + p.bytes, 0);
+    const peak = Math.max(0, ...pts.map((p) => p.bytes)) / (t.step_ms / 1000);
+    const rate = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : `${(bps / 1e3).toFixed(1)} kB/s`);
+    const volume = el('p', { class: 'hint', id: 'bytes' },
+      `Relayed ${(bytes / 1e6).toFixed(1)} MB: ${rate(bytes / (hours * 3600))} on average over ${hours} h, ` +
+      `${rate(peak)} in the busiest ${stepMin} min.`);
+    return [g, legend, volume];
   }
 
   function pageDelivery(id) {

@@ -49,7 +49,12 @@ pub fn build(
         tokens: cartero_mta::api_tokens(mta)?,
         operators: cfg.operators.clone(),
     };
-    let d = Dashboard::new(cfg, clock, Arc::new(logins));
+    // Over HTTPS the cookies are Secure whatever the setting says.
+    let cfg = DashboardConfig {
+        secure_cookie: cfg.secure_cookie || mta.http.tls,
+        ..cfg.clone()
+    };
+    let d = Dashboard::new(&cfg, clock, Arc::new(logins));
     Ok(Some((d.router(), Arc::new(Sessions(d)))))
 }
 

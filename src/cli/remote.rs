@@ -36,13 +36,36 @@ pub(super) struct Client {
     http: reqwest::Client,
 }
 
+/// The HTTP client of the operator commands. With `[http] tls` it also trusts the listener's
+/// own certificate (configured, or the self-signed one `serve` generated), so a local HTTPS
+/// API works without installing that certificate anywhere.
+fn api_client(cfg: &cartero_mta::MtaConfig) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder();
+    if cfg.http.tls {
+        let path = cfg
+            .tls
+            .cert
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("tls").join("cert.pem"));
+        if let Ok(pem) = std::fs::read(&path) {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("reading the certificate {}", path.display()))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+    }
+    b.build().context("building the HTTP client")
+}
+
 impl Client {
     pub(super) fn new(config: Option<&Path>, r: &RemoteArgs) -> anyhow::Result<Self> {
         let cfg = super::config::load(config)?;
+        let scheme = if cfg.http.tls { "https" } else { "http" };
         let base = r
             .api
             .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.http.listen));
+            .unwrap_or_else(|| format!("{scheme}://{}", cfg.http.listen));
         let token = match (&r.token, cfg.http.tokens.first()) {
             (Some(t), _) => t.clone(),
             (None, Some(t)) => t.clone(),
@@ -62,7 +85,7 @@ impl Client {
         Ok(Self {
             base,
             token,
-            http: reqwest::Client::new(),
+            http: api_client(&cfg)?,
         })
     }
 

@@ -42,9 +42,10 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         tracing::info!(addr = %a, "SMTP listening");
     }
     if let Some(a) = mta.http_addr() {
-        tracing::info!(addr = %a, "HTTP API listening");
+        tracing::info!(addr = %a, tls = cfg.http.tls, "HTTP API listening");
         if dashboard_cfg.enabled {
-            tracing::info!(url = %format!("http://{a}/ui/"), "dashboard");
+            let scheme = if cfg.http.tls { "https" } else { "http" };
+            tracing::info!(url = %format!("{scheme}://{a}/ui/"), "dashboard");
         }
     }
     tracing::info!(token_file = %cfg.data_dir.join("api-token").display(), "ready");

@@ -67,6 +67,7 @@ pub struct ConfigBuilder {
     delivery: Vec<String>,
     raw: Vec<String>,
     http: String,
+    http_lines: Vec<String>,
 }
 
 impl ConfigBuilder {
@@ -78,6 +79,7 @@ impl ConfigBuilder {
             delivery: Vec::new(),
             raw: Vec::new(),
             http: "127.0.0.1:0".into(),
+            http_lines: Vec::new(),
         }
     }
 
@@ -106,6 +108,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// A `key = value` line under `[http]`.
+    pub fn http_line(mut self, line: &str) -> Self {
+        self.http_lines.push(line.into());
+        self
+    }
+
     /// Whole sections appended at the end (e.g. `[[smtp.users]]`, `[shaping.default]`).
     pub fn raw(mut self, text: &str) -> Self {
         self.raw.push(text.into());
@@ -121,10 +129,12 @@ impl ConfigBuilder {
             t.push_str(l);
             t.push('\n');
         }
-        t.push_str(&format!(
-            "\n[http]\nlisten = {:?}\n\n[delivery]\n",
-            self.http
-        ));
+        t.push_str(&format!("\n[http]\nlisten = {:?}\n", self.http));
+        for l in &self.http_lines {
+            t.push_str(l);
+            t.push('\n');
+        }
+        t.push_str("\n[delivery]\n");
         for l in &self.delivery {
             t.push_str(l);
             t.push('\n');

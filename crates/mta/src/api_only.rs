@@ -57,9 +57,19 @@ impl ApiListener {
         if let Some(p) = public {
             app = app.merge(p);
         }
+        let tls = if cfg.http.tls {
+            let (cert, key) =
+                crate::tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
+            Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                &cert, &key,
+            )?))
+        } else {
+            None
+        };
         let limits = HttpLimits {
             header_timeout: cfg.http.header_timeout,
             max_connections: cfg.http.max_connections,
+            tls,
         };
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(listener, app, limits, stopped));

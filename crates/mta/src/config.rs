@@ -161,6 +161,9 @@ pub struct HttpConfig {
     /// Bytes of the messages one request renders to (per-recipient content is built in memory
     /// before anything is spooled).
     pub max_rendered_bytes: usize,
+    /// Serve HTTPS instead of HTTP, with the `[tls]` certificate (the generated self-signed one
+    /// when none is configured).
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
@@ -177,6 +180,7 @@ impl Default for HttpConfig {
             max_substitution_bytes: 64 * 1024,
             max_request_data_bytes: 16 * 1024 * 1024,
             max_rendered_bytes: 256 * 1024 * 1024,
+            tls: false,
         }
     }
 }

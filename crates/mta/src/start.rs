@@ -508,6 +508,7 @@ impl Mta {
         let tokens = Arc::new(api_tokens(&cfg)?);
         let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let http_tls = cfg.http.tls.then(|| acceptor.clone());
         let (spool, recovered) = open_spool(&cfg, &opts)?;
         let classifier = match opts.classifier.clone() {
             Some(c) => c,
@@ -580,7 +581,7 @@ impl Mta {
             request_auth: opts.request_auth,
             openapi: Arc::new(opts.openapi.unwrap_or_else(api::openapi)),
         };
-        tasks.extend(serve_all(&cfg, api, listeners, inbound, stop_rx));
+        tasks.extend(serve_all(&cfg, api, listeners, inbound, http_tls, stop_rx));
         *mta.tasks.lock() = tasks;
         Ok(mta)
     }
@@ -592,6 +593,7 @@ fn serve_all(
     state: ApiState,
     listeners: Listeners,
     inbound: Arc<Inbound>,
+    http_tls: Option<tokio_rustls::TlsAcceptor>,
     stop_rx: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -603,6 +605,7 @@ fn serve_all(
     let limits = crate::http_server::HttpLimits {
         header_timeout: cfg.http.header_timeout,
         max_connections: cfg.http.max_connections,
+        tls: http_tls,
     };
     tasks.push(tokio::spawn(crate::http_server::serve(
         listeners.http,

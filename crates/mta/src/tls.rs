@@ -72,7 +72,9 @@ pub fn ensure_certificate(
         move |source| TlsError::Write { path, source }
     };
     private_dir(&dir).map_err(write_err(&dir))?;
-    let ck = rcgen::generate_simple_self_signed(vec![hostname.to_string()])
+    // Loopback names too: the CLI reaches a local HTTPS listener as 127.0.0.1 or localhost.
+    let names = [hostname, "localhost", "127.0.0.1", "::1"].map(str::to_string);
+    let ck = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|e| TlsError::Generate(e.to_string()))?;
     write_secret_file(&key, ck.signing_key.serialize_pem().as_bytes()).map_err(write_err(&key))?;
     std::fs::write(&cert, ck.cert.pem()).map_err(write_err(&cert))?;

@@ -54,6 +54,10 @@ fn start_node(dir: &std::path::Path, good: &Sink, bad: &Sink) -> Node {
     node
 }
 
+fn status_of(node: &Node, id: &str) -> Value {
+    node.api("GET", &format!("/api/v1/deliveries/{id}"), None)
+}
+
 fn login(b: &Browser, node: &Node, next: &str) {
     b.goto(&format!("{}{next}", node.base));
     assert!(
@@ -149,7 +153,7 @@ fn an_operator_runs_a_delivery_from_the_dashboard_and_sees_the_apis_numbers() {
     );
 
     // The good sink holds its answers: the bad rows fail, the others stay Taken.
-    let status = |node: &Node| node.api("GET", &format!("/api/v1/deliveries/{id}"), None);
+    let status = |node: &Node| status_of(node, &id);
     assert!(wait_until(DEADLINE, || {
         let s = status(&node);
         s["kpis"]["failed"] == BAD as u64 && s["kpis"]["taken"] == GOOD as u64
@@ -266,6 +270,19 @@ fn an_operator_runs_a_delivery_from_the_dashboard_and_sees_the_apis_numbers() {
         legend.contains(&format!("Failed: {}", sum("failed"))),
         "{legend}"
     );
+    // The 24 h window: steps of 15 minutes, the same totals.
+    b.click(".windows button:nth-child(3)");
+    b.wait_for(
+        "the 24 h chart",
+        "return document.querySelector('svg.chart')?.getAttribute('aria-label').includes('last 24 h, in messages per 15 min')",
+        json!([]),
+    );
+    assert_eq!(b.text(".windows button[aria-pressed=true]"), "24 h");
+    assert!(
+        b.text("ul.legend")
+            .contains(&format!("Delivered (Sent): {}", sum("sent")))
+    );
+    b.click(".windows button:nth-child(1)");
     b.set_size(1280, 1800);
     b.find("svg.chart path.c-sent");
     screenshot(&b, "delivery-final");
@@ -366,9 +383,35 @@ fn an_operator_runs_a_delivery_from_the_dashboard_and_sees_the_apis_numbers() {
     );
     screenshot(&b, "transactional");
 
+    // Suspend a domain from the MTA page, see it with its reason, resume it.
     b.goto(&format!("{}/ui/mta", node.base));
-    b.find("main h2");
+    b.find("#shaping-table");
+    b.type_into("form.filters [name=scope]", "domain:bad.test");
+    b.type_into("form.filters [name=for]", "2h");
+    b.type_into("form.filters [name=reason]", "provider incident");
+    b.click("form.filters button[type=submit]");
+    b.find("#suspensions-table button[data-resume='domain:bad.test']");
+    assert!(b.text("#suspensions-table").contains("provider incident"));
+    let shaping = node.api("GET", "/api/v1/shaping", None);
+    assert_eq!(
+        shaping["suspensions"][0]["scope"], "domain:bad.test",
+        "{shaping}"
+    );
+    assert!(
+        shaping["suspensions"][0]["until"].is_u64(),
+        "suspended for 2h: {shaping}"
+    );
     screenshot(&b, "mta");
+    b.click("#suspensions-table button[data-resume='domain:bad.test']");
+    b.wait_for(
+        "the suspension gone",
+        "return !document.querySelector(\"#suspensions-table button[data-resume]\")",
+        json!([]),
+    );
+    assert_eq!(
+        node.api("GET", "/api/v1/shaping", None)["suspensions"],
+        json!([])
+    );
     b.goto(&format!("{}/ui/deliveries", node.base));
     b.find("#deliveries-table");
     screenshot(&b, "deliveries");
@@ -394,6 +437,37 @@ fn an_operator_runs_a_delivery_from_the_dashboard_and_sees_the_apis_numbers() {
         "authorized, refused only because a finished delivery cannot pause"
     );
     assert_eq!(status(&node)["delivery"]["state"], "finished");
+
+    // Stop a running delivery from its page (a second click confirms).
+    good.set_hold(true);
+    let second = node.api(
+        "POST",
+        "/api/v1/deliveries",
+        Some(json!({"name": "second", "from": "news@src.test", "subject": "Again", "text": "x", "list": "spring"})),
+    )["id"]
+        .to_string();
+    node.api(
+        "POST",
+        &format!("/api/v1/deliveries/{second}/analyze"),
+        None,
+    );
+    node.api("POST", &format!("/api/v1/deliveries/{second}/start"), None);
+    b.goto(&format!("{}/ui/deliveries/{second}", node.base));
+    b.click("button[data-verb=stop]");
+    assert_eq!(b.text("button[data-verb=stop]"), "Confirm stop");
+    assert_eq!(
+        status_of(&node, &second)["delivery"]["state"],
+        "running",
+        "one click stops nothing"
+    );
+    b.click("button[data-verb=stop]");
+    b.wait_for(
+        "Stopped",
+        "return document.getElementById('state')?.textContent === 'stopped'",
+        json!([]),
+    );
+    assert_eq!(status_of(&node, &second)["delivery"]["state"], "stopped");
+    good.set_hold(false);
 
     // Logout ends the session; without one every page leads to the login page.
     b.click("form.logout button");

@@ -93,18 +93,6 @@
     return el('div', { class: 'scroll' }, t);
   }
 
-  // A table of whatever objects the API answers, one column per key.
-  function autotable(caption, rows) {
-    const keys = rows.length ? Object.keys(rows[0]) : ['—'];
-    const show = (k, v) => {
-      if (v === null || v === undefined) return '';
-      if (/(^at$|_at$|^since$|^until$|^oldest$|^next_attempt$)/.test(k) && typeof v === 'number') return when(v);
-      if (typeof v === 'object') return JSON.stringify(v);
-      return typeof v === 'number' ? num(v) : String(v);
-    };
-    return table(caption, keys.map((k) => [k.replace(/_/g, ' '), (r) => show(k, r[k])]), rows);
-  }
-
   function field(label, input) {
     const id = 'f-' + (input.name || Math.random().toString(36).slice(2));
     input.id = id;
@@ -479,6 +467,8 @@
     });
   }
 
+  const rateText = (l) => (l.max_message_rate_per_hour === null ? 'unlimited' : num(Math.round(l.max_message_rate_per_hour)));
+
   function pageMta() {
     const box = el('div');
     const scope = el('input', { name: 'scope', placeholder: 'domain:example.net', required: true });
@@ -498,15 +488,29 @@
       const [queue, shaping] = await Promise.all([api('GET', '/api/v1/queue'), api('GET', '/api/v1/shaping')]);
       renderIfChanged(box, [queue, shaping], () => [
         el('h2', { text: `Queue: ${num(queue.recipients)} recipients` }),
-        autotable('By destination domain', queue.domains), autotable('Ready queues by (source, site)', queue.sites),
+        table('By destination domain', [['Domain', (d) => d.domain], ['Recipients', (d) => num(d.recipients)],
+          ['Oldest', (d) => when(d.oldest)], ['Next attempt', (d) => when(d.next_attempt)], ['Last reply', (d) => d.last_reply || '']],
+        queue.domains, { id: 'domains-table' }),
+        table('Ready queues by (source, site)', [['Source', (q) => q.source], ['Site', (q) => q.site], ['Ready', (q) => num(q.ready)],
+          ['Connections', (q) => num(q.connections)], ['Hosts', (q) => q.hosts.join(', ')]], queue.sites),
         el('h2', { text: 'Suspensions' }),
         table('Suspended scopes', [['Scope', (s) => s.scope], ['Since', (s) => when(s.since)], ['Until', (s) => (s.until ? when(s.until) : 'resumed by hand')],
-          ['Why', (s) => s.reason], ['', (s) => el('button', { type: 'button', text: 'Resume', onclick: () => act(async () => {
+          ['Why', (s) => s.reason], ['', (s) => el('button', { type: 'button', 'data-resume': s.scope, text: 'Resume', onclick: () => act(async () => {
             await api('POST', '/api/v1/shaping/resume', { scope: s.scope });
             return `${s.scope} resumed.`;
-          }, refresh) })]], shaping.suspensions),
-        el('h2', { text: `Shaping (${shaping.adaptive ? 'adaptive' : 'fixed'}), rates per hour` }),
-        autotable('Queues: live and configured rates', shaping.queues), autotable('Warm-up stages', shaping.warmup)]);
+          }, refresh) })]], shaping.suspensions, { id: 'suspensions-table' }),
+        el('h2', { text: `Shaping (${shaping.adaptive ? 'adaptive' : 'fixed'})` }),
+        table('Queues: live limits / configured limits', [['Source', (q) => q.source], ['Site', (q) => q.site],
+          ['Domain', (q) => q.domain], ['Provider', (q) => q.provider || ''],
+          ['Connections open', (q) => num(q.open_connections)],
+          ['Max connections', (q) => `${num(q.live.max_connections)} / ${num(q.configured.max_connections)}`],
+          ['Messages per hour', (q) => `${rateText(q.live)} / ${rateText(q.configured)}`],
+          ['Messages per connection', (q) => `${num(q.live.max_messages_per_connection)} / ${num(q.configured.max_messages_per_connection)}`],
+          ['Throttled by', (q) => (q.throttled_by ? `${q.throttled_by} until ${when(q.throttled_until)}` : '')]],
+        shaping.queues, { id: 'shaping-table' }),
+        table('Warm-up stages', [['Source', (w) => w.source], ['Provider', (w) => w.provider], ['Stage', (w) => w.stage + 1],
+          ['Daily cap', (w) => (w.cap === null ? 'warmed up' : num(w.cap))], ['Taken today', (w) => num(w.taken_today)],
+          ['Delivered today', (w) => num(w.delivered_today)]], shaping.warmup)]);
     };
     every(3000, async () => { await refresh(); return true; });
   }

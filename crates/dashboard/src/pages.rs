@@ -85,11 +85,24 @@ fn html(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
+/// No token can be made safely: nothing is half-done, the operator is told why.
+fn no_randomness() -> Response {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        crate::RandomError.to_string(),
+    )
+}
+
 async fn home() -> Response {
     see_other(HOME)
 }
 
-async fn js() -> Response {
+/// The script only for a session: without one, nothing of the dashboard but the login page
+/// (and its styles) is served.
+async fn js(State(d): State<Dashboard>, headers: HeaderMap) -> Response {
+    if d.session(&headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
     asset("text/javascript; charset=utf-8", APP_JS)
 }
 
@@ -167,10 +180,7 @@ async fn login_page(
 /// The login form with a fresh CSRF token in its cookie and its hidden field.
 fn login_form(d: &Dashboard, status: StatusCode, next: &str, error: Option<&str>) -> Response {
     let Ok(token) = crate::random_token() else {
-        return html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the system random number generator failed".into(),
-        );
+        return no_randomness();
     };
     let cookie = set_cookie(d, LOGIN_COOKIE, &token, "/ui/login", 3600);
     with_cookie(html(status, html::login(&token, next, error)), cookie)
@@ -220,10 +230,7 @@ async fn login(
     };
     sessions.succeeded(name);
     let Ok((id, _)) = sessions.open(&operator) else {
-        return html(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the system random number generator failed".into(),
-        );
+        return no_randomness();
     };
     tracing::info!(operator, "dashboard: login");
     let session = set_cookie(&d, SESSION_COOKIE, &id, "/", d.inner.max_age_s);

@@ -99,6 +99,14 @@ async fn a_page_without_a_session_redirects_to_login_with_next() {
     assert_eq!(location(&r), "/ui/login?next=/ui/deliveries/5/logs");
     let r = send(&d, get("/ui/mta", "cartero_session=forged")).await;
     assert_eq!(location(&r), "/ui/login?next=/ui/mta");
+    let r = send(&d, get("/ui/assets/app.js", "")).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "the script needs a session"
+    );
+    let r = send(&d, get("/ui/assets/app.css", "")).await;
+    assert_eq!(r.status(), StatusCode::OK, "the login page's styles do not");
     let r = send(&d, get("/ui/login", "")).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(

@@ -10,6 +10,8 @@ use std::sync::Arc;
 struct Logins {
     tokens: Vec<String>,
     operators: Vec<Operator>,
+    /// A hash of a random password, checked for unknown names.
+    dummy_hash: String,
 }
 
 impl Credentials for Logins {
@@ -22,16 +24,28 @@ impl Credentials for Logins {
                     .any(|t| cartero_mta::token_matches(t, password));
             return ok.then(|| TOKEN_OPERATOR.to_string());
         }
-        let op = self.operators.iter().find(|o| o.name == user)?;
+        let Some(op) = self.operators.iter().find(|o| o.name == user) else {
+            // As slow as a real check, so the answer's time does not tell which names exist.
+            let _ = cartero_mta::verify_password(&self.dummy_hash, password);
+            return None;
+        };
         cartero_mta::verify_password(&op.password_hash, password).then(|| op.name.clone())
+    }
+
+    fn knows(&self, user: &str) -> bool {
+        user.is_empty() || self.operators.iter().any(|o| o.name == user)
     }
 }
 
 struct Sessions(Dashboard);
 
 impl RequestAuth for Sessions {
-    fn authorizes(&self, method: &axum::http::Method, headers: &axum::http::HeaderMap) -> bool {
-        self.0.authorizes(method, headers)
+    fn operator(
+        &self,
+        method: &axum::http::Method,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<String> {
+        self.0.operator(method, headers)
     }
 }
 
@@ -48,6 +62,7 @@ pub fn build(
     let logins = Logins {
         tokens: cartero_mta::api_tokens(mta)?,
         operators: cfg.operators.clone(),
+        dummy_hash: cartero_mta::hash_password(&cartero_dashboard::random_token()?)?,
     };
     // Over HTTPS the cookies are Secure whatever the setting says.
     let cfg = DashboardConfig {
@@ -70,7 +85,9 @@ mod tests {
                 name: "ana".into(),
                 password_hash: cartero_mta::hash_password("s3cret").unwrap(),
             }],
+            dummy_hash: cartero_mta::hash_password("unguessable").unwrap(),
         };
+        assert!(logins.knows("ana") && logins.knows("") && !logins.knows("bob"));
         assert_eq!(logins.check("", "tok-1").as_deref(), Some(TOKEN_OPERATOR));
         assert_eq!(logins.check("", "tok-2"), None);
         assert_eq!(logins.check("", ""), None);

@@ -149,6 +149,33 @@ fn an_operator_account_logs_in_and_its_session_acts_on_the_api_only_with_the_csr
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"added\":1"), "{body}");
 
+    // The audit trail names the session's operator, whatever the body says; with the token a
+    // client cannot claim to be an operator through the server's own header.
+    let release = r#"{"actor": "mallory", "why": "test", "filter": {"domain": "none.test"}}"#;
+    let path = "/api/v1/quarantine/release";
+    let (status, _, _, body) = http.send("POST", path, &right, release);
+    assert_eq!(status, 200, "{body}");
+    let token = format!("Bearer {}", node.token());
+    let spoof = [
+        json,
+        ("authorization", token.as_str()),
+        ("x-cartero-operator", "ana"),
+    ];
+    let (status, _, _, body) = http.send("POST", path, &spoof, release);
+    assert_eq!(status, 200, "{body}");
+    let (_, _, _, audit) = http.send(
+        "GET",
+        "/api/v1/quarantine/releases",
+        &[("authorization", &token)],
+        "",
+    );
+    let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert_eq!(
+        audit[0]["actor"], "mallory",
+        "token: the body's actor, the header dropped"
+    );
+    assert_eq!(audit[1]["actor"], "ana", "session: its operator");
+
     // The success forgot the first failure; two more reach max_failed_logins = 2, and the
     // right password is refused now.
     assert_eq!(login("wrong").0, 401);

@@ -31,8 +31,11 @@
     return e;
   }
 
-  async function api(method, path, body) {
+  // `poll`: a background refresh, which does not count as use of the session (an open tab
+  // alone does not keep it alive past its idle time).
+  async function api(method, path, body, poll) {
     const headers = { Accept: 'application/json' };
+    if (poll) headers['X-Cartero-Poll'] = '1';
     const opts = { method, headers, credentials: 'same-origin' };
     if (method !== 'GET') headers['X-CSRF-Token'] = csrf;
     if (body !== undefined) {
@@ -41,7 +44,7 @@
     }
     const r = await fetch(path, opts);
     if (r.status === 401) {
-      location.href = '/ui/login?next=' + encodeURIComponent(location.pathname);
+      location.href = '/ui/login?next=' + encodeURIComponent(location.pathname + location.search);
       throw new Error('The session ended: log in again.');
     }
     const text = await r.text();
@@ -67,11 +70,16 @@
   }
 
   // Calls fn now and then every `ms` after it finished (never two at once) while it answers
-  // true; a failed refresh is shown and retried.
+  // true, as a background poll (`fn(true)`); a failed refresh is shown and retried. A hidden
+  // tab skips its refreshes.
   function every(ms, fn) {
+    let first = true;
     const tick = async () => {
       let again = true;
-      try { again = await fn(); } catch (e) { say(e.message); }
+      if (first || !document.hidden) {
+        try { again = await fn(!first); } catch (e) { say(e.message); }
+      }
+      first = false;
       if (again !== false) setTimeout(tick, ms);
     };
     tick();
@@ -183,13 +191,13 @@
       ['Final', (s) => (s.final ? 'yes' : 'no')],
       ['Actions', (s) => verbButtons(s.delivery, () => refresh())],
     ];
-    refresh = async () => {
-      const all = (await api('GET', '/api/v1/deliveries')).filter((d) => d.kind !== 'transactional');
+    refresh = async (poll) => {
+      const all = (await api('GET', '/api/v1/deliveries', undefined, poll)).filter((d) => d.kind !== 'transactional');
       all.sort((a, b) => b.id - a.id);
-      const statuses = await Promise.all(all.slice(0, 100).map((d) => api('GET', `/api/v1/deliveries/${d.id}`)));
+      const statuses = await Promise.all(all.slice(0, 100).map((d) => api('GET', `/api/v1/deliveries/${d.id}`, undefined, poll)));
       renderIfChanged(list, statuses, (rows) => table('Campaign deliveries, newest first (at most 100)', columns, rows, { id: 'deliveries-table' }));
     };
-    every(3000, async () => { await refresh(); return true; });
+    every(3000, async (poll) => { await refresh(poll); return true; });
   }
 
   // ---- A delivery's dashboard ---------------------------------------------------------------
@@ -295,11 +303,11 @@
       el('h2', { text: 'Throughput' }), windows, plot, breakdown,
       el('h2', { text: 'Qualification of failure replies' }), qualification);
     let last = null;
-    const refresh = async () => {
+    const refresh = async (poll) => {
       const [s, t, q] = await Promise.all([
-        api('GET', `/api/v1/deliveries/${id}`),
-        api('GET', `/api/v1/deliveries/${id}/throughput?hours=${hours}`),
-        api('GET', `/api/v1/deliveries/${id}/qualification`)]);
+        api('GET', `/api/v1/deliveries/${id}`, undefined, poll),
+        api('GET', `/api/v1/deliveries/${id}/throughput?hours=${hours}`, undefined, poll),
+        api('GET', `/api/v1/deliveries/${id}/qualification`, undefined, poll)]);
       last = s;
       const d = s.delivery;
       document.title = `${d.name} · cartero`;
@@ -329,8 +337,8 @@
         ['Class', (l) => l.class], ['Rule', (l) => l.rule], ['Rows', (l) => num(l.rows)]], lines));
     };
     // Polls until the figures are final and the delivery will not move again.
-    every(POLL_MS, async () => {
-      await refresh();
+    every(POLL_MS, async (poll) => {
+      await refresh(poll);
       return !(last && last.final && ['finished', 'stopped'].includes(last.delivery.state));
     });
   }
@@ -366,7 +374,7 @@
       : '–');
     const columns = [['Row', (r) => r.id], ['Address', (r) => r.address], ['Status', (r) => el('span', { class: `status ${r.status}`, text: r.status })],
       ['Reason', (r) => (r.failure ? r.failure.reason : '')], ['Last reply', lastReply], ['Attempts', history_]];
-    const refresh = async () => {
+    const refresh = async (poll) => {
       const q = new URLSearchParams(location.search);
       q.set('limit', '50');
       const at = cursors[cursors.length - 1];
@@ -374,13 +382,13 @@
         q.set('after', at.id);
         if (at.address) q.set('after_address', at.address);
       }
-      const page = await api('GET', `/api/v1/deliveries/${id}/logs?${q}`);
+      const page = await api('GET', `/api/v1/deliveries/${id}/logs?${q}`, undefined, poll);
       renderIfChanged(rows, page.rows, (r) => table(`Rows ${cursors.length > 1 ? '(page ' + cursors.length + ')' : ''}`, columns, r, { id: 'log-table' }));
       renderIfChanged(pager, [cursors.length, page.next], () => [
         cursors.length > 1 ? el('button', { type: 'button', text: 'Previous page', onclick: () => { cursors.pop(); refresh(); } }) : null,
         page.next ? el('button', { type: 'button', text: 'Next page', onclick: () => { cursors.push(page.next); refresh(); } }) : null]);
     };
-    every(POLL_MS, async () => { await refresh(); return true; });
+    every(POLL_MS, async (poll) => { await refresh(poll); return true; });
   }
 
   // ---- Quarantine ---------------------------------------------------------------------------
@@ -429,17 +437,17 @@
       }, refresh) }));
     }) });
     bulk.replaceChildren(preview);
-    const refresh = async () => {
+    const refresh = async (poll) => {
       const q = new URLSearchParams({ status: inputs.status.value, limit: '100' });
       if (inputs.reason.value) q.set('reason', inputs.reason.value);
       if (inputs.domain.value.trim()) q.set('domain', inputs.domain.value.trim());
       if (inputs.text.value.trim()) q.set('text', inputs.text.value.trim());
-      const [page, releases] = await Promise.all([api('GET', `/api/v1/quarantine?${q}`), api('GET', '/api/v1/quarantine/releases')]);
+      const [page, releases] = await Promise.all([api('GET', `/api/v1/quarantine?${q}`, undefined, poll), api('GET', '/api/v1/quarantine/releases', undefined, poll)]);
       renderIfChanged(list, page.addresses, (rows) => table('Addresses (first 100 in address order)', columns, rows, { id: 'quarantine-table' }));
       renderIfChanged(audit, releases, (rows) => table('The last 100 releases', [['When', (r) => when(r.at)], ['Who', (r) => r.actor],
         ['Why', (r) => r.why], ['Addresses', (r) => num(r.count)], ['Filter', (r) => JSON.stringify(r.filter)]], rows));
     };
-    every(5000, async () => { await refresh(); return true; });
+    every(5000, async (poll) => { await refresh(poll); return true; });
   }
 
   // ---- Transactional and MTA ----------------------------------------------------------------
@@ -447,9 +455,9 @@
   function pageTransactional() {
     const box = el('div');
     main.replaceChildren(el('h1', { text: 'Transactional' }), box);
-    every(3000, async () => {
-      const [templates, page, outbox] = await Promise.all([api('GET', '/api/v1/transactional/templates'),
-        api('GET', '/api/v1/transactional/messages?limit=50'), api('GET', '/api/v1/transactional/outbox')]);
+    every(3000, async (poll) => {
+      const [templates, page, outbox] = await Promise.all([api('GET', '/api/v1/transactional/templates', undefined, poll),
+        api('GET', '/api/v1/transactional/messages?limit=50', undefined, poll), api('GET', '/api/v1/transactional/outbox', undefined, poll)]);
       renderIfChanged(box, [templates, page, outbox], () => [
         el('h2', { text: 'Outbox' }),
         el('p', { id: 'outbox' }, `${num(outbox.depth)} calls stored and not yet taken by the MTA`,
@@ -484,8 +492,8 @@
       act(async () => { await api('POST', '/api/v1/shaping/suspend', body); return `${body.scope} suspended.`; }, refresh);
     });
     main.replaceChildren(el('h1', { text: 'MTA' }), el('h2', { text: 'Suspend' }), form, box);
-    const refresh = async () => {
-      const [queue, shaping] = await Promise.all([api('GET', '/api/v1/queue'), api('GET', '/api/v1/shaping')]);
+    const refresh = async (poll) => {
+      const [queue, shaping] = await Promise.all([api('GET', '/api/v1/queue', undefined, poll), api('GET', '/api/v1/shaping', undefined, poll)]);
       renderIfChanged(box, [queue, shaping], () => [
         el('h2', { text: `Queue: ${num(queue.recipients)} recipients` }),
         table('By destination domain', [['Domain', (d) => d.domain], ['Recipients', (d) => num(d.recipients)],
@@ -512,7 +520,7 @@
           ['Daily cap', (w) => (w.cap === null ? 'warmed up' : num(w.cap))], ['Taken today', (w) => num(w.taken_today)],
           ['Delivered today', (w) => num(w.delivered_today)]], shaping.warmup)]);
     };
-    every(3000, async () => { await refresh(); return true; });
+    every(3000, async (poll) => { await refresh(poll); return true; });
   }
 
   const PAGES = { deliveries: pageDeliveries, delivery: pageDelivery, logs: pageLogs,

@@ -17,7 +17,7 @@ mod pages;
 mod session;
 
 pub use config::{DashboardConfig, Operator};
-pub use session::{RandomError, Session, Sessions, random_token, same_secret};
+pub use session::{Locked, RandomError, Session, Sessions, random_token, same_secret};
 
 use axum::Router;
 use axum::http::{HeaderMap, Method, header};
@@ -30,6 +30,11 @@ pub const TOKEN_OPERATOR: &str = "api-token";
 pub const SESSION_COOKIE: &str = "cartero_session";
 /// The header carrying the session's CSRF token on state-changing API requests.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// Marks a page's background refresh: it does not restart the session's idle time.
+pub const POLL_HEADER: &str = "x-cartero-poll";
+
+/// Password checks at once (see `Inner::checks`).
+const MAX_PARALLEL_CHECKS: usize = 4;
 
 /// Who may log in.
 pub trait Credentials: Send + Sync {
@@ -37,6 +42,11 @@ pub trait Credentials: Send + Sync {
     /// password is the API token). Called on a blocking thread: password hashing is slow on
     /// purpose.
     fn check(&self, user: &str, password: &str) -> Option<String>;
+
+    /// Whether `user` names an account (an empty `user`: the token, which always exists).
+    /// Failed logins are counted per known name; all unknown names share one count, so
+    /// made-up names cannot grow memory nor push a real name's count out.
+    fn knows(&self, user: &str) -> bool;
 }
 
 /// The dashboard: its routes and its session check. Cheap to clone.
@@ -47,6 +57,9 @@ pub struct Dashboard {
 
 struct Inner {
     sessions: Sessions,
+    /// Password checks running at once (each is a deliberately slow hash on a blocking
+    /// thread): more are answered 429 rather than queued.
+    checks: tokio::sync::Semaphore,
     credentials: Arc<dyn Credentials>,
     /// `Secure` on the cookies.
     secure: bool,
@@ -63,6 +76,7 @@ impl Dashboard {
         Self {
             inner: Arc::new(Inner {
                 sessions: Sessions::new(clock, cfg),
+                checks: tokio::sync::Semaphore::new(MAX_PARALLEL_CHECKS),
                 credentials,
                 secure: cfg.secure_cookie,
                 max_age_s: cfg.session_max.as_secs(),
@@ -80,21 +94,25 @@ impl Dashboard {
         &self.inner.sessions
     }
 
-    /// Whether a request to the API is authorized by a dashboard session: a live session
+    /// The operator of a request to the API authorized by a dashboard session: a live session
     /// cookie, and for anything but GET and HEAD the session's CSRF token in
     /// [`CSRF_HEADER`]. A cross-site page can make the browser send the cookie, but it can
     /// neither read the token nor set that header.
-    pub fn authorizes(&self, method: &Method, headers: &HeaderMap) -> bool {
-        let Some((session, _)) = self.session(headers) else {
-            return false;
+    pub fn operator(&self, method: &Method, headers: &HeaderMap) -> Option<String> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        let session = if headers.contains_key(POLL_HEADER) {
+            self.inner.sessions.peek(id)?
+        } else {
+            self.inner.sessions.get(id)?
         };
         if matches!(*method, Method::GET | Method::HEAD) {
-            return true;
+            return Some(session.operator);
         }
         headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| same_secret(&session.csrf, t))
+            .then_some(session.operator)
     }
 
     /// The request's live session.

@@ -16,6 +16,8 @@ use serde::Deserialize;
 const LOGIN_COOKIE: &str = "cartero_login";
 /// Forms are a few fields: anything bigger is refused before it is read.
 const MAX_FORM_BYTES: usize = 16 << 10;
+/// Longer operator names are refused before anything else.
+const MAX_NAME: usize = 128;
 /// A `next` longer than this is ignored.
 const MAX_NEXT: usize = 512;
 const HOME: &str = "/ui/deliveries";
@@ -142,7 +144,7 @@ fn safe_next(next: &str) -> &str {
         && next.starts_with("/ui/")
         && !next.contains("//")
         && !next.contains('\\')
-        && !next.bytes().any(|b| b.is_ascii_control());
+        && next.bytes().all(|b| b.is_ascii_graphic());
     if ok { next } else { HOME }
 }
 
@@ -207,13 +209,23 @@ async fn login(
         return login_form(&d, StatusCode::FORBIDDEN, &next, Some(e));
     }
     let user = f.user.trim().to_string();
-    let name = if user.is_empty() {
-        TOKEN_OPERATOR
-    } else {
-        &user
+    if user.len() > MAX_NAME {
+        let e = "No operator has a name that long.";
+        return login_form(&d, StatusCode::UNAUTHORIZED, &next, Some(e));
+    }
+    let known = d.inner.credentials.knows(&user);
+    // The failures of unknown names share one count under a name no account can have.
+    let name = match (user.is_empty(), known) {
+        (true, _) => TOKEN_OPERATOR,
+        (false, true) => &user,
+        (false, false) => "",
+    };
+    let Ok(_slot) = d.inner.checks.try_acquire() else {
+        let e = "Too many logins at once: try again in a moment.";
+        return login_form(&d, StatusCode::TOO_MANY_REQUESTS, &next, Some(e));
     };
     let sessions = &d.inner.sessions;
-    if sessions.locked(name).is_some() {
+    if sessions.begin_attempt(name).is_err() {
         let e = "Too many failed logins for this name: it is locked for a while.";
         return login_form(&d, StatusCode::TOO_MANY_REQUESTS, &next, Some(e));
     }
@@ -222,13 +234,14 @@ async fn login(
         .await
         .ok()
         .flatten();
+    sessions.end_attempt(name, who.is_some());
     let Some(operator) = who else {
-        sessions.failed(name);
-        tracing::info!(name, "dashboard: failed login");
+        // An unknown name is not logged: it may be a password typed in the wrong field.
+        let logged = if known { name } else { "(unknown operator)" };
+        tracing::info!(name = logged, "dashboard: failed login");
         let e = "Wrong operator or password.";
         return login_form(&d, StatusCode::UNAUTHORIZED, &next, Some(e));
     };
-    sessions.succeeded(name);
     let Ok((id, _)) = sessions.open(&operator) else {
         return no_randomness();
     };
@@ -267,7 +280,10 @@ async fn logout(
 fn shell(d: &Dashboard, headers: &HeaderMap, uri: &Uri, page: Page, id: Option<i64>) -> Response {
     match d.session(headers) {
         Some((s, _)) => html(StatusCode::OK, html::shell(page, id, &s.operator, &s.csrf)),
-        None => see_other(&format!("/ui/login?next={}", encode(uri.path()))),
+        None => {
+            let back = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            see_other(&format!("/ui/login?next={}", encode(back)))
+        }
     }
 }
 
@@ -312,6 +328,11 @@ mod tests {
     #[test]
     fn next_never_leaves_the_dashboard() {
         assert_eq!(safe_next("/ui/deliveries/3/logs"), "/ui/deliveries/3/logs");
+        assert_eq!(
+            safe_next("/ui/deliveries/3/logs?status=failed&domain=a.test"),
+            "/ui/deliveries/3/logs?status=failed&domain=a.test",
+            "a filtered view survives the login"
+        );
         for bad in [
             "https://evil.test/",
             "//evil.test/ui/",
@@ -319,6 +340,8 @@ mod tests {
             "/\\evil.test",
             "/api/v1/deliveries",
             "/ui/\r\nSet-Cookie: x=y",
+            "/ui/é",
+            "/ui/a b",
         ] {
             assert_eq!(safe_next(bad), HOME, "{bad:?}");
         }

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 /// Sessions kept at most; a login beyond it ends the least recently used one.
 const MAX_SESSIONS: usize = 10_000;
-/// Names whose failures are tracked at most (a flood of made-up names cannot grow memory).
-const MAX_TRACKED_NAMES: usize = 10_000;
 
 /// An open session, as a request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +27,8 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Failures {
     count: u32,
+    /// Attempts begun and not yet ended.
+    in_flight: u32,
     /// Set once `count` reached the limit: until when the name is locked.
     locked_until: Option<UnixMillis>,
 }
@@ -114,6 +114,16 @@ impl Sessions {
 
     /// The live session with this id, its idle time restarted; `None` if unknown or ended.
     pub fn get(&self, id: &str) -> Option<Session> {
+        self.lookup(id, true)
+    }
+
+    /// The live session with this id, its idle time left running (a page's background
+    /// refresh is not the operator's use).
+    pub fn peek(&self, id: &str) -> Option<Session> {
+        self.lookup(id, false)
+    }
+
+    fn lookup(&self, id: &str, used: bool) -> Option<Session> {
         let now = self.clock.now_ms();
         let mut open = self.open.lock();
         let entry = open.get_mut(id)?;
@@ -121,7 +131,9 @@ impl Sessions {
             open.remove(id);
             return None;
         }
-        entry.used = now;
+        if used {
+            entry.used = now;
+        }
         Some(entry.session.clone())
     }
 
@@ -157,21 +169,43 @@ impl Sessions {
         if until > now {
             return Some(until);
         }
-        failures.remove(name);
+        if let Some(f) = failures.get_mut(name) {
+            f.locked_until = None;
+        }
         None
     }
 
-    /// Counts a failed login of `name`; the last allowed failure locks it.
-    pub fn failed(&self, name: &str) {
+    /// Starts a login attempt of `name`. Attempts under way count as failures until they end,
+    /// so parallel guesses cannot get past the limit; refused while the name is locked.
+    pub fn begin_attempt(&self, name: &str) -> Result<(), Locked> {
+        if let Some(until) = self.locked(name) {
+            return Err(Locked(until));
+        }
+        let mut failures = self.failures.lock();
+        let f = failures.entry(name.to_string()).or_default();
+        if f.count + f.in_flight >= self.max_failed {
+            return Err(Locked(self.clock.now_ms()));
+        }
+        f.in_flight += 1;
+        Ok(())
+    }
+
+    /// Ends an attempt begun with [`Sessions::begin_attempt`]: a success forgets the name's
+    /// failures, a failure counts, and the last allowed one locks the name.
+    pub fn end_attempt(&self, name: &str, ok: bool) {
         let now = self.clock.now_ms();
         let mut failures = self.failures.lock();
-        if failures.len() >= MAX_TRACKED_NAMES && !failures.contains_key(name) {
-            failures.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
-            if failures.len() >= MAX_TRACKED_NAMES {
-                return;
+        let Some(f) = failures.get_mut(name) else {
+            return;
+        };
+        f.in_flight = f.in_flight.saturating_sub(1);
+        if ok {
+            f.count = 0;
+            if f.in_flight == 0 && f.locked_until.is_none() {
+                failures.remove(name);
             }
+            return;
         }
-        let f = failures.entry(name.to_string()).or_default();
         f.count += 1;
         if f.count >= self.max_failed {
             f.locked_until = Some(now.saturating_add(self.lockout_ms));
@@ -179,12 +213,11 @@ impl Sessions {
             tracing::warn!(name, "dashboard: login locked after repeated failures");
         }
     }
-
-    /// A successful login forgets the name's failures.
-    pub fn succeeded(&self, name: &str) {
-        self.failures.lock().remove(name);
-    }
 }
+
+/// A name locked out until this time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locked(pub UnixMillis);
 
 #[cfg(test)]
 mod tests {
@@ -218,6 +251,11 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         assert_eq!(s.get(&id), None, "idle for 60 s");
         let (id, _) = s.open("ana").unwrap();
+        clock.advance(Duration::from_secs(40));
+        assert!(s.peek(&id).is_some());
+        clock.advance(Duration::from_secs(20));
+        assert_eq!(s.peek(&id), None, "peeking is not use: idle for 60 s");
+        let (id, _) = s.open("ana").unwrap();
         for _ in 0..6 {
             clock.advance(Duration::from_secs(50));
             let _ = s.get(&id);
@@ -237,26 +275,49 @@ mod tests {
         assert_eq!(s.get("not-an-id"), None);
     }
 
+    fn fail(s: &Sessions, name: &str) {
+        s.begin_attempt(name).unwrap();
+        s.end_attempt(name, false);
+    }
+
     #[test]
     fn repeated_failures_lock_a_name_for_the_lockout_then_it_is_free() {
         let (clock, s) = store();
-        s.failed("ana");
-        s.failed("ana");
+        fail(&s, "ana");
+        fail(&s, "ana");
         assert_eq!(s.locked("ana"), None);
-        s.failed("ana");
+        fail(&s, "ana");
         assert_eq!(s.locked("ana"), Some(1_000_000 + 600_000));
+        assert_eq!(s.begin_attempt("ana"), Err(Locked(1_000_000 + 600_000)));
         assert_eq!(s.locked("bob"), None, "other names are not affected");
         clock.advance(Duration::from_secs(600));
         assert_eq!(s.locked("ana"), None);
-        s.failed("ana");
-        s.succeeded("ana");
-        s.failed("ana");
-        s.failed("ana");
+        fail(&s, "ana");
+        s.begin_attempt("ana").unwrap();
+        s.end_attempt("ana", true);
+        fail(&s, "ana");
+        fail(&s, "ana");
         assert_eq!(
             s.locked("ana"),
             None,
             "a success forgot the earlier failure"
         );
+    }
+
+    #[test]
+    fn attempts_under_way_count_so_parallel_guesses_stop_at_the_limit() {
+        let (_, s) = store();
+        for _ in 0..3 {
+            s.begin_attempt("ana").unwrap();
+        }
+        assert!(
+            s.begin_attempt("ana").is_err(),
+            "a fourth guess while three run"
+        );
+        s.end_attempt("ana", false);
+        s.end_attempt("ana", false);
+        s.end_attempt("ana", false);
+        assert!(s.locked("ana").is_some());
     }
 
     #[test]

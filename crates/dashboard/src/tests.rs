@@ -19,6 +19,10 @@ impl Credentials for Fixed {
             _ => None,
         }
     }
+
+    fn knows(&self, user: &str) -> bool {
+        matches!(user, "" | "ana")
+    }
 }
 
 fn dashboard() -> (Arc<ManualClock>, Dashboard) {
@@ -97,6 +101,11 @@ async fn a_page_without_a_session_redirects_to_login_with_next() {
     let r = send(&d, get("/ui/deliveries/5/logs", "")).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/ui/login?next=/ui/deliveries/5/logs");
+    let r = send(&d, get("/ui/deliveries/5/logs?status=failed", "")).await;
+    assert_eq!(
+        location(&r),
+        "/ui/login?next=/ui/deliveries/5/logs%3Fstatus%3Dfailed"
+    );
     let r = send(&d, get("/ui/mta", "cartero_session=forged")).await;
     assert_eq!(location(&r), "/ui/login?next=/ui/mta");
     let r = send(&d, get("/ui/assets/app.js", "")).await;
@@ -198,13 +207,23 @@ async fn the_api_check_wants_the_csrf_header_for_state_changes() {
     let (session, csrf) = logged_in(&d, "", "the-token").await;
     let mut h = HeaderMap::new();
     h.insert(header::COOKIE, session.parse().unwrap());
-    assert!(d.authorizes(&Method::GET, &h));
-    assert!(!d.authorizes(&Method::POST, &h), "no CSRF header");
+    assert_eq!(
+        d.operator(&Method::GET, &h).as_deref(),
+        Some(TOKEN_OPERATOR)
+    );
+    assert_eq!(d.operator(&Method::POST, &h), None, "no CSRF header");
     h.insert(CSRF_HEADER, "0".repeat(64).parse().unwrap());
-    assert!(!d.authorizes(&Method::POST, &h), "a wrong CSRF header");
+    assert_eq!(d.operator(&Method::POST, &h), None, "a wrong CSRF header");
     h.insert(CSRF_HEADER, csrf.parse().unwrap());
-    assert!(d.authorizes(&Method::POST, &h));
-    assert!(!d.authorizes(&Method::GET, &HeaderMap::new()), "no cookie");
+    assert_eq!(
+        d.operator(&Method::POST, &h).as_deref(),
+        Some(TOKEN_OPERATOR)
+    );
+    assert_eq!(
+        d.operator(&Method::GET, &HeaderMap::new()),
+        None,
+        "no cookie"
+    );
 }
 
 #[tokio::test]
@@ -229,4 +248,31 @@ async fn an_oversized_or_malformed_form_is_a_clear_4xx() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let r = send(&d, post("/ui/login", "", "user=ana")).await;
     assert!(r.status().is_client_error(), "{}", r.status());
+}
+
+#[tokio::test]
+async fn background_refreshes_do_not_keep_an_idle_session_alive() {
+    let (clock, d) = dashboard();
+    let (session, _) = logged_in(&d, "ana", "s3cret").await;
+    let mut poll = HeaderMap::new();
+    poll.insert(header::COOKIE, session.parse().unwrap());
+    poll.insert(POLL_HEADER, "1".parse().unwrap());
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(15 * 60));
+        assert_eq!(d.operator(&Method::GET, &poll).as_deref(), Some("ana"));
+    }
+    clock.advance(Duration::from_secs(15 * 60));
+    assert_eq!(
+        d.operator(&Method::GET, &poll),
+        None,
+        "an hour of polls only: idle"
+    );
+    // The operator's own requests do count.
+    let (session, _) = logged_in(&d, "ana", "s3cret").await;
+    let mut used = HeaderMap::new();
+    used.insert(header::COOKIE, session.parse().unwrap());
+    for _ in 0..4 {
+        clock.advance(Duration::from_secs(40 * 60));
+        assert!(d.operator(&Method::GET, &used).is_some());
+    }
 }

@@ -58,8 +58,14 @@ pub(crate) struct ApiState {
 /// dashboard's session cookie with its CSRF header). Asked only when a request carries no
 /// valid token.
 pub trait RequestAuth: Send + Sync {
-    fn authorizes(&self, method: &Method, headers: &header::HeaderMap) -> bool;
+    /// The operator the request acts for, when it is authorized.
+    fn operator(&self, method: &Method, headers: &header::HeaderMap) -> Option<String>;
 }
+
+/// The header that names, to the handlers behind the token check, the operator a
+/// [`RequestAuth`] authorized (the audit trail records that name). The check removes it from
+/// every incoming request first: a client cannot set it.
+pub const OPERATOR_HEADER: &str = "x-cartero-operator";
 
 pub type SharedRequestAuth = Arc<dyn RequestAuth>;
 
@@ -140,16 +146,32 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 async fn require_token(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if allowed(&s.tokens, s.request_auth.as_deref(), &req) {
-        return next.run(req).await;
+    match allowed(&s.tokens, s.request_auth.as_deref(), req) {
+        Ok(req) => next.run(req).await,
+        Err(()) => unauthorized(),
     }
-    unauthorized()
 }
 
-/// Whether a request carries one of `tokens`, or else satisfies `auth`.
-pub(crate) fn allowed(tokens: &[String], auth: Option<&dyn RequestAuth>, req: &Request) -> bool {
-    authorized(tokens, req.headers())
-        || auth.is_some_and(|a| a.authorizes(req.method(), req.headers()))
+/// The request, when it carries one of `tokens` or satisfies `auth` (then with
+/// [`OPERATOR_HEADER`] naming its operator); a client's own [`OPERATOR_HEADER`] is dropped.
+pub(crate) fn allowed(
+    tokens: &[String],
+    auth: Option<&dyn RequestAuth>,
+    mut req: Request,
+) -> Result<Request, ()> {
+    req.headers_mut().remove(OPERATOR_HEADER);
+    if authorized(tokens, req.headers()) {
+        return Ok(req);
+    }
+    let operator = auth.and_then(|a| a.operator(req.method(), req.headers()));
+    let value = operator.and_then(|o| header::HeaderValue::from_str(&o).ok());
+    match value {
+        Some(v) => {
+            req.headers_mut().insert(OPERATOR_HEADER, v);
+            Ok(req)
+        }
+        None => Err(()),
+    }
 }
 
 /// Whether the request carries one of `tokens` as its bearer token.

@@ -43,10 +43,9 @@ impl ApiListener {
             .layer(middleware::from_fn(move |req: Request, next: Next| {
                 let (tokens, auth) = (tokens.clone(), auth.clone());
                 async move {
-                    if crate::api::allowed(&tokens, auth.as_deref(), &req) {
-                        next.run(req).await
-                    } else {
-                        crate::api::unauthorized()
+                    match crate::api::allowed(&tokens, auth.as_deref(), req) {
+                        Ok(req) => next.run(req).await,
+                        Err(()) => crate::api::unauthorized(),
                     }
                 }
             }))

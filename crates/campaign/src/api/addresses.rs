@@ -7,7 +7,7 @@ use crate::store::{ReleaseAudit, ReleaseFilter};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -80,9 +80,11 @@ pub(super) enum ReleaseReply {
 pub(super) async fn release_one(
     State(ctx): State<ApiContext>,
     Path(address): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<ReleaseAudit> {
-    let r: ReleaseOne = parse(&body)?;
+    let mut r: ReleaseOne = parse(&body)?;
+    r.actor = actor(&headers, r.actor);
     let filter = ReleaseFilter {
         statuses: vec![AddressStatus::Quarantine, AddressStatus::Denylisted],
         address: Some(address),
@@ -98,8 +100,13 @@ pub(super) async fn release_one(
         (status = 200, description = "The audit record, or the count of a dry run", body = ReleaseReply),
         (status = 422, description = "Bad payload or filter, or no actor or why", body = ErrorBody),
     ))]
-pub(super) async fn release(State(ctx): State<ApiContext>, body: Bytes) -> ApiResult<ReleaseReply> {
-    let r: Release = parse(&body)?;
+pub(super) async fn release(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<ReleaseReply> {
+    let mut r: Release = parse(&body)?;
+    r.actor = actor(&headers, r.actor);
     if r.dry_run {
         let n = ctx.engine.store().count_release(&r.filter).await?;
         return Ok(Json(ReleaseReply::DryRun(DryRun {
@@ -109,6 +116,15 @@ pub(super) async fn release(State(ctx): State<ApiContext>, body: Bytes) -> ApiRe
     }
     let Json(audit) = released(&ctx, &r.filter, &r.actor, &r.why).await?;
     Ok(Json(ReleaseReply::Released(audit)))
+}
+
+/// Who the audit trail names: the operator the server authenticated (a dashboard session,
+/// named by the listener in `x-cartero-operator`, which no client can set), else the body's.
+fn actor(headers: &HeaderMap, given: String) -> String {
+    headers
+        .get("x-cartero-operator")
+        .and_then(|v| v.to_str().ok())
+        .map_or(given, str::to_string)
 }
 
 async fn released(

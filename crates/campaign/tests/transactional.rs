@@ -250,6 +250,34 @@ async fn a_key_answers_with_its_call_within_the_window_only(store: Store) {
         .await
         .unwrap();
     assert_eq!(calls.len(), 4);
+
+    // A key twice in one request: the second is a repeat of the first (the keys of a request
+    // are read together, then its own new keys count); with another payload the request is
+    // refused naming the second call, and nothing of it is stored.
+    let two = vec![
+        call("bo@b.test", "Bo", 1, Some("k2")),
+        call("bo@b.test", "Bo", 1, Some("k2")),
+    ];
+    let r = w.engine.send_transactional("t", two).await.unwrap();
+    assert_eq!(
+        (r[1].id, r[0].repeated, r[1].repeated),
+        (r[0].id, false, true)
+    );
+    let clash = vec![
+        call("cy@b.test", "Cy", 1, Some("k3")),
+        call("cy@b.test", "Cy", 2, Some("k3")),
+    ];
+    match w.engine.send_transactional("t", clash).await {
+        Err(EngineError::Store(StoreError::KeyConflict { index, .. })) => assert_eq!(index, 1),
+        other => panic!("expected a key conflict, got {other:?}"),
+    }
+    let calls = w
+        .engine
+        .store()
+        .list_tx_calls(&TxFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(calls.len(), 5, "one call for k2, none for k3");
 }
 
 async fn bad_calls_name_the_call_and_field_and_store_nothing(store: Store) {

@@ -151,6 +151,8 @@ struct Inner {
     outbox_wake: tokio::sync::Notify,
     /// Transactional template versions, compiled (`transactional.rs`).
     tx_versions: Mutex<HashMap<DeliveryId, (Delivery, MessageTemplate)>>,
+    /// Transactional templates by name, as read at the instant kept with them (`transactional.rs`).
+    tx_templates: Mutex<HashMap<String, (crate::store::TxTemplate, std::time::Instant)>>,
     /// Transactional calls waiting for their group commit (`tx_commit.rs`).
     tx_queue: Mutex<tx_commit::CallQueue>,
 }
@@ -173,6 +175,7 @@ impl Engine {
                 progress: Mutex::new(HashMap::new()),
                 outbox_wake: tokio::sync::Notify::new(),
                 tx_versions: Mutex::new(HashMap::new()),
+                tx_templates: Mutex::new(HashMap::new()),
                 tx_queue: Mutex::new(tx_commit::CallQueue::default()),
             }),
         }

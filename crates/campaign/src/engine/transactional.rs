@@ -25,6 +25,12 @@ use tokio::sync::watch;
 
 /// Compiled template versions kept in memory (all of them, short of a pathological number).
 const MAX_CACHED_VERSIONS: usize = 1_000;
+/// How long a node answers calls with the template version it read: a version put through
+/// another node is in force here within this time (through this node: at once).
+const TEMPLATE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Requests of at most this many calls are checked on the request's own task: a render is
+/// bounded by the template fuel, and a hop to a blocking thread costs more than a few checks.
+const INLINE_CHECKS: usize = 8;
 /// Most calls one batch carries.
 pub const MAX_BATCH: usize = 1_000;
 /// Longest idempotency key, in bytes.
@@ -86,17 +92,35 @@ impl Engine {
             return Err(EngineError::Invalid("the validity must be positive".into()));
         }
         self.template_for(content)?;
-        Ok(self
+        let version = self
             .store()
             .create_tx_version(name, content, self.now())
-            .await?)
+            .await?;
+        // This node's next call gets the new version at once; another node's within
+        // TEMPLATE_TTL.
+        self.inner.tx_templates.lock().remove(name);
+        Ok(version)
     }
 
+    /// The template `name` with its version in force. Read at most once per [`TEMPLATE_TTL`]
+    /// by a busy node: one query less per call.
     async fn tx_template(&self, name: &str) -> Result<TxTemplate, EngineError> {
-        self.store()
+        if let Some((t, at)) = self.inner.tx_templates.lock().get(name)
+            && at.elapsed() < TEMPLATE_TTL
+        {
+            return Ok(t.clone());
+        }
+        let t = self
+            .store()
             .tx_template(name)
             .await?
-            .ok_or_else(|| EngineError::UnknownTemplate(name.to_string()))
+            .ok_or_else(|| EngineError::UnknownTemplate(name.to_string()))?;
+        let mut cache = self.inner.tx_templates.lock();
+        if cache.len() >= MAX_CACHED_VERSIONS {
+            cache.clear();
+        }
+        cache.insert(name.to_string(), (t.clone(), std::time::Instant::now()));
+        Ok(t)
     }
 
     /// A version's delivery and compiled content, compiled once per process: a version never
@@ -137,15 +161,19 @@ impl Engine {
             .iter()
             .map(|c| (c.recipient.trim().to_string(), c.data.clone()))
             .collect();
-        let checked = tokio::task::spawn_blocking(move || {
+        let check_all = move || {
             for (index, (to, data)) in checks.iter().enumerate() {
                 if let Err(error) = compiled.check(to, data) {
                     return Err(CallError { index, error });
                 }
             }
             Ok(())
-        })
-        .await;
+        };
+        let checked = if calls.len() <= INLINE_CHECKS {
+            Ok(check_all())
+        } else {
+            tokio::task::spawn_blocking(check_all).await
+        };
         match checked {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(EngineError::Call(e)),

@@ -8,11 +8,13 @@ use super::deliveries::insert_delivery;
 use super::kpis::KpiChanges;
 use super::logs::{INSERT_ROWS, bind_new_row, fetch_rows};
 use super::{
-    Backend, NewDelivery, Param, Store, StoreError, Tx, bind_params, check_limit, push_param,
+    Backend, Marks, NewDelivery, Param, Store, StoreError, Tx, bind_params, check_limit, in_list,
+    push_param, rows_per_statement,
 };
 use crate::model::{DeliveryId, DeliveryKind, ListId, LogId, LogRow, LogStatus, UnixMillis};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
+use std::collections::HashMap;
 
 /// `recipient_list.state` of a template's list: the calls' data, never imported nor listed.
 const TRANSACTIONAL_LIST: i64 = 2;
@@ -283,19 +285,24 @@ async fn insert_group(
     let domains = domain_ids(tx, &names).await?;
     let wanted: Vec<_> = calls.iter().map(|c| c.row.failure.as_ref()).collect();
     let failure_ids = FailureIds::default().ids(tx, &wanted).await?;
+    let keys: Vec<&str> = calls.iter().filter_map(|c| c.key.as_deref()).collect();
+    // Read for the whole group at once; the group's own new keys are added as they are
+    // written, so a key twice in one request is a repeat of its first call.
+    let mut known = known_keys(tx, &keys, window_start).await?;
     let mut out = Vec::with_capacity(calls.len());
     for (index, (call, failure_id)) in calls.iter().zip(failure_ids).enumerate() {
         let hash = fnv1a(&[&call.payload]);
         if let Some(key) = &call.key
-            && let Some(original) = known_key(tx, key, hash, window_start).await?
+            && let Some(&(id, payload)) = known.get(key)
         {
-            out.push(CallOutcome::Repeat(original.map_err(|id| {
-                StoreError::KeyConflict {
+            if payload != hash {
+                return Err(StoreError::KeyConflict {
                     index,
                     key: key.clone(),
-                    id: id.0,
-                }
-            })?));
+                    id,
+                });
+            }
+            out.push(CallOutcome::Repeat(LogId(id)));
             continue;
         }
         let recipient: i64 = sqlx::query_scalar(
@@ -339,6 +346,9 @@ async fn insert_group(
         .bind(ms(now))
         .execute(&mut **tx)
         .await?;
+        if let Some(key) = &call.key {
+            known.insert(key.clone(), (id, hash));
+        }
         out.push(CallOutcome::Created(LogId(id)));
     }
     Ok(out)
@@ -492,33 +502,42 @@ async fn create_template(
     Ok((id, list))
 }
 
-/// What a key already stands for: `None` when it is free (never used, or last used before the
-/// window, in which case it is released here), `Some(Ok(id))` for a repeat of call `id`,
-/// `Some(Err(id))` when call `id` used it with another payload.
-async fn known_key(
+/// The keys of `keys` stored within the window: key → (call id, payload hash). A key older
+/// than the window is cleared, and starts a new call.
+async fn known_keys(
     tx: &mut Tx,
-    key: &str,
-    hash: i64,
+    keys: &[&str],
     window_start: UnixMillis,
-) -> Result<Option<Result<LogId, LogId>>, StoreError> {
-    let found: Option<(i64, i64, i64)> =
-        sqlx::query_as("SELECT log_id, payload_hash, created_at FROM tx_call WHERE idem_key = $1")
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((id, payload, at)) = found else {
-        return Ok(None);
-    };
-    if ms_from(at) < window_start {
-        sqlx::query("UPDATE tx_call SET idem_key = NULL WHERE log_id = $1")
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        return Ok(None);
+) -> Result<HashMap<String, (i64, i64)>, StoreError> {
+    let mut live = HashMap::with_capacity(keys.len());
+    let mut stale = Vec::new();
+    for chunk in keys.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "SELECT idem_key, log_id, payload_hash, created_at FROM tx_call WHERE idem_key IN ({})",
+            in_list(Marks::of(tx), 1, chunk.len())
+        );
+        let mut q = sqlx::query_as::<_, (String, i64, i64, i64)>(AssertSqlSafe(sql));
+        for k in chunk {
+            q = q.bind(*k);
+        }
+        for (key, id, payload, at) in q.fetch_all(&mut **tx).await? {
+            if ms_from(at) < window_start {
+                stale.push(id);
+            } else {
+                live.insert(key, (id, payload));
+            }
+        }
     }
-    Ok(Some(if payload == hash {
-        Ok(LogId(id))
-    } else {
-        Err(LogId(id))
-    }))
+    for chunk in stale.chunks(rows_per_statement(1)) {
+        let sql = format!(
+            "UPDATE tx_call SET idem_key = NULL WHERE log_id IN ({})",
+            in_list(Marks::of(tx), 1, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(live)
 }

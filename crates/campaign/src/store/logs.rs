@@ -31,6 +31,12 @@ pub(super) const SELECT_ROWS: &str = "SELECT l.id, l.delivery_id, l.recipient_id
 pub(super) const INSERT_ROWS: &str = "INSERT INTO log_row (delivery_id, recipient_id, status, \
      feedback, reason, domain_id, failure_id, last_event_at, address, mta_id, message_id, attempts)";
 
+/// [`INSERT_ROWS`] with the id first, for rows whose ids were reserved: bind the id, then
+/// [`bind_new_row`].
+pub(super) const INSERT_ROWS_WITH_ID: &str = "INSERT INTO log_row (id, delivery_id, recipient_id, \
+     status, feedback, reason, domain_id, failure_id, last_event_at, address, mta_id, message_id, \
+     attempts)";
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Binds a new row's values in the order of [`INSERT_ROWS`].

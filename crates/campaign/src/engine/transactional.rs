@@ -12,13 +12,14 @@
 use super::send::{Job, worker};
 use super::{Engine, EngineError};
 use crate::analysis::{Analyzer, Candidate};
-use crate::model::{Delivery, DeliveryId, DeliveryKind, LogId, LogStatus, UnixMillis};
-use crate::quarantine;
+use crate::model::{
+    AddressState, Delivery, DeliveryId, DeliveryKind, LogId, LogRow, LogStatus, UnixMillis,
+};
 use crate::render::MessageTemplate;
 use crate::render::RenderError;
 use crate::store::{CallOutcome, NewCall, NewDelivery, TxTemplate, TxVersion};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -183,34 +184,42 @@ impl Engine {
                 )));
             }
         }
-        let keys: Vec<String> = calls
-            .iter()
-            .map(|c| quarantine::address_key(c.recipient.trim()))
-            .collect();
-        let states = self.store().address_states(&keys).await?;
+        // Decided again by the group writer with the addresses' quarantine states, read once
+        // for every request of the group (tx_commit.rs).
         let now = self.now();
+        let no_states = BTreeMap::new();
         let new: Vec<NewCall> = calls
             .into_iter()
-            .map(|c| {
-                // Each call is decided on its own: the same address twice is two messages.
-                let mut analyzer = Analyzer::new(now, &self.inner.cfg.quarantine);
-                let candidate = Candidate {
-                    address: c.recipient.clone(),
-                    attributes: (),
-                };
-                let decision = analyzer.decide(candidate, |k| states.get(k).cloned());
-                NewCall {
-                    payload: payload(name, &c),
-                    key: c.idempotency_key,
-                    row: decision.log_row(LogId(0), version.id, None),
-                    attributes: c.data,
-                }
+            .map(|c| NewCall {
+                payload: payload(name, &c),
+                row: self.decide_call(now, &c.recipient, version.id, &no_states),
+                key: c.idempotency_key,
+                attributes: c.data,
             })
             .collect();
-        let rows: Vec<LogStatus> = new.iter().map(|c| c.row.status).collect();
-        let outcomes = self.commit_calls(template.clone(), new).await?;
+        let (outcomes, rows) = self.commit_calls(template.clone(), new).await?;
         self.inner.outbox_wake.notify_one();
         self.answers(&template, &rows, &outcomes).await
+    }
+
+    /// A call's row: Pending, or Ignored with the reason analysis gives (no address, invalid,
+    /// quarantine, denylisted; `states` holds the addresses' states by key). Each call is
+    /// decided on its own: the same address twice is two messages.
+    pub(super) fn decide_call(
+        &self,
+        now: UnixMillis,
+        address: &str,
+        version: DeliveryId,
+        states: &BTreeMap<String, AddressState>,
+    ) -> LogRow {
+        let mut analyzer = Analyzer::new(now, &self.inner.cfg.quarantine);
+        let candidate = Candidate {
+            address: address.to_string(),
+            attributes: (),
+        };
+        analyzer
+            .decide(candidate, |k| states.get(k).cloned())
+            .log_row(LogId(0), version, None)
     }
 
     /// The answers: a new call has the status it was stored with; a repeat, its original's.

@@ -5,14 +5,18 @@
 //! and the others are written without it.
 
 use super::Engine;
-use crate::model::UnixMillis;
+use crate::model::{LogStatus, UnixMillis};
+use crate::quarantine;
 use crate::store::{CallOutcome, GroupError, NewCall, StoreError, TxTemplate};
 use tokio::sync::oneshot;
 
 /// Calls one transaction carries at most (a request's calls are never split).
 const MAX_CALLS: usize = 2_000;
 
-type Reply = oneshot::Sender<Result<Vec<CallOutcome>, StoreError>>;
+/// Each call's outcome and the status its row was stored with.
+pub(super) type Stored = (Vec<CallOutcome>, Vec<LogStatus>);
+
+type Reply = oneshot::Sender<Result<Stored, StoreError>>;
 
 /// One request waiting for its commit.
 pub(super) struct Waiting {
@@ -34,7 +38,7 @@ impl Engine {
         &self,
         template: TxTemplate,
         calls: Vec<NewCall>,
-    ) -> Result<Vec<CallOutcome>, StoreError> {
+    ) -> Result<Stored, StoreError> {
         let (reply, answer) = oneshot::channel();
         let start = {
             let mut q = self.inner.tx_queue.lock();
@@ -79,8 +83,33 @@ impl Engine {
         }
     }
 
+    /// The calls' rows decided with their addresses' quarantine states, read once for the
+    /// whole batch (one query instead of one per request).
+    async fn decide(&self, batch: &mut [Waiting]) -> Result<(), StoreError> {
+        let keys: Vec<String> = batch
+            .iter()
+            .flat_map(|w| &w.calls)
+            .map(|c| quarantine::address_key(&c.row.address))
+            .collect();
+        let states = self.store().address_states(&keys).await?;
+        let now = self.now();
+        for c in batch.iter_mut().flat_map(|w| &mut w.calls) {
+            c.row = self.decide_call(now, &c.row.address, c.row.delivery, &states);
+        }
+        Ok(())
+    }
+
     /// One transaction for `batch`, minus the requests refused on the way.
     async fn write(&self, mut batch: Vec<Waiting>) {
+        if let Err(e) = self.decide(&mut batch).await {
+            let text = e.to_string();
+            for w in batch {
+                let _ = w
+                    .reply
+                    .send(Err(StoreError::Db(sqlx::Error::Protocol(text.clone()))));
+            }
+            return;
+        }
         while !batch.is_empty() {
             let now = self.now();
             let window = self.inner.cfg.idempotency_window;
@@ -97,7 +126,8 @@ impl Engine {
             {
                 Ok(outcomes) => {
                     for (w, o) in batch.into_iter().zip(outcomes) {
-                        let _ = w.reply.send(Ok(o));
+                        let statuses = w.calls.iter().map(|c| c.row.status).collect();
+                        let _ = w.reply.send(Ok((o, statuses)));
                     }
                     return;
                 }

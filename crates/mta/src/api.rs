@@ -258,31 +258,15 @@ async fn inject(
     let req: InjectRequest = parse(&body)?;
     let injections = build::injections(req, &s.policy)
         .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e))?;
-    // Its own task: a client that goes away mid-request must not cancel an injection half
-    // done, which would leave its idempotency keys claimed and every retry refused with 409.
-    let mta = s.mta.clone();
-    let done = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(injections.len());
-        for inj in injections {
-            let addrs = inj.recipients.clone();
-            out.push((addrs, mta.inject(inj).await?));
-        }
-        Ok::<_, InjectError>(out)
-    });
-    let injected = done.await.map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("injection task failed: {e}"),
-        )
-    })??;
     let mut recipients = Vec::new();
     let mut messages = Vec::new();
-    for (addrs, injected) in injected {
+    for inj in injections {
+        let addrs = inj.recipients.clone();
         let Injected {
             message_id,
             recipient_ids,
             repeated,
-        } = injected;
+        } = s.mta.inject(inj).await?;
         for ((address, id), repeated) in addrs.into_iter().zip(recipient_ids).zip(repeated) {
             recipients.push(Accepted {
                 address,

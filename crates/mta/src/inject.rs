@@ -55,6 +55,9 @@ pub enum InjectError {
     BadKeys(String),
     #[error("an injection with idempotency key {0:?} is in progress; retry")]
     KeyInFlight(String),
+    /// The injection's task ended without an answer (a panic, or the runtime shutting down).
+    #[error("the injection did not finish: {0}")]
+    Task(String),
 }
 
 impl InjectError {
@@ -63,7 +66,7 @@ impl InjectError {
         match self {
             // The message's events do not fit the outbox: the same request fails again.
             InjectError::Spool(SpoolError::EventTooLarge(_)) => false,
-            InjectError::Spool(_) | InjectError::KeyInFlight(_) => true,
+            InjectError::Spool(_) | InjectError::KeyInFlight(_) | InjectError::Task(_) => true,
             _ => false,
         }
     }

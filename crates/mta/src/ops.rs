@@ -12,8 +12,15 @@ use cartero_shaping::{Scope, ShapingAction, ShapingView};
 use std::net::SocketAddr;
 
 impl Mta {
+    /// Spools an injection. It runs in its own task, so a caller that goes away (an HTTP
+    /// client disconnecting, a cancelled future) cannot stop it half done: between the spool's
+    /// commit and the recording of its idempotency keys a cancellation would leave the keys
+    /// claimed, and every retry of them refused as "in progress".
     pub async fn inject(&self, injection: Injection) -> Result<Injected, InjectError> {
-        self.injector.inject(injection).await
+        let injector = self.injector.clone();
+        tokio::spawn(async move { injector.inject(injection).await })
+            .await
+            .unwrap_or_else(|e| Err(InjectError::Task(e.to_string())))
     }
 
     pub fn smtp_addrs(&self) -> &[SocketAddr] {

@@ -129,3 +129,45 @@ async fn http_recipients_carry_keys_and_a_mixed_request_spools_only_the_new_ones
         "recipients": [{"address": "fay@example.test", "idempotency_key": ""}]});
     assert_eq!(post(bad).await.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// Regression: a caller that went away mid-injection (an HTTP client killed while its request
+/// was being spooled) left the key claimed, and every retry got "in progress" forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_injection_abandoned_by_its_caller_still_finishes_and_its_key_answers() {
+    let mut env = Env::start(vec![], |_| {}).await;
+    let to = ["dora@example.test"];
+    let mut inj = Injection {
+        sender: "sender@origin.test".into(),
+        recipients: vec![to[0].into()],
+        ..Injection::default()
+    };
+    keyed(&to, &[Some("k-abandoned")])(&mut inj);
+    // Polled once (the key is claimed, the spool write starts), then dropped.
+    tokio::select! {
+        biased;
+        _ = env.mta.inject(inj.clone()) => {}
+        _ = std::future::ready(()) => {}
+    }
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    let again = loop {
+        match env.mta.inject(inj.clone()).await {
+            Ok(r) => break r,
+            Err(cartero_mta::InjectError::KeyInFlight(_)) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the abandoned injection never released or recorded its key"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(
+        again.repeated,
+        vec![true],
+        "the abandoned injection was spooled once"
+    );
+    env.events.wait_for(EventType::Delivery, 1).await;
+    env.mta.tick();
+    assert_eq!(env.events.of(EventType::Reception).len(), 1);
+}

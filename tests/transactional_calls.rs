@@ -324,14 +324,21 @@ fn calls_acknowledged_before_a_kill_9_are_all_delivered_once_after_restart() {
         }
     }
     // The campaign layer hands a call over once (its idempotency key makes a repeat a no-op at
-    // the MTA); a message the MTA was delivering at the kill can reach the sink twice, its
-    // final state not yet journalled (the MTA's own crash test allows 5% as well).
+    // the MTA): no call is spooled twice. A message the MTA was delivering at the kill can
+    // still reach the sink twice, its final state not yet journalled: that is the MTA's
+    // at-least-once delivery, bounded by its own crash test (tests/crash.rs), and how many
+    // were in flight depends on how fast the calls came in, so it is printed, not bounded here.
     println!(
         "after kill -9: {N} calls, {} delivered twice: {twice:?}",
         twice.len()
     );
     assert!(missing.is_empty(), "lost: {missing:?}");
-    assert!(twice.len() <= N as usize / 20, "delivered twice: {twice:?}");
+    let receptions = mta.events("reception");
+    for i in &twice {
+        let to = format!("k{i}@dest.test");
+        let spooled = receptions.iter().filter(|e| e["rcpt_to"] == to).count();
+        assert!(spooled <= 1, "call {i} was spooled {spooled} times");
+    }
 }
 
 fn post_call_key(mta: &Serve, i: u32) -> (u16, Value) {

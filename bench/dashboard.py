@@ -92,10 +92,6 @@ def seed_sql(n, domains, now_ms):
     return out
 
 
-def log_indexes(fetch):
-    return [sql for (sql,) in fetch]
-
-
 def seed_sqlite(data, n, domains, now_ms):
     db = sqlite3.connect(os.path.join(data, "campaign", "campaign.sqlite"))
     db.execute("PRAGMA journal_mode=WAL")

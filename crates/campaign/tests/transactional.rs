@@ -90,6 +90,15 @@ async fn send_one(w: &World, template: &str, c: Call) -> CallAccepted {
 
 /// Hands over every Pending call now (the outbox's pass, run here rather than in the
 /// background so the test knows when it is done).
+/// Every call stored (at most 100).
+async fn stored_calls(w: &World) -> Vec<TxCall> {
+    w.engine
+        .store()
+        .list_tx_calls(&TxFilter::default(), None, 100)
+        .await
+        .unwrap()
+}
+
 async fn drain(w: &World) {
     let (_keep, stopped) = watch::channel(false);
     w.engine.drain_outbox(stopped).await.unwrap();
@@ -243,12 +252,7 @@ async fn a_key_answers_with_its_call_within_the_window_only(store: Store) {
     assert!(!after.repeated && after.id != first.id);
     let old = w.engine.store().tx_call(first.id).await.unwrap().unwrap();
     assert_eq!(old.idempotency_key, None, "the key moved to the new call");
-    let calls = w
-        .engine
-        .store()
-        .list_tx_calls(&TxFilter::default(), None, 100)
-        .await
-        .unwrap();
+    let calls = stored_calls(&w).await;
     assert_eq!(calls.len(), 4);
 
     // A key twice in one request: the second is a repeat of the first (the keys of a request
@@ -271,12 +275,7 @@ async fn a_key_answers_with_its_call_within_the_window_only(store: Store) {
         Err(EngineError::Store(StoreError::KeyConflict { index, .. })) => assert_eq!(index, 1),
         other => panic!("expected a key conflict, got {other:?}"),
     }
-    let calls = w
-        .engine
-        .store()
-        .list_tx_calls(&TxFilter::default(), None, 100)
-        .await
-        .unwrap();
+    let calls = stored_calls(&w).await;
     assert_eq!(calls.len(), 5, "one call for k2, none for k3");
 }
 

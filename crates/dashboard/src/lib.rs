@@ -99,12 +99,7 @@ impl Dashboard {
     /// [`CSRF_HEADER`]. A cross-site page can make the browser send the cookie, but it can
     /// neither read the token nor set that header.
     pub fn operator(&self, method: &Method, headers: &HeaderMap) -> Option<String> {
-        let id = cookie(headers, SESSION_COOKIE)?;
-        let session = if headers.contains_key(POLL_HEADER) {
-            self.inner.sessions.peek(id)?
-        } else {
-            self.inner.sessions.get(id)?
-        };
+        let (session, _) = self.session_used(headers, !headers.contains_key(POLL_HEADER))?;
         if matches!(*method, Method::GET | Method::HEAD) {
             return Some(session.operator);
         }
@@ -117,8 +112,16 @@ impl Dashboard {
 
     /// The request's live session.
     fn session(&self, headers: &HeaderMap) -> Option<(Session, String)> {
+        self.session_used(headers, true)
+    }
+
+    /// The request's live session and its id; `used` restarts its idle time.
+    fn session_used(&self, headers: &HeaderMap, used: bool) -> Option<(Session, String)> {
         let id = cookie(headers, SESSION_COOKIE)?;
-        let s = self.inner.sessions.get(id)?;
+        let s = match used {
+            true => self.inner.sessions.get(id)?,
+            false => self.inner.sessions.peek(id)?,
+        };
         Some((s, id.to_string()))
     }
 }

@@ -56,14 +56,9 @@ impl ApiListener {
         if let Some(p) = public {
             app = app.merge(p);
         }
-        let tls = if cfg.http.tls {
-            let (cert, key) =
-                crate::tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
-            Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-                &cert, &key,
-            )?))
-        } else {
-            None
+        let tls = match cfg.http.tls {
+            true => Some(crate::tls::acceptor(cfg)?),
+            false => None,
         };
         let limits = HttpLimits {
             header_timeout: cfg.http.header_timeout,

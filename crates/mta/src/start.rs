@@ -506,8 +506,7 @@ impl Mta {
         })?;
         let listeners = bind_all(&cfg).await?;
         let tokens = Arc::new(api_tokens(&cfg)?);
-        let (cert, key) = tls::ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(&cert, &key)?);
+        let acceptor = tls::acceptor(&cfg)?;
         let http_tls = cfg.http.tls.then(|| acceptor.clone());
         let (spool, recovered) = open_spool(&cfg, &opts)?;
         let classifier = match opts.classifier.clone() {

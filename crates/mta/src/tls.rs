@@ -82,6 +82,12 @@ pub fn ensure_certificate(
     Ok((cert, key))
 }
 
+/// The acceptor of the configured certificate, or of the one generated into `data_dir/tls/`.
+pub(crate) fn acceptor(cfg: &crate::MtaConfig) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let (cert, key) = ensure_certificate(&cfg.tls, &cfg.data_dir, &cfg.hostname)?;
+    Ok(tokio_rustls::TlsAcceptor::from(server_config(&cert, &key)?))
+}
+
 /// Creates a directory (and its parents) readable by the MTA's user only: `data_dir` holds the
 /// spool, keys and events.
 pub(crate) use cartero_spool::private_dir;

@@ -184,15 +184,13 @@ impl Engine {
                 )));
             }
         }
-        // Decided again by the group writer with the addresses' quarantine states, read once
-        // for every request of the group (tx_commit.rs).
-        let now = self.now();
-        let no_states = BTreeMap::new();
+        // The rows are decided by the group writer, with the addresses' quarantine states read
+        // once for every request of the group (tx_commit.rs).
         let new: Vec<NewCall> = calls
             .into_iter()
             .map(|c| NewCall {
                 payload: payload(name, &c),
-                row: self.decide_call(now, &c.recipient, version.id, &no_states),
+                row: undecided(&c.recipient, version.id),
                 key: c.idempotency_key,
                 attributes: c.data,
             })
@@ -400,6 +398,24 @@ fn check_key(key: Option<&str>) -> Result<(), EngineError> {
 /// What identifies a call's payload under its key: the template, the recipient and the data.
 /// `serde_json`'s maps are sorted by key, so the same data in another key order is the same
 /// payload.
+/// A call's row until the group writer decides it ([`Engine::decide_call`]): it reads only
+/// the address, as given, and the version.
+fn undecided(recipient: &str, version: DeliveryId) -> LogRow {
+    LogRow {
+        id: LogId(0),
+        delivery: version,
+        recipient: None,
+        address: recipient.to_string(),
+        domain: String::new(),
+        status: LogStatus::Pending,
+        failure: None,
+        message_id: None,
+        last_event_at: 0,
+        attempts: Vec::new(),
+        feedback: Default::default(),
+    }
+}
+
 fn payload(template: &str, c: &Call) -> Vec<u8> {
     serde_json::to_vec(&(template, c.recipient.trim(), &c.data)).unwrap_or_default()
 }

@@ -102,12 +102,7 @@ impl Engine {
     /// One transaction for `batch`, minus the requests refused on the way.
     async fn write(&self, mut batch: Vec<Waiting>) {
         if let Err(e) = self.decide(&mut batch).await {
-            let text = e.to_string();
-            for w in batch {
-                let _ = w
-                    .reply
-                    .send(Err(StoreError::Db(sqlx::Error::Protocol(text.clone()))));
-            }
+            fail_all(batch, &e.to_string());
             return;
         }
         while !batch.is_empty() {
@@ -141,14 +136,19 @@ impl Engine {
                 Err(GroupError { group: None, error }) => {
                     let text = error.to_string();
                     tracing::error!(error = %text, calls = batch.len(), "transactional calls not stored");
-                    for w in batch {
-                        let _ = w
-                            .reply
-                            .send(Err(StoreError::Db(sqlx::Error::Protocol(text.clone()))));
-                    }
+                    fail_all(batch, &text);
                     return;
                 }
             }
         }
+    }
+}
+
+/// Answers every request of `batch` with the same database error.
+fn fail_all(batch: Vec<Waiting>, text: &str) {
+    for w in batch {
+        let _ = w
+            .reply
+            .send(Err(StoreError::Db(sqlx::Error::Protocol(text.to_string()))));
     }
 }

@@ -153,8 +153,11 @@ fn qualify(
         )),
         Outcome::OutOfBand | Outcome::Delay => {
             let class = class?;
-            // 5.1.2 (bad destination system) and 5.1.10 (null MX) in a failed report are final.
+            // 5.1.2 (bad destination system) and 5.1.10 (null MX) in a failed report are final
+            // for the domain, unless the text said otherwise (Office 365 sends 5.1.10 for an
+            // unknown user: the domain is fine).
             let final_domain = outcome == Outcome::OutOfBand
+                && class == BounceClass::DNS_FAILURE
                 && matches!(r.status.as_deref(), Some("5.1.2" | "5.1.10"));
             Some(qualifier.qualify(
                 class,

@@ -4,7 +4,7 @@
 //! opaque parts; their bodies are header-like blocks read by [`super::fields`].
 
 use super::fields::{self, Fields};
-use super::{MAX_PARTS, MAX_RECIPIENTS, RecipientReport, TOKEN_HEADER};
+use super::{MAX_PARTS, TOKEN_HEADER};
 use mail_parser::{HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -273,37 +273,4 @@ fn return_path_token(text: &str) -> Option<String> {
     re.captures(text)
         .and_then(|c| c.get(1))
         .and_then(|m| valid_token(m.as_str()))
-}
-
-/// DSN per-recipient blocks → recipient reports.
-pub(crate) fn dsn_recipients(msg: &Extracted) -> Vec<RecipientReport> {
-    let mut out = Vec::new();
-    for body in &msg.delivery_status {
-        // The first block holds per-message fields; a block is a recipient when it names one.
-        for block in fields::parse_blocks(body, MAX_RECIPIENTS + 1) {
-            let original = block
-                .get("Original-Recipient")
-                .and_then(fields::typed_address);
-            let final_rcpt = block.get("Final-Recipient").and_then(fields::typed_address);
-            let address = original.clone().or_else(|| final_rcpt.clone());
-            if address.is_none() && block.get("Action").is_none() {
-                continue;
-            }
-            let final_recipient = final_rcpt.filter(|f| Some(f) != original.as_ref());
-            out.push(RecipientReport {
-                address,
-                final_recipient,
-                action: block.get("Action").map(|a| a.to_ascii_lowercase()),
-                status: block.get("Status").map(|s| {
-                    fields::parse_enhanced(s).map_or_else(|| s.to_string(), fields::enhanced_string)
-                }),
-                diagnostic: block.get_owned("Diagnostic-Code"),
-                remote_mta: block.get_owned("Remote-MTA"),
-            });
-            if out.len() >= MAX_RECIPIENTS {
-                return out;
-            }
-        }
-    }
-    out
 }

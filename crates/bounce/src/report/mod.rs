@@ -10,6 +10,7 @@
 mod arf;
 mod auto;
 mod classify;
+mod dsn;
 mod fields;
 mod mime;
 mod text;
@@ -150,22 +151,25 @@ pub fn parse_report(raw: &[u8]) -> Result<ParsedReport, ReportError> {
         auto_submitted: msg.top.get_owned("Auto-Submitted"),
         subject: msg.subject.clone(),
     };
-    if let Some(arf) = arf::read(&msg) {
+    if let Some((arf, addresses)) = arf::read(&msg) {
         report.kind = ReportKind::Arf;
         // One recipient even when the feedback loop redacted the address: the complaint still
         // counts, and the token identifies whom it is about.
-        report.recipients = vec![RecipientReport {
-            address: arf.original_rcpt_to.clone(),
-            ..Default::default()
-        }];
+        report.recipients = if addresses.is_empty() {
+            vec![RecipientReport::default()]
+        } else {
+            addresses
+                .into_iter()
+                .map(|a| RecipientReport {
+                    address: Some(a),
+                    ..Default::default()
+                })
+                .collect()
+        };
         report.arf = Some(arf);
     } else if msg.is_delivery_report() {
         report.kind = ReportKind::Dsn;
-        report.recipients = mime::dsn_recipients(&msg);
-        if report.recipients.is_empty() {
-            // Some MTAs send a report whose status part is empty or broken; the text still says it.
-            report.recipients = text::read(&msg).map(|b| b.recipients).unwrap_or_default();
-        }
+        report.recipients = dsn::recipients(&msg);
     } else if auto::is_challenge_response(&msg) {
         report.kind = ReportKind::ChallengeResponse;
         report.recipients = auto::sender_as_recipient(&msg);
@@ -174,7 +178,10 @@ pub fn parse_report(raw: &[u8]) -> Result<ParsedReport, ReportError> {
             family: bounce.family,
         };
         report.recipients = bounce.recipients;
-    } else if auto::is_auto_reply(&msg) {
+    } else if auto::is_auto_reply(&msg)
+        && !msg.from.as_deref().is_some_and(text::is_service_address)
+    {
+        // A mailer daemon's message we could not read is not somebody's vacation reply.
         report.kind = ReportKind::AutoReply;
         report.recipients = auto::sender_as_recipient(&msg);
     }

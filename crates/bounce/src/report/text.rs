@@ -2,6 +2,7 @@
 //! bounce texts put addresses, and each recipient's diagnostic by the reply found in the text
 //! that follows its address.
 
+use super::dsn;
 use super::fields::{self, find_codes};
 use super::mime::Extracted;
 use super::{MAX_RECIPIENTS, RecipientReport};
@@ -75,7 +76,7 @@ const FAMILIES: &[(&str, &str)] = &[
 ];
 
 /// Generic signs of a bounce when no family matched.
-const GENERIC: &str = r"(?i)undeliver|delivery (status notification|failure|failed|notification|problem)|failure notice|returned mail|mail delivery (failed|system|subsystem)|non[- ]?delivery|could not be delivered|couldn't be delivered|delivery has failed|mailer-daemon|postmaster@";
+const GENERIC: &str = r"(?i)undeliver|undelivered|delivery (status notification|failure|failed|notification|problem|error|report)|failure notice|failed delivery|returned mail|returning message|mail delivery (failed|system|subsystem|error)|mail system error|non[- ]?delivery|nondeliverable|could not (be )?deliver|couldn't be delivered|unable to deliver|delivery has failed|message not delivered|not delivered|mail (was )?not sent|could not send message|mailer-daemon|mail-daemon|postmaster@|mail administrator|mail router|\bmailer\b|(?u:unzustellbar|nicht zustellbar|non remis|non distribu|impossible de (remettre|distribuer)|no se (pudo|puede) entregar|no entregado|não (foi )?entregue|nao entregue|falha na entrega|non recapitabile|mancata consegna|onbestelbaar|niet afgeleverd|не доставлено|недоставлен|配信|送信失敗|未達|エラー|退信|投递失败|发送失败|退回|無法投遞|전송 ?실패|반송)";
 
 /// Where the returned original starts in a text bounce; everything after is the original.
 const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message)";
@@ -87,6 +88,10 @@ const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.
 const REPLY_LINE: &str = r"(?m)^.*(?:\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b|\b[45]\d\d[ -:]|\(#[245]\.\d{1,3}\.\d{1,3}\)|Remote Server returned|said:|reason:).*$";
 
 const DELAYED: &str = r"(?i)\bdelayed\b|will (continue|keep) (trying|to try)|has not yet been delivered|not been delivered yet|still trying|Delivery Status Notification \(Delay\)|temporary (failure|problem)|retry (until|for)|Warning: message";
+
+/// Subjects of positive delivery notifications sent as plain text (Exchange "Delivered:" and
+/// "Relayed:" receipts, success DSNs without a status part): never a failure.
+const SUCCESS: &str = r"(?i)^\s*(delivered|relayed|expanded)\s*:|^\s*delivery status notification \(success\)|^\s*successful(ly)? (mail )?deliver|^\s*delivery (receipt|confirmation|report: delivered)|^\s*return receipt";
 
 const REMOTE_MTA: &str = r"(?i)(?:\bhost\s+([A-Za-z0-9.-]+\.[A-Za-z]{2,})\.?\s*\[|while talking to ([A-Za-z0-9.-]+\.[A-Za-z]{2,})|Generating server:\s*([A-Za-z0-9.-]+\.[A-Za-z]{2,})|Remote host:\s*([A-Za-z0-9.-]+))";
 
@@ -133,6 +138,7 @@ static ORIGINAL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ORIGINAL_
 static ADDRESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ADDRESS_SITES));
 static REPLY_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REPLY_LINE));
 static DELAYED_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(DELAYED));
+static SUCCESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(SUCCESS));
 static REMOTE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REMOTE_MTA));
 static PHRASE_RES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     PHRASES
@@ -177,10 +183,29 @@ pub(crate) fn family(msg: &Extracted) -> Option<&'static str> {
 /// Reads a text bounce; `None` when it is not one (or a generic-looking message names nobody).
 pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
     let family = family(msg)?;
+    let recipients = recipients_in(msg);
+    if recipients.is_empty() && family == "generic" {
+        return None;
+    }
+    Some(TextBounce { family, recipients })
+}
+
+/// What the text says about each recipient, whatever the format: the addresses of
+/// `X-Failed-Recipients` when the header is there (Exim, Google Groups), else those found in the
+/// text, else the returned original's `To`.
+pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     let body = explanation(&msg.text);
-    let delayed = DELAYED_RE
+    let subject = msg.subject.as_deref().unwrap_or("");
+    let action = if SUCCESS_RE.as_ref().is_some_and(|re| re.is_match(subject)) {
+        "delivered"
+    } else if DELAYED_RE
         .as_ref()
-        .is_some_and(|re| re.is_match(body) || re.is_match(msg.subject.as_deref().unwrap_or("")));
+        .is_some_and(|re| re.is_match(body) || re.is_match(subject))
+    {
+        "delayed"
+    } else {
+        "failed"
+    };
     let skip = |a: &str| {
         is_service_address(a)
             || msg
@@ -189,10 +214,16 @@ pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
                 .is_some_and(|f| f.eq_ignore_ascii_case(a))
     };
     let sites = address_sites(body, &skip);
-    let mut recipients: Vec<RecipientReport> = distinct(&sites)
+    let failed = dsn::failed_recipients(msg);
+    let addresses: Vec<&str> = if failed.is_empty() {
+        distinct(&sites)
+    } else {
+        failed.iter().map(String::as_str).collect()
+    };
+    let mut recipients: Vec<RecipientReport> = addresses
         .into_iter()
         .take(MAX_RECIPIENTS)
-        .map(|addr| recipient(body, &sites, addr, delayed))
+        .map(|addr| recipient(body, &sites, addr, action))
         .collect();
     if recipients.is_empty()
         && let Some(to) = msg
@@ -201,14 +232,11 @@ pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
             .and_then(|o| o.get("To"))
             .and_then(fields::header_address)
     {
-        let mut r = recipient(body, &[], &to, delayed);
+        let mut r = recipient(body, &[], &to, action);
         r.address = Some(to);
         recipients.push(r);
     }
-    if recipients.is_empty() && family == "generic" {
-        return None;
-    }
-    Some(TextBounce { family, recipients })
+    recipients
 }
 
 /// The text before the returned original.
@@ -220,7 +248,7 @@ fn explanation(text: &str) -> &str {
     }
 }
 
-fn is_service_address(a: &str) -> bool {
+pub(crate) fn is_service_address(a: &str) -> bool {
     let local = a.split('@').next().unwrap_or("").to_ascii_lowercase();
     matches!(
         local.as_str(),
@@ -256,7 +284,8 @@ fn distinct<'a>(sites: &[(usize, &'a str)]) -> Vec<&'a str> {
 
 /// Builds the report for `addr`: of the text segments that follow each mention of the address
 /// (up to the next mention of another address), the first holding a reply gives the diagnostic.
-fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, delayed: bool) -> RecipientReport {
+fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, action: &str) -> RecipientReport {
+    let delayed = action == "delayed";
     let mut segments = Vec::new();
     for (i, (pos, a)) in sites.iter().enumerate() {
         if !a.eq_ignore_ascii_case(addr) {
@@ -294,7 +323,7 @@ fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, delayed: bool) -> 
     RecipientReport {
         address: Some(addr.to_string()),
         final_recipient: None,
-        action: Some(if delayed { "delayed" } else { "failed" }.to_string()),
+        action: Some(action.to_string()),
         status,
         diagnostic,
         remote_mta,
@@ -315,7 +344,29 @@ fn reply_in(segment: &str, addr: &str) -> Option<String> {
         out.push(' ');
         out.push_str(line.trim());
     }
-    Some(clean_reply(&out, addr))
+    let cleaned = clean_reply(&out, addr);
+    let label = out.trim_end().ends_with(':') && find_codes(&out).code.is_none();
+    if cleaned.len() >= 8 && !label {
+        return Some(cleaned);
+    }
+    // "Remote host said:" and similar labels: the reply is on the lines that follow.
+    let following = segment
+        .get(m.end()..)
+        .unwrap_or("")
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .take(4)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reply = clean_reply(&following, addr);
+    Some(if reply.len() > cleaned.len() {
+        reply
+    } else {
+        cleaned
+    })
 }
 
 /// Drops what precedes the reply itself: the address the line starts with, `said:`, `<<<`.
@@ -385,6 +436,7 @@ mod tests {
             &ADDRESS_RE,
             &REPLY_RE,
             &DELAYED_RE,
+            &SUCCESS_RE,
             &REMOTE_RE,
         ] {
             assert!(re.is_some());

@@ -11,10 +11,12 @@
 //! token means the message carries none.
 
 use cartero_bounce::{
-    ClassifiedRecipient, Outcome, ReportKind, classify_report, default_classifier, parse_report,
+    ClassifiedRecipient, Classifier, Outcome, ReportKind, classify_report, default_classifier,
+    parse_report,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// Training corpus minimums (fractions).
 const MIN_RECIPIENT: f64 = 0.97;
@@ -124,7 +126,8 @@ fn class_of(c: &ClassifiedRecipient) -> String {
 }
 
 fn score_folder(dir: &Path, name: &str, failures: &mut Vec<String>) -> Score {
-    let classifier = default_classifier();
+    static CLASSIFIER: OnceLock<Arc<dyn Classifier>> = OnceLock::new();
+    let classifier = CLASSIFIER.get_or_init(default_classifier);
     let mut s = Score::default();
     for l in labels(dir) {
         s.n += 1;

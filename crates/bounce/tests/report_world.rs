@@ -160,3 +160,24 @@ MIME-Version: 1.0\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n<gin@e
     assert!(diag.contains("ユーザ"), "{diag}");
     assert_eq!(classes(&raw)[0].2, Some(BounceClass::INVALID_RECIPIENT.0));
 }
+
+#[test]
+fn two_bounces_in_one_mbox_file_report_both_recipients() {
+    let one = "From: MAILER-DAEMON@mx.example.net\nSubject: failure notice\n\n\
+Hi. This is the qmail-send program at mx.example.net.\n\n<h1@example.org>:\nSorry, no mailbox here by that name. (#5.1.1)\n";
+    let two = one.replace("h1@", "h2@").replace(
+        "no mailbox here by that name. (#5.1.1)",
+        "552 5.2.2 mailbox full",
+    );
+    let raw = format!(
+        "From MAILER-DAEMON Thu Dec  3 10:00:00 2026\n{one}\nFrom MAILER-DAEMON Thu Dec  3 10:05:00 2026\n{two}"
+    );
+    let got = classes(raw.as_bytes());
+    assert_eq!(
+        got,
+        vec![
+            (Some("h1@example.org".into()), Outcome::OutOfBand, Some(10)),
+            (Some("h2@example.org".into()), Outcome::OutOfBand, Some(22)),
+        ]
+    );
+}

@@ -12,6 +12,7 @@ mod auto;
 mod classify;
 mod dsn;
 mod fields;
+mod mbox;
 mod mime;
 mod text;
 
@@ -141,6 +142,30 @@ pub fn parse_report(raw: &[u8]) -> Result<ParsedReport, ReportError> {
             limit: MAX_BOUNDARY_LINES,
         });
     }
+    let mut messages = mbox::split(raw).into_iter();
+    let mut report = parse_one(messages.next().unwrap_or(raw))?;
+    // Further messages of the same input add their recipients; one that cannot be read is skipped.
+    for more in messages.filter_map(|m| parse_one(m).ok()) {
+        if report.kind == ReportKind::Unknown {
+            report = more;
+            continue;
+        }
+        for r in more.recipients {
+            let known = report.recipients.iter().any(|k| {
+                k.address.as_deref().map(str::to_ascii_lowercase)
+                    == r.address.as_deref().map(str::to_ascii_lowercase)
+            });
+            if !known && report.recipients.len() < MAX_RECIPIENTS {
+                report.recipients.push(r);
+            }
+        }
+        report.token = report.token.or(more.token);
+    }
+    Ok(report)
+}
+
+/// Reads one message (see [`parse_report`]).
+fn parse_one(raw: &[u8]) -> Result<ParsedReport, ReportError> {
     let msg = mime::extract(raw).ok_or(ReportError::Unparseable)?;
     let mut report = ParsedReport {
         kind: ReportKind::Unknown,

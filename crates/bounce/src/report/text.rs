@@ -23,6 +23,14 @@ const FAMILIES: &[(&str, &str)] = &[
     ),
     ("qmail", r"(?i)This is the qmail-send program|qmail-send"),
     (
+        "dma",
+        r"(?i)This is the DragonFly Mail Agent|DragonFly Mail Agent",
+    ),
+    (
+        "imail",
+        r"(?i)\bIMail\b|Ipswitch|Body of message generated response|Invalid final delivery userid",
+    ),
+    (
         "postfix",
         r"(?i)This is the mail system at host|The Postfix program",
     ),
@@ -82,7 +90,7 @@ const GENERIC: &str = r"(?i)undeliver|undelivered|delivery (status notification|
 const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message)";
 
 /// Places addresses appear in bounce texts; group 1 is the address.
-const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:)|(?:delivered to|message to|recipients?(?: address)?|addressed to|failed recipient|Original-Recipient|Final-Recipient)[: \t]+(?:rfc822;\s*)?<?([^\s<>@"']+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>"#;
+const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:)|(?:delivered to|message to|mail to|deliver(?:ing|y)? (?:of )?(?:your |the )?(?:mail |message |e-?mail )?to|recipients?(?: address(?:es)?)?|addressed to|failed (?:recipient|address)(?:es|s)?|undeliverable to|could not be delivered to|not (?:be )?delivered to|unknown (?:user|recipient|address)|user unknown|no such (?:user|mailbox)|invalid (?:final delivery )?(?:userid|user|recipient|address)|delivery failed \d+ attempts|bad address|mailbox (?:full|size exceeded|unavailable)(?: for)?|Original-Recipient|Final-Recipient|destinatario|destinataire|empf(?:ä|ae)nger|endere(?:ç|c)o|宛先|送信先|收件人|收信人|수신자|받는 ?사람)[: \t]+(?:rfc822;\s*)?[<"'(]?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})[>"')]?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>"#;
 
 /// Lines that carry the remote reply.
 const REPLY_LINE: &str = r"(?m)^.*(?:\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b|\b[45]\d\d[ -:]|\(#[245]\.\d{1,3}\.\d{1,3}\)|Remote Server returned|said:|reason:).*$";
@@ -206,12 +214,18 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
+    // The returned original's sender is us, never a failed recipient.
+    let sender = msg
+        .original
+        .as_ref()
+        .and_then(|o| o.get("From"))
+        .and_then(fields::header_address);
     let skip = |a: &str| {
         is_service_address(a)
-            || msg
-                .from
-                .as_deref()
-                .is_some_and(|f| f.eq_ignore_ascii_case(a))
+            || [msg.from.as_deref(), sender.as_deref()]
+                .into_iter()
+                .flatten()
+                .any(|f| f.eq_ignore_ascii_case(a))
     };
     let sites = address_sites(body, &skip);
     let failed = dsn::failed_recipients(msg);

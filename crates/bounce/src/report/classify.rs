@@ -3,7 +3,8 @@
 use super::fields::{find_codes, parse_enhanced};
 use super::{ParsedReport, RecipientReport, ReportKind};
 use crate::{
-    BounceClass, Category, Classifier, FailureInput, Qualification, Qualifier, QualifyContext,
+    BounceClass, Category, Classification, Classifier, FailureInput, Qualification, Qualifier,
+    QualifyContext,
 };
 use serde::Serialize;
 
@@ -116,12 +117,27 @@ fn bounce(
                 .and_then(|a| a.rsplit_once('@'))
                 .map(|(_, d)| d)
         });
-    let c = classifier.classify(&FailureInput {
+    let input = FailureInput {
         code: codes.code.unwrap_or(0),
         enhanced: codes.enhanced.or(status),
         text,
         host,
-    });
+    };
+    let mut c = classifier.classify(&input);
+    // The reply alone decided nothing better than its code: the explanation around the
+    // recipient may say why ("over quota" in a text with no reply, a reply cut short).
+    if let Some(context) = r.context.as_deref().filter(|_| decided_by_code(&c.rule)) {
+        let from_context = classifier.classify(&FailureInput {
+            text: context,
+            ..input
+        });
+        if !decided_by_code(&from_context.rule) {
+            c = Classification {
+                class: from_context.class,
+                rule: format!("{}+explanation", from_context.rule),
+            };
+        }
+    }
     // A delay notification is never final, whatever its wording suggests.
     let (class, rule) = if delayed && c.class.category() == Category::Hard {
         (BounceClass::SOFT, format!("{}+delayed", c.rule))
@@ -134,6 +150,12 @@ fn bounce(
         Outcome::OutOfBand
     };
     (outcome, Some(class), rule)
+}
+
+/// Rules that only read codes (or found nothing): the code classifier's and the rule
+/// classifier's fallbacks.
+fn decided_by_code(rule: &str) -> bool {
+    rule.starts_with("fallback:") || rule.starts_with("code:") || rule == "enhanced-code"
 }
 
 fn qualify(

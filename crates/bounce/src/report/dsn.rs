@@ -30,6 +30,7 @@ pub(crate) fn recipients(msg: &Extracted) -> Vec<RecipientReport> {
         r.address = spare.next();
     }
     let single = out.len() == 1 && text.len() == 1;
+    let whole = text::context(text::explanation(&msg.text));
     for r in &mut out {
         let same = |t: &&RecipientReport| {
             t.address
@@ -39,6 +40,9 @@ pub(crate) fn recipients(msg: &Extracted) -> Vec<RecipientReport> {
         };
         if let Some(t) = text.iter().find(same).or(text.first().filter(|_| single)) {
             complete(r, t);
+        }
+        if r.context.is_none() {
+            r.context = Some(whole.clone());
         }
     }
     out
@@ -68,6 +72,9 @@ fn complete(r: &mut RecipientReport, t: &RecipientReport) {
     }
     if r.remote_mta.is_none() {
         r.remote_mta = t.remote_mta.clone();
+    }
+    if r.context.is_none() {
+        r.context = t.context.clone();
     }
 }
 
@@ -103,9 +110,11 @@ fn split_recipients(block: Fields) -> Vec<Fields> {
         let starts = RECIPIENT_FIELDS
             .iter()
             .any(|f| f.eq_ignore_ascii_case(&name));
-        let current = parts
-            .last()
-            .map(|p| p.get(&name).is_some() || p.get("Action").is_some());
+        // Only once the current part names a recipient: some MTAs write Action first.
+        let current = parts.last().map(|p| {
+            let named = RECIPIENT_FIELDS.iter().any(|f| p.get(f).is_some());
+            p.get(&name).is_some() || (named && p.get("Action").is_some())
+        });
         if starts && current == Some(true) && parts.len() <= MAX_RECIPIENTS {
             parts.push(Fields::default());
         }
@@ -135,6 +144,7 @@ fn recipient(block: &Fields) -> Option<RecipientReport> {
         }),
         diagnostic: block.get_owned("Diagnostic-Code"),
         remote_mta: block.get_owned("Remote-MTA"),
+        context: None,
     })
 }
 

@@ -125,6 +125,23 @@ pub(crate) fn header_address(v: &str) -> Option<String> {
     clean_address(v.split_whitespace().find(|w| w.contains('@')).unwrap_or(v))
 }
 
+/// Whom a returned original was addressed to: its `To`, else the `for <…>` of its first
+/// `Received` (feedback loops and list servers rewrite `To` to "undisclosed-recipients").
+pub(crate) fn original_recipient(original: &Fields) -> Option<String> {
+    if let Some(to) = original.get("To").and_then(header_address) {
+        return Some(to);
+    }
+    original
+        .0
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("Received"))
+        .take(3)
+        .find_map(|(_, v)| {
+            let (_, rest) = v.split_once(" for ")?;
+            header_address(rest.split(';').next().unwrap_or(rest).trim())
+        })
+}
+
 /// A reply code and enhanced status code found in a diagnostic such as
 /// `smtp; 550 5.1.1 <a@b>: Recipient address rejected` or `#5.1.1`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

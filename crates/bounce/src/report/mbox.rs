@@ -43,9 +43,16 @@ pub(crate) fn split(raw: &[u8]) -> Vec<&[u8]> {
 
 /// `From sender date` — not a `From:` header, and with something after the sender.
 fn is_from_line(line: &[u8]) -> bool {
-    line.starts_with(b"From ")
-        && line.len() > 10
-        && line.iter().filter(|&&b| b == b' ').count() >= 2
+    let Some(rest) = line.strip_prefix(b"From ") else {
+        return false;
+    };
+    // The envelope sender, then a date: "From MAILER-DAEMON Thu Dec  3 10:00:00 2026".
+    let sender_end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+    let sender = rest.get(..sender_end).unwrap_or(&[]);
+    let date = rest.get(sender_end..).unwrap_or(&[]);
+    !sender.is_empty()
+        && !sender.contains(&b':')
+        && date.iter().filter(|b| b.is_ascii_digit()).count() >= 4
         && !line.contains(&b'\0')
 }
 
@@ -72,6 +79,9 @@ From MAILER-DAEMON Thu Dec  3 10:01:00 2026\nSubject: b\n\nbody b\n";
         let raw = b"Subject: a\n\nHello\nFrom the team at example.org\n";
         assert_eq!(split(raw).len(), 1);
         let raw = b"Subject: a\n\nFrom: someone <a@example.org>\n";
+        assert_eq!(split(raw).len(), 1);
+        // MDaemon's virus notice aligns its labels: "From   : sender".
+        let raw = b"Subject: a\n\nFrom   : news@example.org 2026 1234\n";
         assert_eq!(split(raw).len(), 1);
     }
 }

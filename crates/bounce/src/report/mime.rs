@@ -130,6 +130,11 @@ fn nested_headers(inner: &Message<'_>) -> Fields {
             HeaderValue::Text(t) => Some(t.to_string()),
             HeaderValue::TextList(l) => l.first().map(|t| t.to_string()),
             HeaderValue::Address(a) => a.first().and_then(|a| a.address()).map(str::to_string),
+            // Only the `for` clause is read from a Received header (the original's recipient).
+            HeaderValue::Received(r) => r
+                .for_
+                .as_deref()
+                .map(|f| format!("from original for <{f}>")),
             _ => None,
         };
         if let Some(v) = value {

@@ -71,7 +71,15 @@ pub struct RecipientReport {
     pub diagnostic: Option<String>,
     /// The MTA that gave the diagnostic, e.g. `dns; mx.example.org`.
     pub remote_mta: Option<String>,
+    /// The human-readable explanation around this recipient (at most [`MAX_CONTEXT`] bytes),
+    /// which the classifier reads when the diagnostic alone does not say why: "This message was
+    /// undeliverable due to the following reason: … over quota" with no reply code.
+    #[serde(skip)]
+    pub context: Option<String>,
 }
+
+/// Longest explanation kept per recipient for classification.
+pub const MAX_CONTEXT: usize = 4096;
 
 /// The machine-readable part of an ARF report (RFC 5965 §3.1–3.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

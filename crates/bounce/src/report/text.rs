@@ -5,7 +5,7 @@
 use super::dsn;
 use super::fields::{self, find_codes};
 use super::mime::Extracted;
-use super::{MAX_RECIPIENTS, RecipientReport};
+use super::{MAX_CONTEXT, MAX_RECIPIENTS, RecipientReport};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -25,6 +25,10 @@ const FAMILIES: &[(&str, &str)] = &[
     (
         "dma",
         r"(?i)This is the DragonFly Mail Agent|DragonFly Mail Agent",
+    ),
+    (
+        "fml",
+        r"(?i)\bfml \[fml|NOT MEMBER article from|You are not a member of this mailing list|Original mail as follows",
     ),
     (
         "imail",
@@ -87,10 +91,10 @@ const FAMILIES: &[(&str, &str)] = &[
 const GENERIC: &str = r"(?i)undeliver|undelivered|delivery (status notification|failure|failed|notification|problem|error|report)|failure notice|failed delivery|returned mail|returning message|mail delivery (failed|system|subsystem|error)|mail system error|non[- ]?delivery|nondeliverable|could not (be )?deliver|couldn't be delivered|unable to deliver|delivery has failed|message not delivered|not delivered|mail (was )?not sent|could not send message|mailer-daemon|mail-daemon|postmaster@|mail administrator|mail router|\bmailer\b|(?u:unzustellbar|nicht zustellbar|non remis|non distribu|impossible de (remettre|distribuer)|no se (pudo|puede) entregar|no entregado|não (foi )?entregue|nao entregue|falha na entrega|non recapitabile|mancata consegna|onbestelbaar|niet afgeleverd|не доставлено|недоставлен|配信|送信失敗|未達|エラー|退信|投递失败|发送失败|退回|無法投遞|전송 ?실패|반송)";
 
 /// Where the returned original starts in a text bounce; everything after is the original.
-const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message)";
+const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message|Original message follows|Message headers follow|Unsent message follows|Headers of the original message|Here is a copy of the first part of the message|Below is a copy of the original message|Original mail as follows|-+ ?(?:원본 메일|元のメッセージ|元のメール|原始邮件|原邮件|原始郵件|Mensaje original|Message d'origine|Message original|Originalnachricht|Ursprüngliche Nachricht|Mensagem original|Messaggio originale|Исходное сообщение|Оригинальное сообщение))";
 
 /// Places addresses appear in bounce texts; group 1 is the address.
-const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:)|(?:delivered to|message to|mail to|deliver(?:ing|y)? (?:of )?(?:your |the )?(?:mail |message |e-?mail )?to|recipients?(?: address(?:es)?)?|addressed to|failed (?:recipient|address)(?:es|s)?|undeliverable to|could not be delivered to|not (?:be )?delivered to|unknown (?:user|recipient|address)|user unknown|no such (?:user|mailbox)|invalid (?:final delivery )?(?:userid|user|recipient|address)|delivery failed \d+ attempts|bad address|mailbox (?:full|size exceeded|unavailable)(?: for)?|Original-Recipient|Final-Recipient|destinatario|destinataire|empf(?:ä|ae)nger|endere(?:ç|c)o|宛先|送信先|收件人|收信人|수신자|받는 ?사람)[: \t]+(?:rfc822;\s*)?[<"'(]?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})[>"')]?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>"#;
+const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:|,)|^[245]\d\d[ -]<?([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?\.\.\.|(?:delivered to|message to|mail to|deliver(?:ing|y)? (?:of )?(?:your |the )?(?:mail |message |e-?mail )?to|recipients?(?: address(?:es)?)?|addressed to|failed (?:recipient|address)(?:es|s)?|undeliverable to|could not be delivered to|not (?:be )?delivered to|unknown (?:user|recipient|address)|user unknown|no such (?:user|mailbox)|invalid (?:final delivery )?(?:userid|user|recipient|address)|delivery failed \d+ attempts|bad address|mailbox (?:full|size exceeded|unavailable)(?: for)?|Original-Recipient|Final-Recipient|destinatario|destinataire|empf(?:ä|ae)nger|endere(?:ç|c)o|宛先|送信先|收件人|收信人|(?:수신자|받는 ?사람)(?: ?주소)?|generated (?:by|from))[: \t：]+(?:rfc822;\s*)?[<"'(]?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})[>"')]?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>|^[^\n:<>@]{2,60}[:：][ \t]*<?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?[ \t]*$"#;
 
 /// Lines that carry the remote reply.
 const REPLY_LINE: &str = r"(?m)^.*(?:\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b|\b[45]\d\d[ -:]|\(#[245]\.\d{1,3}\.\d{1,3}\)|Remote Server returned|said:|reason:).*$";
@@ -146,6 +150,11 @@ static ORIGINAL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ORIGINAL_
 static ADDRESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(ADDRESS_SITES));
 static REPLY_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REPLY_LINE));
 static DELAYED_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(DELAYED));
+static EXPANSION_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    compile(
+        r"(?mi)^[ \t]*<?([^\s<>@]+@[A-Za-z0-9.-]+)>?[ \t]*\n[ \t]*\(?generated from <?([^\s<>@()]+@[A-Za-z0-9.-]+)",
+    )
+});
 static SUCCESS_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(SUCCESS));
 static REMOTE_RE: LazyLock<Option<Regex>> = LazyLock::new(|| compile(REMOTE_MTA));
 static PHRASE_RES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
@@ -169,9 +178,10 @@ fn prefix(s: &str, n: usize) -> &str {
 /// The family of a text bounce, or `None` when the message does not look like a bounce.
 pub(crate) fn family(msg: &Extracted) -> Option<&'static str> {
     let head = format!(
-        "{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         msg.subject.as_deref().unwrap_or(""),
         msg.top.get("From").unwrap_or(""),
+        msg.top.get("X-MLServer").unwrap_or(""),
         prefix(&msg.text, SIGNATURE_WINDOW)
     );
     if let Some((f, _)) = FAMILY_RES.iter().find(|(_, re)| re.is_match(&head)) {
@@ -214,14 +224,19 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     } else {
         "failed"
     };
-    // The returned original's sender is us, never a failed recipient.
-    let sender = msg
-        .original
-        .as_ref()
+    // The returned original (a MIME part, else pasted after a marker): its sender is us, never
+    // a failed recipient; its To names the recipient when the text does not.
+    let pasted = pasted_original(&msg.text);
+    let original = msg.original.as_ref().or(pasted.as_ref());
+    let sender = original
         .and_then(|o| o.get("From"))
         .and_then(fields::header_address);
+    let message_id = msg.original_message_id();
     let skip = |a: &str| {
         is_service_address(a)
+            || message_id
+                .as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(a))
             || [msg.from.as_deref(), sender.as_deref()]
                 .into_iter()
                 .flatten()
@@ -230,31 +245,45 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     let sites = address_sites(body, &skip);
     let failed = dsn::failed_recipients(msg);
     let addresses: Vec<&str> = if failed.is_empty() {
-        distinct(&sites)
+        without_expansions(body, distinct(&sites))
     } else {
-        failed.iter().map(String::as_str).collect()
+        without_expansions(body, failed.iter().map(String::as_str).collect())
     };
     let mut recipients: Vec<RecipientReport> = addresses
         .into_iter()
         .take(MAX_RECIPIENTS)
         .map(|addr| recipient(body, &sites, addr, action))
         .collect();
+    // One recipient: the whole explanation is about it (the reason may come before the address).
+    if recipients.len() == 1
+        && let Some(r) = recipients.first_mut()
+    {
+        r.context = Some(context(body));
+    }
     if recipients.is_empty()
-        && let Some(to) = msg
-            .original
-            .as_ref()
-            .and_then(|o| o.get("To"))
-            .and_then(fields::header_address)
+        && let Some(to) = original.and_then(fields::original_recipient)
     {
         let mut r = recipient(body, &[], &to, action);
         r.address = Some(to);
+        r.context = Some(context(body));
         recipients.push(r);
     }
     recipients
 }
 
 /// The text before the returned original.
-fn explanation(text: &str) -> &str {
+/// The returned original pasted as text after a marker line: its header block, when it has one.
+fn pasted_original(text: &str) -> Option<fields::Fields> {
+    let text = prefix(text, 128 * 1024);
+    let m = ORIGINAL_RE.as_ref()?.find(text)?;
+    let rest = text.get(m.end()..)?;
+    let rest = rest.split_once('\n').map_or("", |(_, r)| r);
+    let rest = rest.trim_start_matches(['\n', '\r', ' ', '\t']);
+    let block = fields::parse_header_block(rest);
+    (block.get("To").is_some() || block.get("From").is_some()).then_some(block)
+}
+
+pub(crate) fn explanation(text: &str) -> &str {
     let text = prefix(text, 128 * 1024);
     match ORIGINAL_RE.as_ref().and_then(|re| re.find(text)) {
         Some(m) => text.get(..m.start()).unwrap_or(text),
@@ -269,6 +298,10 @@ pub(crate) fn is_service_address(a: &str) -> bool {
         "mailer-daemon" | "postmaster" | "mail-daemon" | "maildaemon" | "noreply" | "no-reply"
     ) || local.starts_with("b-")
         || local.starts_with("bounce")
+        || local.starts_with("owner-")
+        || ["-ctl", "-request", "-owner", "-admin", "-bounces"]
+            .iter()
+            .any(|s| local.ends_with(s))
 }
 
 /// (position, address) for every address site in the text.
@@ -279,11 +312,79 @@ fn address_sites<'a>(body: &'a str, skip: &dyn Fn(&str) -> bool) -> Vec<(usize, 
     re.captures_iter(body)
         .take(4 * MAX_RECIPIENTS)
         .filter_map(|c| {
-            let m = (1..=4).find_map(|i| c.get(i))?;
+            let m = c.iter().skip(1).flatten().next()?;
+            if c.get(LABELLED_SITE).is_some() && !is_recipient_label(body, m.start()) {
+                return None;
+            }
             let a = m.as_str().trim_end_matches(['.', ',', ';', ':']);
+            // A label glued to the address by a full-width colon ("收件人：a@b"), a signature dash.
+            let a = a
+                .rsplit(['：', ':'])
+                .next()
+                .unwrap_or(a)
+                .trim_start_matches('-');
             (!skip(a)).then_some((m.start(), a))
         })
         .collect()
+}
+
+/// Exim names an alias's expansion and then "(generated from alias)": the alias is what we
+/// addressed, so each expansion is replaced by its alias.
+fn without_expansions<'a>(body: &'a str, addresses: Vec<&'a str>) -> Vec<&'a str> {
+    let Some(re) = EXPANSION_RE.as_ref() else {
+        return addresses;
+    };
+    let pairs: Vec<(&str, &str)> = re
+        .captures_iter(body)
+        .take(MAX_RECIPIENTS)
+        .filter_map(|c| Some((c.get(1)?.as_str(), c.get(2)?.as_str())))
+        .collect();
+    let mut out: Vec<&str> = Vec::new();
+    for a in addresses {
+        let a = pairs
+            .iter()
+            .find(|(expanded, _)| expanded.eq_ignore_ascii_case(a))
+            .map_or(a, |(_, alias)| alias);
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(a)) {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// The capture group of the `Label: address` site (the last alternative of [`ADDRESS_SITES`]).
+const LABELLED_SITE: usize = 6;
+
+/// `Label: address` lines name the recipient unless the label is a header of the returned
+/// original that names somebody else (its sender, its id).
+fn is_recipient_label(body: &str, at: usize) -> bool {
+    let head = body.get(..at).unwrap_or("");
+    let line = head.rsplit('\n').next().unwrap_or(head);
+    let label = line
+        .trim_end_matches(|c: char| c.is_whitespace() || ":：<".contains(c))
+        .trim()
+        .to_ascii_lowercase();
+    let other = [
+        "from",
+        "sender",
+        "reply-to",
+        "return-path",
+        "message-id",
+        "references",
+        "in-reply-to",
+        "errors-to",
+        "mail from",
+        "envelope-from",
+        "originator",
+        "absender",
+        "expéditeur",
+        "sender address",
+        "from address",
+        "envelope sender",
+        "return address",
+        "sent by",
+    ];
+    !(other.contains(&label.as_str()) || label.starts_with("x-") || label.starts_with("list-"))
 }
 
 fn distinct<'a>(sites: &[(usize, &'a str)]) -> Vec<&'a str> {
@@ -341,7 +442,52 @@ fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, action: &str) -> R
         status,
         diagnostic,
         remote_mta,
+        context: Some(context(&segments.concat())),
     }
+}
+
+/// The explanation kept for the classifier, bounded and on one line per sentence.
+pub(crate) fn context(text: &str) -> String {
+    let mut out = String::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !is_header_line(l))
+    {
+        if out.len() + line.len() + 1 > MAX_CONTEXT {
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A pasted header of the returned original (`Subject: …`): not part of the explanation.
+fn is_header_line(line: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "subject",
+        "message-id",
+        "date",
+        "from",
+        "to",
+        "cc",
+        "received",
+        "return-path",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "reply-to",
+        "list-unsubscribe",
+        "x-cartero-token",
+        "sent",
+        "references",
+        "in-reply-to",
+    ];
+    line.split_once(':').is_some_and(|(name, _)| {
+        let name = name.trim().to_ascii_lowercase();
+        NAMES.contains(&name.as_str()) || (name.starts_with("x-") && !name.contains(' '))
+    })
 }
 
 /// The first reply-looking line and its continuation lines.
@@ -417,6 +563,7 @@ fn reason_in(segment: &str, addr: &str) -> Option<String> {
     // Skip labels such as "because:" and take the wording that follows, up to a blank line.
     let wording = lines
         .map(str::trim)
+        .filter(|l| !is_header_line(l))
         .skip_while(|l| l.is_empty() || l.ends_with(':'))
         .take_while(|l| !l.is_empty())
         .take(3);
@@ -451,6 +598,7 @@ mod tests {
             &REPLY_RE,
             &DELAYED_RE,
             &SUCCESS_RE,
+            &EXPANSION_RE,
             &REMOTE_RE,
         ] {
             assert!(re.is_some());

@@ -124,14 +124,24 @@ fn bounce(
         host,
     };
     let mut c = classifier.classify(&input);
-    // The reply alone decided nothing better than its code: the explanation around the
-    // recipient may say why ("over quota" in a text with no reply, a reply cut short).
-    if let Some(context) = r.context.as_deref().filter(|_| decided_by_code(&c.rule)) {
+    // The reply alone decided nothing better than its code (or a catch-all): the explanation
+    // around the recipient may say why ("over quota" in a text with no reply, a reply cut short).
+    if let Some(context) = r.context.as_deref().filter(|_| weak(&c)) {
+        let found = find_codes(context);
         let from_context = classifier.classify(&FailureInput {
             text: context,
-            ..input
+            code: if input.code == 0 {
+                found.code.unwrap_or(0)
+            } else {
+                input.code
+            },
+            enhanced: input.enhanced.or(found.enhanced),
+            host,
         });
-        if !decided_by_code(&from_context.rule) {
+        let better = !weak(&from_context)
+            || (c.class == BounceClass::UNDETERMINED
+                && from_context.class != BounceClass::UNDETERMINED);
+        if better {
             c = Classification {
                 class: from_context.class,
                 rule: format!("{}+explanation", from_context.rule),
@@ -152,10 +162,16 @@ fn bounce(
     (outcome, Some(class), rule)
 }
 
-/// Rules that only read codes (or found nothing): the code classifier's and the rule
-/// classifier's fallbacks.
-fn decided_by_code(rule: &str) -> bool {
-    rule.starts_with("fallback:") || rule.starts_with("code:") || rule == "enhanced-code"
+/// Decisions that did not read a reason: the code classifier's and the rule classifier's
+/// fallbacks (codes only) and the generic catch-alls ("blocked", "temporary").
+fn weak(c: &Classification) -> bool {
+    let rule = c.rule.as_str();
+    c.class == BounceClass::UNDETERMINED
+        || rule.starts_with("fallback:")
+        || rule.starts_with("code:")
+        || rule == "enhanced-code"
+        || rule == "generic-policy-block"
+        || rule == "generic-temporary-server"
 }
 
 fn qualify(

@@ -254,11 +254,18 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
         .take(MAX_RECIPIENTS)
         .map(|addr| recipient(body, &sites, addr, action))
         .collect();
-    // One recipient: the whole explanation is about it (the reason may come before the address).
+    // One recipient: the whole explanation is about it (the reason, even the reply, may come
+    // before the address: "Delivery failed for the following reason: … undeliverable to a@b").
     if recipients.len() == 1
         && let Some(r) = recipients.first_mut()
     {
         r.context = Some(context(body));
+        if r.diagnostic.is_none()
+            && let Some(addr) = r.address.clone()
+            && let Some(reply) = reply_in(body, &addr)
+        {
+            *r = with_diagnostic(std::mem::take(r), reply, action);
+        }
     }
     if recipients.is_empty()
         && let Some(to) = original.and_then(fields::original_recipient)
@@ -446,6 +453,21 @@ fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, action: &str) -> R
     }
 }
 
+/// `r` with `reply` as its diagnostic and the status the reply carries.
+fn with_diagnostic(mut r: RecipientReport, reply: String, action: &str) -> RecipientReport {
+    let codes = find_codes(&reply);
+    if let Some(e) = codes.enhanced {
+        r.status = Some(fields::enhanced_string(e));
+    } else if r.status.is_none() && action != "delayed" {
+        r.status = codes
+            .code
+            .filter(|c| *c >= 500)
+            .map(|_| "5.0.0".to_string());
+    }
+    r.diagnostic = Some(reply);
+    r
+}
+
 /// The explanation kept for the classifier, bounded and on one line per sentence.
 pub(crate) fn context(text: &str) -> String {
     let mut out = String::new();
@@ -556,7 +578,11 @@ fn reason_in(segment: &str, addr: &str) -> Option<String> {
         .unwrap_or("")
         .trim_matches(|c: char| c.is_whitespace() || "<>:'".contains(c));
     let rest_of_line = rest_of_line.trim_start_matches(|c: char| c.is_whitespace() || c == '>');
-    if rest_of_line.len() > 3 {
+    // Exchange 2003: "a@b on 1/20/2025 6:16 AM", the reason on the next lines.
+    let dated = rest_of_line
+        .strip_prefix("on ")
+        .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()));
+    if rest_of_line.len() > 3 && !dated {
         return Some(prefix(rest_of_line, 500).trim().to_string());
     }
     let mut text = String::new();

@@ -276,19 +276,28 @@ fn training_corpus_accuracy_per_family_and_overall() {
     assert!(pct(total.token, total.n) >= MIN_TOKEN, "token accuracy");
 }
 
+/// Each held-out set on its own: `holdout` (169 messages) and `holdout2`, written later by
+/// another writer and measured once the rules had been tuned on `world`/`world2`.
 #[test]
 fn held_out_corpus_accuracy() {
-    let mut failures = Vec::new();
-    let (total, _, _, _) = score_trees(&["holdout"], &mut failures);
-    if total.n == 0 {
-        return;
+    for set in ["holdout", "holdout2"] {
+        let mut failures = Vec::new();
+        let (total, _, _, _) = score_trees(&[set], &mut failures);
+        assert!(
+            set != "holdout" || total.n >= 150,
+            "held-out corpus missing or too small: {}",
+            total.n
+        );
+        if total.n == 0 {
+            continue;
+        }
+        assert!(
+            pct(total.recipient, total.n) >= MIN_HOLDOUT_RECIPIENT,
+            "{set}: held-out recipient accuracy"
+        );
+        assert!(
+            pct(total.class, total.n) >= MIN_HOLDOUT_CLASS,
+            "{set}: held-out class accuracy"
+        );
     }
-    assert!(
-        pct(total.recipient, total.n) >= MIN_HOLDOUT_RECIPIENT,
-        "held-out recipient accuracy"
-    );
-    assert!(
-        pct(total.class, total.n) >= MIN_HOLDOUT_CLASS,
-        "held-out class accuracy"
-    );
 }

@@ -68,7 +68,8 @@ impl CodeClassifier {
             (2, 3) | (3, 4) => C::TOO_LARGE,
             (4, 1) | (4, 2) | (4, 7) => C::TIMEOUT,
             (7, 1) if permanent => C::MAIL_BLOCK,
-            (6, _) if permanent => C::SPAM_CONTENT,
+            // X.6.x are media and conversion errors (RFC 3463 §3.7), not spam.
+            (6, _) if permanent => C::GENERIC,
             (7, _) if permanent => C::MAIL_BLOCK,
             (7, _) => C::TRANSIENT,
             _ => return None,

@@ -260,8 +260,10 @@ fn score_trees(trees: &[&str], failures: &mut Vec<String>) -> (Score, Vec<String
 #[test]
 fn training_corpus_accuracy_per_family_and_overall() {
     let mut failures = Vec::new();
-    let (total, weak, messages, families) =
-        score_trees(&["bounces", "arf", "autoreplies", "world"], &mut failures);
+    let (total, weak, messages, families) = score_trees(
+        &["bounces", "arf", "autoreplies", "world", "world2"],
+        &mut failures,
+    );
     assert!(messages >= 150 && families >= 15, "corpus too small");
     assert!(
         weak.is_empty(),

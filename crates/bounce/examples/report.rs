@@ -25,6 +25,39 @@ fn main() {
         }
         return;
     }
+    if args.first().map(String::as_str) == Some("--time") {
+        let raws: Vec<Vec<u8>> = args[1..]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
+        let t = std::time::Instant::now();
+        let reports: Vec<_> = raws.iter().filter_map(|r| parse_report(r).ok()).collect();
+        let parsed = t.elapsed();
+        let t = std::time::Instant::now();
+        let n: usize = reports
+            .iter()
+            .map(|r| classify_report(r, classifier.as_ref()).len())
+            .sum();
+        let mut bare = reports.clone();
+        for r in &mut bare {
+            for x in &mut r.recipients {
+                x.context = None;
+            }
+        }
+        let t2 = std::time::Instant::now();
+        let _: usize = bare
+            .iter()
+            .map(|r| classify_report(r, classifier.as_ref()).len())
+            .sum();
+        println!("without explanations: classify {:?}", t2.elapsed());
+        println!(
+            "{} messages: parse {:?}, classify {:?} ({n} recipients)",
+            raws.len(),
+            parsed,
+            t.elapsed()
+        );
+        return;
+    }
     for path in &args {
         let raw = match std::fs::read(path) {
             Ok(r) => r,

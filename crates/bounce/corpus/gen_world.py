@@ -2382,13 +2382,14 @@ def f_arf_variants():
         c.rcpts[k] = f"{R.choice(LOCALS)}{R.randint(1, 999)}@{c.d}"
     f = common(c) + [f"Original-Rcpt-To: <{r}>" for r in c.rcpts]
     rows.append(row(c, arf_message(c, "abuse", f, frm=("Comcast FBL", "feedbackloop@fbl.example")), "complaint", "arf"))
-    # 4. redacted recipient (RFC 6590): nothing to attribute
+    # 4. redacted recipient (RFC 6590): the placeholder keeps the domain, which the MTA charges;
+    #    the parser reports it as written (the inbound handler decides that it names nobody)
     c = Case(mode="orig")
     red = f"redacted@{c.d}"
     c.rcpts, c.a = [red], red
     f = common(c) + [f"Original-Rcpt-To: <{red}>", "Redacted-Address: localpart"]
     rows.append(row(c, arf_message(c, "abuse", f, inner_to=f"<{red}>", frm=("AOL SCOMP", "scomp@scomp.example")),
-                    "complaint", "arf", addr=""))
+                    "complaint", "arf", addr=red))
     # 5. not-spam report
     c = Case(mode="both")
     f = common(c) + [f"Original-Rcpt-To: <{c.a}>"]

@@ -31,24 +31,17 @@ pub(crate) fn read(msg: &Extracted) -> Option<(ArfReport, Vec<String>)> {
     };
     // Many feedback loops redact Original-Rcpt-To; the returned original's To is then the best
     // we have (often redacted too, in which case the token is what identifies the recipient).
-    recipients.retain(|a| !is_redacted(a));
     if recipients.is_empty() {
         arf.original_rcpt_to = msg
             .original
             .as_ref()
             .and_then(fields::original_recipient)
-            .filter(|a| !is_redacted(a));
+            .filter(|a| !a.to_ascii_lowercase().contains("redacted"));
     }
     if recipients.is_empty() {
         recipients.extend(arf.original_rcpt_to.clone());
     }
     Some((arf, recipients))
-}
-
-/// Feedback loops that hide the recipient write placeholders such as `redacted@domain`.
-fn is_redacted(a: &str) -> bool {
-    let local = a.split('@').next().unwrap_or("").to_ascii_lowercase();
-    local.contains("redacted") || local.chars().all(|c| c == 'x' || c == '*')
 }
 
 /// Every value of `name` that is an address, once each, in order.

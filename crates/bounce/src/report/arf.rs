@@ -37,8 +37,6 @@ pub(crate) fn read(msg: &Extracted) -> Option<(ArfReport, Vec<String>)> {
             .as_ref()
             .and_then(fields::original_recipient)
             .filter(|a| !a.to_ascii_lowercase().contains("redacted"));
-    }
-    if recipients.is_empty() {
         recipients.extend(arf.original_rcpt_to.clone());
     }
     Some((arf, recipients))
@@ -49,8 +47,8 @@ fn all_addresses(f: &Fields, name: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (_, v) in f.0.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
         for a in v.split([',', ' ']).filter_map(fields::header_address) {
-            if !out.iter().any(|o| o.eq_ignore_ascii_case(&a)) && out.len() < MAX_RECIPIENTS {
-                out.push(a);
+            if out.len() < MAX_RECIPIENTS {
+                fields::push_distinct(&mut out, a);
             }
         }
     }

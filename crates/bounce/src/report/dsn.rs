@@ -13,7 +13,7 @@ const RECIPIENT_FIELDS: [&str; 2] = ["Original-Recipient", "Final-Recipient"];
 /// `X-Failed-Recipients`; the text alone when the status part names nobody.
 pub(crate) fn recipients(msg: &Extracted) -> Vec<RecipientReport> {
     let mut out = from_blocks(msg);
-    let text = text::recipients_in(msg);
+    let (text, explanation) = text::recipients_in(msg);
     if out.is_empty() {
         return text;
     }
@@ -30,7 +30,8 @@ pub(crate) fn recipients(msg: &Extracted) -> Vec<RecipientReport> {
         r.address = spare.next();
     }
     let single = out.len() == 1 && text.len() == 1;
-    let whole = text::context(text::explanation(&msg.text));
+    // The whole explanation, for recipients the text does not single out; built once, if needed.
+    let mut whole: Option<String> = None;
     for r in &mut out {
         let same = |t: &&RecipientReport| {
             t.address
@@ -42,7 +43,11 @@ pub(crate) fn recipients(msg: &Extracted) -> Vec<RecipientReport> {
             complete(r, t);
         }
         if r.context.is_none() {
-            r.context = Some(whole.clone());
+            r.context = Some(
+                whole
+                    .get_or_insert_with(|| text::context(explanation))
+                    .clone(),
+            );
         }
     }
     out

@@ -125,6 +125,16 @@ pub(crate) fn header_address(v: &str) -> Option<String> {
     clean_address(v.split_whitespace().find(|w| w.contains('@')).unwrap_or(v))
 }
 
+/// Appends `a` unless an address equal to it (ASCII case-insensitively) is already there.
+pub(crate) fn push_distinct<S: AsRef<str>>(out: &mut Vec<S>, a: S) {
+    if !out
+        .iter()
+        .any(|o| o.as_ref().eq_ignore_ascii_case(a.as_ref()))
+    {
+        out.push(a);
+    }
+}
+
 /// Whom a returned original was addressed to: its `To`, else the `for <…>` of its first
 /// `Received` (feedback loops and list servers rewrite `To` to "undisclosed-recipients").
 pub(crate) fn original_recipient(original: &Fields) -> Option<String> {

@@ -94,7 +94,7 @@ const GENERIC: &str = r"(?i)undeliver|undelivered|delivery (status notification|
 const ORIGINAL_MARKERS: &str = r"(?mi)^[ \t]*(?:-+ ?(?:Below this line is a copy of the message|This is a copy of the message|Original message|Original Message follows|Returned message|Forwarded message|Unsent message below|The header of the original message is following|Message header follows)|Original message headers:|Below this line is a copy of the message|Original message follows|Message headers follow|Unsent message follows|Headers of the original message|Here is a copy of the first part of the message|Below is a copy of the original message|Original mail as follows|-+ ?(?:원본 메일|元のメッセージ|元のメール|原始邮件|原邮件|原始郵件|Mensaje original|Message d'origine|Message original|Originalnachricht|Ursprüngliche Nachricht|Mensagem original|Messaggio originale|Исходное сообщение|Оригинальное сообщение))";
 
 /// Places addresses appear in bounce texts; group 1 is the address.
-const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(,]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:|,)|^[245]\d\d[ -]<?([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?\.\.\.|(?:delivered to|message to|mail to|deliver(?:ing|y)? (?:of )?(?:your |the )?(?:mail |message |e-?mail )?to|recipients?(?: address(?:es)?)?|addressed to|failed (?:recipient|address)(?:es|s)?|undeliverable to|could not be delivered to|not (?:be )?delivered to|unknown (?:user|recipient|address)|user unknown|no such (?:user|mailbox)|invalid (?:final delivery )?(?:userid|user|recipient|address)|delivery failed \d+ attempts|bad address|mailbox (?:full|size exceeded|unavailable)(?: for)?|Original-Recipient|Final-Recipient|destinatario|destinataire|empf(?:ä|ae)nger|endere(?:ç|c)o|宛先|送信先|收件人|收信人|(?:수신자|받는 ?사람)(?: ?주소)?|generated (?:by|from))[: \t：]+(?:rfc822;\s*)?[<"'(]?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})[>"')]?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>|^[^\n:<>@]{2,60}[:：][ \t]*<?([^\s<>@"'()]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?[ \t]*$"#;
+const ADDRESS_SITES: &str = r#"(?mi)^[ \t]*<([^\s<>@"]+@[^\s<>"]+)>[ \t]*(?::|\.\.\.|$)|^[ \t]*'?([^\s<>@'"(,:：]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})'?[ \t]*(?:$|on\s|\(|:|,)|^[245]\d\d[ -]<?([^\s<>@]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?\.\.\.|(?:delivered to|message to|mail to|deliver(?:ing|y)? (?:of )?(?:your |the )?(?:mail |message |e-?mail )?to|recipients?(?: address(?:es)?)?|addressed to|failed (?:recipient|address)(?:es|s)?|undeliverable to|could not be delivered to|not (?:be )?delivered to|unknown (?:user|recipient|address)|user unknown|no such (?:user|mailbox)|invalid (?:final delivery )?(?:userid|user|recipient|address)|delivery failed \d+ attempts|bad address|mailbox (?:full|size exceeded|unavailable)(?: for)?|Original-Recipient|Final-Recipient|destinatario|destinataire|empf(?:ä|ae)nger|endere(?:ç|c)o|宛先|送信先|收件人|收信人|(?:수신자|받는 ?사람)(?: ?주소)?|generated (?:by|from))[: \t：]+(?:rfc822;\s*)?[<"'(]?([^\s<>@"'():：]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})[>"')]?|RCPT TO:\s*<([^\s<>@]+@[^\s<>]+)>|^[^\n:<>@]{2,60}[:：][ \t]*<?([^\s<>@"'():：]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})>?[ \t]*$"#;
 
 /// Lines that carry the remote reply.
 const REPLY_LINE: &str = r"(?m)^.*(?:\b[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}\b|\b[45]\d\d[ -:]|\(#[245]\.\d{1,3}\.\d{1,3}\)|Remote Server returned|said:|reason:).*$";
@@ -201,7 +201,7 @@ pub(crate) fn family(msg: &Extracted) -> Option<&'static str> {
 /// Reads a text bounce; `None` when it is not one (or a generic-looking message names nobody).
 pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
     let family = family(msg)?;
-    let recipients = recipients_in(msg);
+    let (recipients, _) = recipients_in(msg);
     if recipients.is_empty() && family == "generic" {
         return None;
     }
@@ -210,9 +210,10 @@ pub(crate) fn read(msg: &Extracted) -> Option<TextBounce> {
 
 /// What the text says about each recipient, whatever the format: the addresses of
 /// `X-Failed-Recipients` when the header is there (Exim, Google Groups), else those found in the
-/// text, else the returned original's `To`.
-pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
-    let body = explanation(&msg.text);
+/// text, else the returned original's `To`. Also returns the explanation they were read from (the
+/// text before the returned original).
+pub(crate) fn recipients_in(msg: &Extracted) -> (Vec<RecipientReport>, &str) {
+    let (body, pasted) = split_original(&msg.text);
     let subject = msg.subject.as_deref().unwrap_or("");
     let action = if SUCCESS_RE.as_ref().is_some_and(|re| re.is_match(subject)) {
         "delivered"
@@ -226,7 +227,6 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     };
     // The returned original (a MIME part, else pasted after a marker): its sender is us, never
     // a failed recipient; its To names the recipient when the text does not.
-    let pasted = pasted_original(&msg.text);
     let original = msg.original.as_ref().or(pasted.as_ref());
     let sender = original
         .and_then(|o| o.get("From"))
@@ -249,53 +249,44 @@ pub(crate) fn recipients_in(msg: &Extracted) -> Vec<RecipientReport> {
     } else {
         without_expansions(body, failed.iter().map(String::as_str).collect())
     };
+    // One recipient: the whole explanation is about it (the reason, even the reply, may come
+    // before the address: "Delivery failed for the following reason: … undeliverable to a@b").
+    let single = addresses.len() == 1;
     let mut recipients: Vec<RecipientReport> = addresses
         .into_iter()
         .take(MAX_RECIPIENTS)
-        .map(|addr| recipient(body, &sites, addr, action))
+        .map(|addr| recipient(body, &sites, addr, action, single))
         .collect();
-    // One recipient: the whole explanation is about it (the reason, even the reply, may come
-    // before the address: "Delivery failed for the following reason: … undeliverable to a@b").
-    if recipients.len() == 1
+    if single
         && let Some(r) = recipients.first_mut()
+        && r.diagnostic.is_none()
+        && let Some(addr) = r.address.clone()
+        && let Some(reply) = reply_in(body, &addr)
     {
-        r.context = Some(context(body));
-        if r.diagnostic.is_none()
-            && let Some(addr) = r.address.clone()
-            && let Some(reply) = reply_in(body, &addr)
-        {
-            *r = with_diagnostic(std::mem::take(r), reply, action);
-        }
+        *r = with_diagnostic(std::mem::take(r), reply, action);
     }
     if recipients.is_empty()
         && let Some(to) = original.and_then(fields::original_recipient)
     {
-        let mut r = recipient(body, &[], &to, action);
+        let mut r = recipient(body, &[], &to, action, true);
         r.address = Some(to);
-        r.context = Some(context(body));
         recipients.push(r);
     }
-    recipients
+    (recipients, body)
 }
 
-/// The text before the returned original.
-/// The returned original pasted as text after a marker line: its header block, when it has one.
-fn pasted_original(text: &str) -> Option<fields::Fields> {
+/// The text before the returned original, and the original's header block when it was pasted
+/// as text after a marker line (and has a `To` or `From`).
+fn split_original(text: &str) -> (&str, Option<fields::Fields>) {
     let text = prefix(text, 128 * 1024);
-    let m = ORIGINAL_RE.as_ref()?.find(text)?;
-    let rest = text.get(m.end()..)?;
+    let Some(m) = ORIGINAL_RE.as_ref().and_then(|re| re.find(text)) else {
+        return (text, None);
+    };
+    let rest = text.get(m.end()..).unwrap_or("");
     let rest = rest.split_once('\n').map_or("", |(_, r)| r);
-    let rest = rest.trim_start_matches(['\n', '\r', ' ', '\t']);
-    let block = fields::parse_header_block(rest);
-    (block.get("To").is_some() || block.get("From").is_some()).then_some(block)
-}
-
-pub(crate) fn explanation(text: &str) -> &str {
-    let text = prefix(text, 128 * 1024);
-    match ORIGINAL_RE.as_ref().and_then(|re| re.find(text)) {
-        Some(m) => text.get(..m.start()).unwrap_or(text),
-        None => text,
-    }
+    let block = fields::parse_header_block(rest.trim_start_matches(['\n', '\r', ' ', '\t']));
+    let pasted = (block.get("To").is_some() || block.get("From").is_some()).then_some(block);
+    (text.get(..m.start()).unwrap_or(text), pasted)
 }
 
 pub(crate) fn is_service_address(a: &str) -> bool {
@@ -323,12 +314,10 @@ fn address_sites<'a>(body: &'a str, skip: &dyn Fn(&str) -> bool) -> Vec<(usize, 
             if c.get(LABELLED_SITE).is_some() && !is_recipient_label(body, m.start()) {
                 return None;
             }
-            let a = m.as_str().trim_end_matches(['.', ',', ';', ':']);
-            // A label glued to the address by a full-width colon ("收件人：a@b"), a signature dash.
-            let a = a
-                .rsplit(['：', ':'])
-                .next()
-                .unwrap_or(a)
+            // FML signs its notices "--list@domain, Be Seeing You!".
+            let a = m
+                .as_str()
+                .trim_end_matches(['.', ',', ';', ':'])
                 .trim_start_matches('-');
             (!skip(a)).then_some((m.start(), a))
         })
@@ -352,9 +341,7 @@ fn without_expansions<'a>(body: &'a str, addresses: Vec<&'a str>) -> Vec<&'a str
             .iter()
             .find(|(expanded, _)| expanded.eq_ignore_ascii_case(a))
             .map_or(a, |(_, alias)| alias);
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(a)) {
-            out.push(a);
-        }
+        fields::push_distinct(&mut out, a);
     }
     out
 }
@@ -397,16 +384,22 @@ fn is_recipient_label(body: &str, at: usize) -> bool {
 fn distinct<'a>(sites: &[(usize, &'a str)]) -> Vec<&'a str> {
     let mut seen: Vec<&str> = Vec::new();
     for (_, a) in sites {
-        if !seen.iter().any(|s| s.eq_ignore_ascii_case(a)) {
-            seen.push(a);
-        }
+        fields::push_distinct(&mut seen, *a);
     }
     seen
 }
 
 /// Builds the report for `addr`: of the text segments that follow each mention of the address
 /// (up to the next mention of another address), the first holding a reply gives the diagnostic.
-fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, action: &str) -> RecipientReport {
+/// The classifier's context is those segments, or the whole `body` when `sole` (the only
+/// recipient the text names).
+fn recipient(
+    body: &str,
+    sites: &[(usize, &str)],
+    addr: &str,
+    action: &str,
+    sole: bool,
+) -> RecipientReport {
     let delayed = action == "delayed";
     let mut segments = Vec::new();
     for (i, (pos, a)) in sites.iter().enumerate() {
@@ -449,7 +442,11 @@ fn recipient(body: &str, sites: &[(usize, &str)], addr: &str, action: &str) -> R
         status,
         diagnostic,
         remote_mta,
-        context: Some(context(&segments.concat())),
+        context: Some(if sole {
+            context(body)
+        } else {
+            context(&segments.concat())
+        }),
     }
 }
 

@@ -113,12 +113,14 @@ impl Classifier for CodeClassifier {
             return Classification {
                 class,
                 rule: (*rule).to_string(),
+                specific: true,
             };
         }
         let (class, rule) = enhanced_hit.unwrap_or_else(|| Self::by_code(input.code));
         Classification {
             class,
             rule: rule.to_string(),
+            specific: false,
         }
     }
 }

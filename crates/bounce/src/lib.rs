@@ -43,6 +43,10 @@ pub struct FailureInput<'a> {
 pub struct Classification {
     pub class: BounceClass,
     pub rule: String,
+    /// A stated reason decided: a rule matched, other than a `catch_all` one. `false` for the
+    /// code-only fallbacks and catch-alls ("blocked", "temporary"), which is when a bounce's
+    /// human-readable explanation is worth classifying too.
+    pub specific: bool,
 }
 
 /// Turns a failure into a bounce class. Implementations must be cheap: the MTA calls this for

@@ -52,7 +52,7 @@ impl Failure {
     pub fn from_reply(reply: Reply, classifier: &dyn Classifier, host: Option<&str>) -> Self {
         let enhanced = reply.enhanced.map(|e| (e.class, e.subject, e.detail));
         let text = reply.to_string();
-        let Classification { class, rule } = classifier.classify(&FailureInput {
+        let Classification { class, rule, .. } = classifier.classify(&FailureInput {
             code: reply.code,
             enhanced,
             text: &reply.text,

@@ -143,8 +143,8 @@ fn bounce(
                 && from_context.class != BounceClass::UNDETERMINED);
         if better {
             c = Classification {
-                class: from_context.class,
                 rule: format!("{}+explanation", from_context.rule),
+                ..from_context
             };
         }
     }
@@ -162,16 +162,9 @@ fn bounce(
     (outcome, Some(class), rule)
 }
 
-/// Decisions that did not read a reason: the code classifier's and the rule classifier's
-/// fallbacks (codes only) and the generic catch-alls ("blocked", "temporary").
+/// Decisions that did not read a reason (see [`Classification::specific`]), or decided nothing.
 fn weak(c: &Classification) -> bool {
-    let rule = c.rule.as_str();
-    c.class == BounceClass::UNDETERMINED
-        || rule.starts_with("fallback:")
-        || rule.starts_with("code:")
-        || rule == "enhanced-code"
-        || rule == "generic-policy-block"
-        || rule == "generic-temporary-server"
+    c.class == BounceClass::UNDETERMINED || !c.specific
 }
 
 fn qualify(

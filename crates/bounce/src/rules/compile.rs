@@ -145,6 +145,7 @@ fn compile_rule(
         codes,
         enhanced,
         text: None,
+        catch_all: def.catch_all,
     };
     Ok((rule, provider, def.text.clone()))
 }

@@ -13,6 +13,7 @@
 //! enhanced = "5.1.1"            # optional: "5.7.*", "*.2.2" or a list
 //! text = "(?i)does not exist"   # optional regex on the reply text
 //! class = 10
+//! catch_all = false             # optional: true when the wording states no reason
 //! ```
 
 use serde::Deserialize;
@@ -48,6 +49,10 @@ pub(super) struct RuleDef {
     pub enhanced: Option<OneOrMany>,
     pub text: Option<String>,
     pub class: u16,
+    /// The rule matches wording that states no reason ("blocked", "temporary"); see
+    /// [`crate::Classification::specific`].
+    #[serde(default)]
+    pub catch_all: bool,
 }
 
 /// A field that takes one pattern or a list of them.

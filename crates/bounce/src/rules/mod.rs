@@ -93,6 +93,8 @@ struct Rule {
     enhanced: Vec<EnhancedPattern>,
     /// Index of the text pattern in the classifier's regex set.
     text: Option<usize>,
+    /// Matches wording that states no reason (`catch_all = true`).
+    catch_all: bool,
 }
 
 impl Rule {
@@ -234,6 +236,7 @@ impl Classifier for RuleClassifier {
                 return Classification {
                     class: rule.class,
                     rule: rule.name.clone(),
+                    specific: !rule.catch_all,
                 };
             }
         }
@@ -241,6 +244,7 @@ impl Classifier for RuleClassifier {
         Classification {
             class: c.class,
             rule: format!("fallback:{}", c.rule),
+            specific: false,
         }
     }
 }

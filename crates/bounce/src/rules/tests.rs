@@ -241,3 +241,30 @@ fn builtin_names_are_unique_and_every_file_is_loaded() {
     assert!(c.is_ok());
     assert_eq!(builtin::FILES.len(), 12);
 }
+
+#[test]
+fn catch_all_rules_and_fallbacks_are_not_specific() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ops.toml");
+    std::fs::write(
+        &path,
+        "[[rule]]\nname = \"ops-vague\"\ntext = '(?i)not possible'\nclass = 50\ncatch_all = true\n\n\
+         [[rule]]\nname = \"ops-precise\"\ntext = '(?i)frozen account'\nclass = 10\n",
+    )
+    .unwrap();
+    let c = RuleClassifier::from_paths(&[&path]).unwrap();
+    let vague = classify(&c, "550 delivery not possible", None);
+    assert_eq!((vague.rule.as_str(), vague.specific), ("ops-vague", false));
+    let precise = classify(&c, "550 frozen account", None);
+    assert_eq!(
+        (precise.rule.as_str(), precise.specific),
+        ("ops-precise", true)
+    );
+    let fallback = classify(&c, "550 zzz", None);
+    assert!(fallback.rule.starts_with("fallback:") && !fallback.specific);
+    let builtin = classify(&builtin(), "550 message refused", None);
+    assert_eq!(
+        (builtin.rule.as_str(), builtin.specific),
+        ("generic-policy-block", false)
+    );
+}

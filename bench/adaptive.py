@@ -1,15 +1,19 @@
-"""Adaptive-efficiency benchmark: N messages to four simulated providers whose limits the MTA is
-not told; time to finish against the ideal (the providers' summed capacity) and the share of
-delivery attempts that got throttle replies, for cartero adaptive, cartero static and Postfix.
+"""Adaptive-efficiency benchmark: mixes of simulated providers whose limits the MTA is not told,
+each sent for several lengths of ideal sending time, through cartero adaptive, cartero static
+and Postfix; time to finish against the ideal and the share of delivery attempts throttled or
+refused, all in one table.
 
 Driven by bench/adaptive.sh. Settings from the environment (see bench/README.md, "Adaptive
-efficiency"): N, SYSTEMS, TIMEOUT, SIZE, LANES, CHUNK, BATCH, HTTP_THREADS, SCENARIO,
-UPDATE_DOCS, KEEP, BENCH_DIR, CARTERO_BIN, SIM_BIN.
+efficiency"): MIXES, MINUTES, N, SCENARIO, SYSTEMS, CAP_RATIO, TIMEOUT, SIZE, LANES, CHUNK,
+BATCH, HTTP_THREADS, PROGRESS, UPDATE_DOCS, KEEP, BENCH_DIR, CARTERO_BIN, SIM_BIN, MODE_KEYS.
 """
 
 import datetime
+import http.client
 import json
+import math
 import os
+import re
 import signal
 import secrets
 import subprocess
@@ -24,9 +28,19 @@ import benchlib as bl  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(ROOT, "docs", "benchmarks.md")
+MIX_DIR = os.path.join(ROOT, "bench", "adaptive")
 BEGIN, END = "<!-- bench/adaptive.sh:begin -->", "<!-- bench/adaptive.sh:end -->"
 SOURCE_IP = "127.0.0.2"  # the one egress address, for cartero and Postfix alike
-TARGET_RATIO, TARGET_THROTTLED = 1.25, 0.02
+TARGET_RATIO, TARGET_REFUSED = 1.15, 0.01
+DEFAULT_MIXES = ("rate", "conns", "both", "reputation", "greylist")
+DEFAULT_MINUTES = (1.0, 5.0)
+DEFAULT_SYSTEMS = ("adaptive", "static", "postfix")
+# Scenario keys that make messages fail or wait for reasons pacing has nothing to do with, and
+# that no ideal can account for. Greylisting is allowed: its cost is known (see provider_ideal).
+UNWANTED = ("random_4xx", "unknown_users", "unknown_user_prefixes", "full_mailboxes")
+# The settings a run is reproduced with, echoed in the report's command line when set.
+ECHOED = ("SCENARIO", "MIXES", "MINUTES", "N", "SYSTEMS", "CAP_RATIO", "TIMEOUT", "SIZE", "LANES",
+          "CHUNK", "BATCH", "HTTP_THREADS", "MODE_KEYS")
 
 # How each cartero system is switched, and nothing else: every other option is cartero's
 # default, so cartero is told no limit of any provider. The one place to adjust when the
@@ -40,42 +54,106 @@ if os.environ.get("MODE_KEYS", "1") == "0":
     CARTERO_MODES = {"static": ""}
 
 
+def env_set(name):
+    """True when `name` is set to something: an empty value counts as unset."""
+    return bool(os.environ.get(name, "").strip())
+
+
 def env_int(name, default):
-    return int(os.environ.get(name, default))
+    return int(os.environ[name]) if env_set(name) else default
+
+
+def env_float(name, default):
+    return float(os.environ[name]) if env_set(name) else default
+
+
+def env_list(name, default):
+    """A comma-separated setting as a list of its non-empty items."""
+    text = os.environ[name] if env_set(name) else ",".join(default)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios, lengths and the ideal
+
+DURATION_PART = re.compile(r"\s*(\d+)\s*([a-z]+)")
+DURATION_UNITS = {"ms": 0.001, "s": 1, "sec": 1, "secs": 1, "m": 60, "min": 60, "mins": 60,
+                  "h": 3600, "hr": 3600, "hrs": 3600}
+
+
+def duration_s(text):
+    """Seconds in a duration written as the simulator reads it ("60s", "2m", "1m 30s", "500ms").
+
+    Only the units a scenario plausibly uses; anything else is refused rather than misread,
+    since a wrong greylist delay would silently give a wrong ideal.
+    """
+    text, pos, total = text.strip(), 0, 0.0
+    if not text:
+        raise ValueError("empty duration")
+    while pos < len(text):
+        m = DURATION_PART.match(text, pos)
+        if not m or m.group(2) not in DURATION_UNITS:
+            raise ValueError(f"duration {text!r} not understood (write e.g. 60s, 2m, 1m30s)")
+        total += int(m.group(1)) * DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total
 
 
 def load_providers(path):
-    """The scenario's providers: name, domain, ip, capacity (msgs/s per source IP), connections."""
+    """The scenario's providers: name, domain, style, the limits as written (mps, mpm, conns),
+    rate (msgs/s per source IP, the tighter of the two rate limits) and greylist_s (the greylist
+    delay in seconds, None without greylisting)."""
     with open(path, "rb") as f:
         scenario = tomllib.load(f)
     out = []
     for p in scenario.get("provider", []):
-        limits = [p[k] for k in ("messages_per_second",) if k in p]
-        limits += [p["messages_per_minute"] / 60] if "messages_per_minute" in p else []
-        if not limits:
-            raise ValueError(f"provider {p['name']}: no rate limit, so no finite ideal time")
-        for unwanted in ("greylist", "random_4xx", "unknown_users", "unknown_user_prefixes",
-                         "full_mailboxes"):
+        mps, mpm = p.get("messages_per_second"), p.get("messages_per_minute")
+        limits = [x for x in (mps, None if mpm is None else mpm / 60) if x is not None]
+        if not limits or min(limits) <= 0:
+            raise ValueError(f"{path}: provider {p['name']}: no rate limit above 0, so no "
+                             "finite ideal")
+        for unwanted in UNWANTED:
             if p.get(unwanted):
-                raise ValueError(f"provider {p['name']}: {unwanted} set; the benchmark needs "
-                                 "every attempt to depend on pacing alone (see bench/README.md)")
+                raise ValueError(f"{path}: provider {p['name']}: {unwanted} set; the benchmark "
+                                 "needs every message to end accepted (see bench/README.md)")
+        greylist = p.get("greylist")
         out.append({
             "name": p["name"],
             "domain": f"{p['name']}.sim.test",
             "ip": p["listen"].rsplit(":", 1)[0],
-            "rate": min(limits),
+            "style": p.get("style", "generic"),
+            "mps": mps,
+            "mpm": mpm,
             "conns": p.get("max_connections"),
+            "rate": min(limits),
+            "greylist_s": None if greylist is None else duration_s(greylist),
         })
     if not out:
         raise ValueError(f"{path}: no [[provider]]")
     return out
 
 
-def plan(n, providers):
-    """Messages per provider in proportion to capacity (largest remainder), and the ideal time.
+def provider_ideal(n, p):
+    """Seconds a perfect sender needs for `n` messages at provider `p`.
 
-    ideal = max_i(n_i / rate_i), which is N / sum(rate) up to rounding: the time the providers
-    need to accept everything if every one of them is kept exactly at its limit from t = 0.
+    Without greylisting, n / rate: the provider kept exactly at its limit from t = 0. With
+    greylisting every message's first attempt is refused at RCPT TO after it has used up rate at
+    MAIL FROM, so 2 n attempts pass through the rate limit, and the last first attempt (no
+    earlier than n / rate) still waits the greylist delay g for its retry:
+    max(2 n / rate, n / rate + g). A delay of 0 still refuses every first attempt.
+    """
+    if n == 0:
+        return 0.0
+    t = n / p["rate"]
+    g = p["greylist_s"]
+    return t if g is None else max(2 * t, t + g)
+
+
+def plan(n, providers):
+    """Messages per provider in proportion to rate (largest remainder), and the ideal time.
+
+    ideal = max_i(ideal_i) (provider_ideal). Without greylisting that is max_i(n_i / rate_i),
+    N / sum(rate) up to rounding: every provider is busy for the same time.
     """
     total = sum(p["rate"] for p in providers)
     exact = [n * p["rate"] / total for p in providers]
@@ -83,7 +161,7 @@ def plan(n, providers):
     by_rest = sorted(range(len(exact)), key=lambda i: exact[i] - counts[i], reverse=True)
     for i in by_rest[: n - sum(counts)]:
         counts[i] += 1
-    ideal = max(c / p["rate"] for c, p in zip(counts, providers))
+    ideal = max(provider_ideal(c, p) for c, p in zip(counts, providers))
     return counts, ideal
 
 
@@ -93,29 +171,120 @@ def interleave(counts):
     return [i for _, i in sorted(keys)]
 
 
-def settings():
-    scenario = os.environ.get("SCENARIO", os.path.join(ROOT, "bench", "adaptive-scenario.toml"))
-    providers = load_providers(scenario)
-    n = env_int("N", 100000)
+def mix_files():
+    """[(mix name, scenario path)]: SCENARIO alone (the single-scenario mode), or the MIXES of
+    bench/adaptive/, each NAME.toml there."""
+    if env_set("SCENARIO"):
+        path = os.environ["SCENARIO"]
+        return [(os.path.splitext(os.path.basename(path))[0], path)]
+    out = []
+    for name in env_list("MIXES", DEFAULT_MIXES):
+        path = os.path.join(MIX_DIR, f"{name}.toml")
+        if not os.path.exists(path):
+            known = sorted(f[:-5] for f in os.listdir(MIX_DIR) if f.endswith(".toml"))
+            raise ValueError(f"no mix {name!r} ({path} does not exist; mixes: {', '.join(known)})")
+        out.append((name, path))
+    if not out:
+        raise ValueError("MIXES names no mix")
+    return out
+
+
+def lengths():
+    """[(minutes, n)] with one of the two None. N, when set, is one length of exactly N messages
+    (quick checks); the single-scenario mode keeps its old default of N = 100000 unless MINUTES
+    is set; otherwise every MINUTES entry is a length of ideal sending time."""
+    if env_set("N"):
+        n = env_int("N", 0)
+        if n < 1:
+            raise ValueError("N must be at least 1")
+        return [(None, n)]
+    if env_set("SCENARIO") and not env_set("MINUTES"):
+        return [(None, 100000)]
+    items = env_list("MINUTES", [f"{m:g}" for m in DEFAULT_MINUTES])
+    try:
+        minutes = [float(m) for m in items]
+    except ValueError:
+        minutes = []
+    if not minutes or any(m <= 0 for m in minutes):
+        raise ValueError(f"MINUTES={','.join(items)!r}: give lengths in minutes above 0, "
+                         "e.g. 1,5")
+    return [(m, None) for m in minutes]
+
+
+def cap_of(ideal):
+    """Seconds a run may take: TIMEOUT when set (absolute), else CAP_RATIO × ideal, at least 60."""
+    if env_set("TIMEOUT"):
+        return env_int("TIMEOUT", 0)
+    return max(60, math.ceil(env_float("CAP_RATIO", 3) * ideal))
+
+
+def plan_run(mix, path, providers, minutes, n, order):
+    """One (mix, length): N (capacity × 60 × minutes unless given), the counts, ideal and cap."""
+    capacity = sum(p["rate"] for p in providers)
+    if n is None:
+        n = max(1, round(capacity * 60 * minutes))
     counts, ideal = plan(n, providers)
+    return {
+        "id": f"{mix}-{minutes:g}m" if minutes is not None else f"{mix}-n{n}",
+        "order": order,
+        "mix": mix,
+        "scenario": path,
+        "minutes": minutes,
+        "n": n,
+        "providers": [dict(p, messages=c, ideal_s=provider_ideal(c, p))
+                      for p, c in zip(providers, counts)],
+        "counts": counts,
+        "capacity": capacity,
+        "ideal_s": ideal,
+        "cap_s": cap_of(ideal),
+        "results": [],
+    }
+
+
+def planned_runs():
+    """Every (mix, length), length by length in the order of MINUTES: with the default 1,5 a
+    long full run shows every mix early. The table sorts them by mix again.
+
+    All scenario files are read here, before anything starts, so a bad one stops the run at once.
+    """
+    mixes = [(name, path, load_providers(path)) for name, path in mix_files()]
+    runs = []
+    for li, (minutes, n) in enumerate(lengths()):
+        for mi, (name, path, providers) in enumerate(mixes):
+            runs.append(plan_run(name, path, providers, minutes, n, (mi, li)))
+    return runs
+
+
+def settings():
     release = os.path.join(ROOT, "target", "release")
     return {
-        "n": n,
-        "scenario": scenario,
-        "providers": providers,
-        "counts": counts,
-        "capacity": sum(p["rate"] for p in providers),
-        "ideal_s": ideal,
-        "systems": os.environ.get("SYSTEMS", "adaptive,static,postfix").split(","),
-        "timeout": env_int("TIMEOUT", max(600, int(5 * ideal + 0.999))),
+        "systems": env_list("SYSTEMS", DEFAULT_SYSTEMS),
         "size": env_int("SIZE", 1000),
         "lanes": env_int("LANES", 20),
         "chunk": env_int("CHUNK", 500),
         "batch": env_int("BATCH", 100),
         "http_threads": env_int("HTTP_THREADS", 8),
+        "progress_s": env_int("PROGRESS", 60),
+        "cap_ratio": env_float("CAP_RATIO", 3),
+        "timeout": env_int("TIMEOUT", None),
         "binary": os.environ.get("CARTERO_BIN", os.path.join(release, "cartero")),
         "sim_binary": os.environ.get("SIM_BIN", os.path.join(release, "cartero-simulator")),
+        "command": " ".join([*(f"{k}={os.environ[k]}" for k in ECHOED if env_set(k)),
+                             "bench/adaptive.sh"]),
     }
+
+
+def is_default_run(cfg, runs):
+    """True when the run is the documented one: the default mixes, lengths and systems."""
+    mixes = list(dict.fromkeys(r["mix"] for r in runs))
+    minutes = list(dict.fromkeys(r["minutes"] for r in runs))
+    return (not env_set("SCENARIO") and not env_set("N")
+            and mixes == list(DEFAULT_MIXES) and minutes == list(DEFAULT_MINUTES)
+            and cfg["systems"] == list(DEFAULT_SYSTEMS))
+
+
+# ---------------------------------------------------------------------------------------------
+# The systems under test
 
 
 def cartero_toml(path, system, data_dir, smtp_port, http_port, token, routes):
@@ -155,24 +324,31 @@ def postfix_main_cf(base, routes):
     )
 
 
-def prepare_injection(system, cfg, mta, port):
+def prepare_injection(system, run, cfg, mta, port):
     """The N messages in interleaved provider order, ready to go: returns start(deadline).
 
-    Everything is built before the clock starts; start() only launches the injector.
+    Everything is built before the clock starts; start() only launches the injector. Every
+    message has a recipient of its own, as greylisting (keyed on sender and recipient) needs
+    for its cost to be the same for every system.
     """
-    domains = [p["domain"] for p in cfg["providers"]]
+    domains = [p["domain"] for p in run["providers"]]
     if system == "postfix":
         # smtp-source takes one recipient address per invocation: chunks of at most CHUNK
-        # messages of one domain, in interleaved order, LANES connections at once.
+        # messages of one domain, in interleaved order, LANES connections at once. `-N` numbers
+        # the recipients of one invocation (1c7.user, 2c7.user, ...), and the chunk's own
+        # base (c7.user) keeps them apart from every other chunk's.
         per = [bl.split_counts(c, max(1, -(-c // cfg["chunk"]))) if c else []
-               for c in cfg["counts"]]
-        jobs = [(f"user@{domains[k]}", per[k].pop()) for k in interleave([len(x) for x in per])]
+               for c in run["counts"]]
+        order = interleave([len(x) for x in per])
+        jobs = [(f"c{j}.user@{domains[k]}", per[k].pop()) for j, k in enumerate(order)]
         return lambda deadline: bl.SmtpSourceJobs(
-            port, jobs, cfg["size"], cfg["lanes"], deadline).start()
-    # {"address": ...} objects (not plain strings) make one message per recipient, as from
-    # smtp-source: a plain-string batch would be one message with many RCPTs per transaction.
-    order = interleave(cfg["counts"])
-    rcpts = [{"address": f"u{k}@{domains[i]}"} for k, i in enumerate(order)]
+            port, jobs, cfg["size"], cfg["lanes"], deadline, extra=["-N"]).start()
+    # One message per recipient, as from smtp-source: cartero stores raw content once for all
+    # the recipients of a request that bring nothing of their own (one message, many RCPTs per
+    # transaction), so each recipient carries metadata of its own.
+    order = interleave(run["counts"])
+    rcpts = [{"address": f"u{k}@{domains[i]}", "metadata": {"n": str(k)}}
+             for k, i in enumerate(order)]
     batches = [rcpts[s:s + cfg["batch"]] for s in range(0, len(rcpts), cfg["batch"])]
     raw = bl.raw_message(cfg["size"], "adaptive efficiency")
     return lambda deadline: bl.HttpInjector(
@@ -199,33 +375,102 @@ def start_mta(system, cfg, work, routes):
     return mta, port, lambda: mta.proc.poll() is None
 
 
+class MaillogFailures:
+    """Postfix's final failures so far (status=bounced or status=expired lines of its maillog),
+    reading only what was appended since the last call: the maillog of a long run is large."""
+
+    def __init__(self, path):
+        self.path, self.offset, self.count, self.tail = path, 0, 0, b""
+
+    def __call__(self):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return self.count
+        self.offset += len(chunk)
+        lines = (self.tail + chunk).split(b"\n")
+        self.tail = lines.pop()
+        self.count += sum(1 for line in lines
+                          if b" status=bounced" in line or b" status=expired" in line)
+        return self.count
+
+
+def final_failures(system, mta, work):
+    """A callable giving how many messages the MTA has given up on (bounced or expired).
+
+    Only the MTA knows: the simulator counts refusals, and a 554 at the banner refuses a
+    connection, not a message. Asked only once the simulator has refused something for good.
+    """
+    if system == "postfix":
+        return MaillogFailures(os.path.join(work, "postfix", "maillog"))
+    last = [0]
+
+    def count():
+        try:
+            m = mta.metrics()
+        except (OSError, http.client.HTTPException):
+            return last[0]
+        last[0] = int(m.get("cartero_recipients_bounced_total", 0)
+                      + m.get("cartero_recipients_expired_total", 0))
+        return last[0]
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
+# One run
+
+
 def counts_of(doc):
+    """(total counters, attempts, throttled or refused) of a stats document.
+
+    attempts = every reply that ended a message attempt; throttled or refused = all of them but
+    accepted and greylisted. refused_connections is absent from older simulator builds.
+    """
     t = doc["total"]
     attempts = t["accepted"] + t["throttled"] + t["greylisted"] + t["rejected"] + t["deferred"]
-    return t, attempts
+    return t, attempts, t["throttled"] + t["rejected"] + t["deferred"]
 
 
-def watch(cfg, sim, injector, alive, t0, t0_wall):
-    """Polls the simulator's counters until every message has a final outcome or TIMEOUT.
+def share(part, whole):
+    return part / whole if whole else 0.0
 
-    Returns (finished, doc at the end, seconds to the end, injection seconds, timeline).
+
+def watch(run, cfg, sim, injector, alive, failures, t0, t0_wall):
+    """Polls the simulator's counters until every message has a final outcome or the cap.
+
+    Final: accepted by the simulator, or (once it has refused something for good) given up by
+    the MTA. Returns {finished, doc, elapsed, inject_s, bounced, timeline}.
     """
-    n, deadline = cfg["n"], t0 + cfg["timeout"]
-    timeline, next_sample, inject_s = [], t0, None
+    n, deadline = run["n"], t0 + run["cap_s"]
+    out = {"finished": False, "inject_s": None, "bounced": 0, "timeline": []}
+    next_sample, next_progress = t0, t0 + (cfg["progress_s"] or math.inf)
     while True:
         doc = sim.read()
         now = time.monotonic()
-        if inject_s is None and injector.join(0):
-            inject_s = now - t0
-        t, attempts = counts_of(doc)
-        if t["accepted"] + t["rejected"] >= n:
-            return True, doc, doc["unix_ms"] / 1000 - t0_wall, inject_s, timeline
+        if out["inject_s"] is None and injector.join(0):
+            out["inject_s"] = now - t0
+        t, attempts, refused = counts_of(doc)
+        if t["accepted"] >= n:
+            return dict(out, finished=True, doc=doc, elapsed=doc["unix_ms"] / 1000 - t0_wall)
         if now >= next_sample:
-            timeline.append([round(now - t0, 1), t["accepted"], t["throttled"], attempts,
-                             t["connections"]])
-            next_sample += 1.0
+            if t["rejected"]:
+                out["bounced"] = failures()
+                if t["accepted"] + out["bounced"] >= n:
+                    return dict(out, finished=True, doc=doc, elapsed=now - t0)
+            out["timeline"].append([round(now - t0, 1), t["accepted"], t["throttled"], attempts,
+                                    t["connections"], t["greylisted"],
+                                    t.get("refused_connections")])
+            while next_sample <= now:
+                next_sample += 1.0
+        if now >= next_progress:
+            print(f"      {now - t0:.0f} s: accepted {t['accepted']:,} / {n:,}, "
+                  f"{100 * share(refused, attempts):.2f} % throttled or refused, "
+                  f"{t['greylisted']:,} greylisted", flush=True)
+            next_progress += cfg["progress_s"]
         if now >= deadline:
-            return False, doc, now - t0, inject_s, timeline
+            return dict(out, doc=doc, elapsed=now - t0)
         if sim.proc.poll() is not None:
             raise RuntimeError(f"cartero-simulator exited with {sim.proc.returncode}")
         if not alive():
@@ -248,44 +493,57 @@ def mta_extras(system, mta, work):
         return {"maillog_status": out}
     try:
         m = mta.metrics()
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return {}
     return {"metrics": {k: v for k, v in m.items()
                         if k.startswith("cartero_recipients_") or k.startswith("cartero_queue_")}}
 
 
-def run_one(system, cfg, work):
-    """Runs N messages through one system with a fresh simulator; returns its measurements."""
-    sim = bl.Simulator(cfg["sim_binary"], cfg["scenario"],
+def measurements(system, run, w, injector):
+    """The result of one system's run, from what watch() saw at the end."""
+    t, attempts, refused = counts_of(w["doc"])
+    return {
+        "system": system,
+        "finished": w["finished"],
+        "time_s": w["elapsed"],
+        "ratio": w["elapsed"] / run["ideal_s"],
+        "accepted": t["accepted"],
+        "delivered_share": t["accepted"] / run["n"],
+        "bounced": w["bounced"],
+        "attempts": attempts,
+        "throttled": t["throttled"],
+        "rejected": t["rejected"],
+        "deferred": t["deferred"],
+        "refused": refused,
+        "refused_share": share(refused, attempts),
+        "throttled_share": share(t["throttled"], attempts),
+        "refused_connections": t.get("refused_connections"),
+        "greylisted": t["greylisted"],
+        "connections": t["connections"],
+        "blocks": t.get("blocks", 0),
+        "inject_s": w["inject_s"],
+        "inject_errors": (injector.errors[:3] if system != "postfix"
+                          else ([injector.first_error] if injector.failures else [])),
+        "providers": w["doc"]["providers"],
+        "timeline": w["timeline"],
+    }
+
+
+def run_one(system, run, cfg, work):
+    """Runs one (mix, length) through one system with a fresh simulator and a fresh data dir."""
+    sim = bl.Simulator(cfg["sim_binary"], run["scenario"],
                        os.path.join(work, f"sim-{system}.json"),
                        os.path.join(work, f"sim-{system}.log"))
     mta, injector = None, None
     try:
-        routes = {p["domain"]: sim.addrs[p["name"]] for p in cfg["providers"]}
+        routes = {p["domain"]: sim.addrs[p["name"]] for p in run["providers"]}
         mta, port, alive = start_mta(system, cfg, work, routes)
-        start = prepare_injection(system, cfg, mta, port)
+        start = prepare_injection(system, run, cfg, mta, port)
+        failures = final_failures(system, mta, work)
         t0, t0_wall = time.monotonic(), time.time()
-        injector = start(t0 + cfg["timeout"])
-        finished, doc, elapsed, inject_s, timeline = watch(cfg, sim, injector, alive, t0, t0_wall)
-        t, attempts = counts_of(doc)
-        res = {
-            "system": system,
-            "finished": finished,
-            "time_s": elapsed,
-            "ratio": elapsed / cfg["ideal_s"],
-            "accepted": t["accepted"],
-            "delivered_share": t["accepted"] / cfg["n"],
-            "throttled": t["throttled"],
-            "attempts": attempts,
-            "throttled_share": t["throttled"] / attempts if attempts else 0.0,
-            "other_refusals": t["greylisted"] + t["rejected"] + t["deferred"],
-            "connections": t["connections"],
-            "inject_s": inject_s,
-            "inject_errors": (injector.errors[:3] if system != "postfix"
-                              else ([injector.first_error] if injector.failures else [])),
-            "providers": doc["providers"],
-            "timeline": timeline,
-        }
+        injector = start(t0 + run["cap_s"])
+        w = watch(run, cfg, sim, injector, alive, failures, t0, t0_wall)
+        res = measurements(system, run, w, injector)
         res.update(mta_extras(system, mta, work))
         return res
     finally:
@@ -296,68 +554,211 @@ def run_one(system, cfg, work):
         sim.stop()
 
 
-def fmt_row(r, n):
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def length_text(run):
+    return f"{run['minutes']:g} min" if run["minutes"] is not None else f"N = {run['n']:,}"
+
+
+def limits_text(p):
+    """A provider's limits as a reader of the table wants them: "90/s, 4 conns"."""
+    parts = [f"{p['mps']:,}/s"] if p["mps"] is not None else []
+    parts += [f"{p['mpm']:,}/min"] if p["mpm"] is not None else []
+    if p["conns"]:
+        parts.append(f"{p['conns']} conn{'s' if p['conns'] > 1 else ''}")
+    else:
+        parts.append("no connection limit")
+    if p["greylist_s"] is not None:
+        parts.append(f"greylist {p['greylist_s']:g} s")
+    return ", ".join(parts)
+
+
+def mix_lines(runs):
+    """One line per mix: its capacity and each provider's style and limits."""
+    seen, lines = set(), []
+    for run in sorted(runs, key=lambda r: r["order"]):
+        if run["mix"] in seen:
+            continue
+        seen.add(run["mix"])
+        provs = "; ".join(f"{p['name']} ({p['style']}) {limits_text(p)}"
+                          for p in run["providers"])
+        lines.append(f"- `{run['mix']}` ({run['capacity']:g} msgs/s): {provs}")
+    return lines
+
+
+def one_line(text, limit=160):
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def fmt_row(run, r):
+    minutes = f"{run['minutes']:g}" if run["minutes"] is not None else "–"
+    lead = (f"| {run['mix']} | {minutes} | {run['n']:,} | {run['ideal_s']:.1f} "
+            f"| {r['system']} ")
     if "error" in r:
-        return f"| {r['system']} | error: {r['error']} | | | | | | | |"
-    time_col = f"{r['time_s']:.1f}" if r["finished"] else f"not finished (cap {r['time_s']:.0f})"
-    ratio = f"{r['ratio']:.2f}×" if r["finished"] else "–"
-    inj = f"{r['inject_s']:.1f}" if r["inject_s"] is not None else "unfinished"
-    return (f"| {r['system']} | {time_col} | {ratio} | {r['accepted']:,} / {n:,} "
-            f"({100 * r['delivered_share']:.1f} %) | {r['throttled']:,} "
-            f"| {100 * r['throttled_share']:.2f} % | {r['attempts']:,} | {r['connections']:,} "
-            f"| {inj} |")
+        return lead + f"| error: {one_line(r['error'])} | | | | | | |"
+    if r["finished"]:
+        time_col, ratio = f"{r['time_s']:.1f}", f"{r['ratio']:.2f}×"
+    else:
+        time_col = f"not finished (cap {run['cap_s']:.0f})"
+        ratio = f"> {run['cap_s'] / run['ideal_s']:.2f}×"
+    accepted = f"{r['accepted']:,} ({100 * r['delivered_share']:.1f} %)"
+    if r["bounced"]:
+        accepted += f", {r['bounced']:,} bounced"
+    conns = r["refused_connections"]
+    return (lead + f"| {time_col} | {ratio} | {accepted} "
+            f"| {100 * r['refused_share']:.2f} % ({r['refused']:,}) "
+            f"| {'–' if conns is None else f'{conns:,}'} | {r['greylisted']:,} "
+            f"| {r['connections']:,} |")
 
 
-def verdict(r):
+def met(run, r):
+    """The issue's target: finished with every message accepted, ≤ 1.15× the ideal, < 1 %
+    throttled or refused attempts."""
+    return (r["finished"] and r["accepted"] >= run["n"] and r["ratio"] <= TARGET_RATIO
+            and r["refused_share"] < TARGET_REFUSED)
+
+
+def verdict(run):
+    """The target line for cartero adaptive in one (mix, length); None when it did not run."""
+    r = next((x for x in run["results"] if x["system"] == "adaptive"), None)
+    if r is None:
+        return None
+    target = f"target ≤ {TARGET_RATIO}× and < {100 * TARGET_REFUSED:g} %"
+    where = f"- {run['mix']}, {length_text(run)}: cartero adaptive"
     if "error" in r:
-        return f"- {r['system']}: error"
-    ok = (r["finished"] and r["ratio"] <= TARGET_RATIO
-          and r["throttled_share"] < TARGET_THROTTLED)
-    time_part = f"{r['ratio']:.2f}× ideal" if r["finished"] else "not finished"
-    return (f"- {r['system']}: {time_part}, {100 * r['throttled_share']:.2f} % throttled "
-            f"(target ≤ {TARGET_RATIO}× and < {100 * TARGET_THROTTLED:.0f} %: "
-            f"{'met' if ok else 'NOT met'})")
+        return f"{where} failed with an error ({target}: NOT met)"
+    time_part = f"{r['ratio']:.2f}× ideal" if r["finished"] else "not finished by the cap"
+    lost = f", {run['n'] - r['accepted']:,} not accepted" if r["accepted"] < run["n"] else ""
+    return (f"{where} {time_part}, {100 * r['refused_share']:.2f} % throttled or refused"
+            f"{lost} ({target}: {'met' if met(run, r) else 'NOT met'})")
 
 
-def report(cfg, facts, results, started):
-    caps = ", ".join(f"{p['name']} {p['rate']:g}/s × {p['conns']} conns → {c:,} msgs"
-                     for p, c in zip(cfg["providers"], cfg["counts"]))
+def hms(seconds):
+    h, rest = divmod(int(seconds + 0.5), 3600)
+    return f"{h} h {rest // 60:02d} min" if h else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def report(cfg, facts, runs, started, wall_s):
+    ordered = sorted(runs, key=lambda r: r["order"])
+    cap_rule = (f"TIMEOUT = {cfg['timeout']} s" if cfg["timeout"]
+                else f"{cfg['cap_ratio']:g} × ideal, at least 60 s")
     lines = [
-        f"Run {started} — `N={cfg['n']} TIMEOUT={cfg['timeout']} bench/adaptive.sh`",
+        f"Run {started} — `{cfg['command']}`",
         "",
         f"Machine: {facts['nproc']} × {facts['cpu']}, {facts['mem_gib']} GiB RAM, Linux "
         f"{facts['kernel']}, {facts['rustc']}, Postfix {facts['postfix']}.",
         "",
-        f"Providers (per source IP): {caps}. Capacity {cfg['capacity']:g} msgs/s; "
-        f"**ideal = {cfg['ideal_s']:.1f} s**; cap per system {cfg['timeout']} s.",
+        "Mixes (limits per source IP, none told to the MTA; N = capacity × 60 × minutes, spread "
+        "over the providers in proportion to their rates):",
         "",
-        "| system | time s | × ideal | accepted | throttled attempts | throttled share "
-        "| attempts | connections | injection s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *(fmt_row(r, cfg["n"]) for r in results),
+        *mix_lines(runs),
         "",
-        *(verdict(r) for r in results if r["system"] != "postfix"),
+        f"Ideal: max over providers of n / rate, or max(2 n / rate, n / rate + greylist delay) "
+        f"where the provider greylists. Cap per run: {cap_rule}. Throttled or refused = "
+        "throttled + rejected + deferred attempts, as a share of all attempts (greylisting "
+        "apart).",
+        "",
+        "| mix | minutes | N | ideal s | system | time s | × ideal | accepted "
+        "| throttled+refused share | refused connections | greylisted | connections |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        *(fmt_row(run, r) for run in ordered for r in run["results"]),
+        "",
+        *filter(None, (verdict(run) for run in ordered)),
+        "",
+        f"Whole run: {hms(wall_s)}.",
     ]
     return "\n".join(lines) + "\n"
 
 
+def summary(run, r):
+    """The progress line printed when one system's run ends."""
+    if "error" in r:
+        return f"    {r['system']}: error: {one_line(r['error'], 300)}"
+    time_part = (f"{r['time_s']:.1f} s ({r['ratio']:.2f}× ideal)" if r["finished"]
+                 else f"not finished by the cap ({run['cap_s']} s)")
+    return (f"    {r['system']}: {time_part}, accepted {r['accepted']:,} / {run['n']:,}, "
+            f"{100 * r['refused_share']:.2f} % throttled or refused, "
+            f"{r['greylisted']:,} greylisted, {r['connections']:,} connections")
+
+
+DOCS_HEADER = (
+    "## Adaptive efficiency\n\n"
+    "Five mixes of simulated providers whose limits the MTA is not told (`bench/adaptive/`: "
+    "`rate`, rate limits only; `conns`, connection limits; `both`, both, one of them per "
+    "minute; `reputation`, `both` with a harsh reputation; `greylist`, `rate` with two "
+    "providers greylisting), each sent for 1 and 5 minutes of ideal sending time, through "
+    "cartero adaptive, cartero static and Postfix: time to finish vs the ideal, and the share "
+    "of attempts throttled or refused. Target for cartero adaptive: ≤ 1.15× the ideal and "
+    "< 1 % throttled or refused. How it works: [bench/README.md](../bench/README.md).\n\n"
+    "```sh\n"
+    "bench/adaptive.sh          # 5 mixes × 1 and 5 min × 3 systems; ≈ 4–5½ h with the caps\n"
+    "```\n"
+)
+
+
+def replace_header(path, header):
+    """Rewrites the text from the header's heading line to the BEGIN marker: the section's
+    introduction describes the run below it, so it changes when a run of another kind writes."""
+    with open(path) as f:
+        text = f.read()
+    heading = header.split("\n", 1)[0] + "\n"
+    start = text.find(heading)
+    stop = text.find(BEGIN, start)
+    if start < 0 or stop < 0:
+        return
+    with open(path, "w") as f:
+        f.write(text[:start] + header.rstrip("\n") + "\n\n" + text[stop:])
+
+
 def update_docs(block):
-    header = ("## Adaptive efficiency\n\n"
-              "100,000 messages to four simulated providers whose limits the MTA is not told "
-              "(`bench/adaptive-scenario.toml`); time to finish vs the ideal and the share of "
-              "attempts throttled. How it works: [bench/README.md](../bench/README.md).\n\n"
-              "```sh\nbench/adaptive.sh          # N=100000; ≈ 30 min with the caps\n```")
-    bl.replace_block(DOCS, BEGIN, END, block, header)
+    bl.replace_block(DOCS, BEGIN, END, block, DOCS_HEADER)
+    replace_header(DOCS, DOCS_HEADER)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def save(path, doc):
+    """results.json after every system's run (written aside, then renamed), so an interrupted
+    or crashed long run keeps what it measured."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def cleanup(work):
-    """Removes the spools and queues (hundreds of MB at N=100000) unless KEEP=1; results.json,
-    configs and logs stay in the work dir."""
+    """Removes one run's spool or queue (GBs after a long run) unless KEEP=1; its configs, logs
+    and simulator stats stay in the run's directory."""
     if os.environ.get("KEEP") == "1":
         return
     for name in os.listdir(work):
         if name.startswith("cartero-data-") or name == "postfix":
             subprocess.run(["rm", "-rf", os.path.join(work, name)])
+
+
+def run_all(cfg, runs, work, doc, results_path):
+    """Every system on every (mix, length), in order, each against fresh processes."""
+    total, k = len(runs) * len(cfg["systems"]), 0
+    for run in runs:
+        run_dir = os.path.join(work, run["id"])
+        os.makedirs(run_dir, exist_ok=True)
+        for system in cfg["systems"]:
+            k += 1
+            print(f"[{k}/{total}] {run['mix']}, {length_text(run)}: N={run['n']:,}, ideal "
+                  f"{run['ideal_s']:.1f} s, cap {run['cap_s']} s — {system}", flush=True)
+            try:
+                r = run_one(system, run, cfg, run_dir)
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:
+                r = {"system": system, "error": str(e)}
+            finally:
+                cleanup(run_dir)
+            run["results"].append(r)
+            print(summary(run, r), flush=True)
+            save(results_path, doc)
 
 
 def _interrupt(signum, frame):
@@ -369,41 +770,45 @@ def main():
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (`cmd &`)
     cfg = settings()
     for s in cfg["systems"]:
-        if s not in ("adaptive", "static", "postfix"):
+        if s not in DEFAULT_SYSTEMS:
             print(f"unknown system {s!r} in SYSTEMS", file=sys.stderr)
             return 2
+        if s != "postfix" and s not in CARTERO_MODES:
+            print(f"SYSTEMS has {s!r}, but MODE_KEYS=0 runs only static and postfix",
+                  file=sys.stderr)
+            return 2
+    try:
+        runs = planned_runs()
+    except (ValueError, OSError, KeyError, tomllib.TOMLDecodeError) as e:
+        print(f"bench/adaptive.py: {e}", file=sys.stderr)
+        return 2
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     facts = bench.machine_facts()
     work = tempfile.mkdtemp(prefix="cartero-adaptive.", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
-    os.chmod(work, 0o755)  # Postfix daemons (user postfix) must reach their queue inside it
-    print(f"work dir {work}; N={cfg['n']}, ideal {cfg['ideal_s']:.1f} s, "
-          f"cap {cfg['timeout']} s per system", flush=True)
-    results = []
+    os.chmod(work, 0o755)  # Postfix daemons (user postfix) must reach their queues inside it
+    results_path = os.path.join(work, "results.json")
+    doc = {"settings": cfg, "machine": facts, "started": started, "runs": runs}
+    longest = sum(r["cap_s"] for r in runs) * len(cfg["systems"])
+    print(f"work dir {work}; {len(runs)} (mix, length) × {len(cfg['systems'])} systems; "
+          f"at most {hms(longest)} (the sum of the caps)", flush=True)
+    t0 = time.monotonic()
     try:
-        for system in cfg["systems"]:
-            print(f"== {system}", flush=True)
-            try:
-                r = run_one(system, cfg, work)
-            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
-                r = {"system": system, "error": str(e)}
-            results.append(r)
-            print(json.dumps({k: v for k, v in r.items() if k != "timeline"}, indent=1),
-                  flush=True)
+        run_all(cfg, runs, work, doc, results_path)
     except KeyboardInterrupt:
         print("interrupted; every process of the run was stopped", file=sys.stderr)
-        cleanup(work)
+        print(report(cfg, facts, runs, started, time.monotonic() - t0))
+        print(f"results so far: {results_path}")
         return 130
-    block = report(cfg, facts, results, started)
-    with open(os.path.join(work, "results.json"), "w") as f:
-        json.dump({"settings": cfg, "machine": facts, "results": results}, f, indent=1)
+    block = report(cfg, facts, runs, started, time.monotonic() - t0)
+    save(results_path, doc)
     print()
     print(block)
-    errors = any("error" in r for r in results)
-    if os.environ.get("UPDATE_DOCS", "1" if cfg["n"] >= 100000 else "0") == "1" and not errors:
+    errors = any("error" in r for run in runs for r in run["results"])
+    default = "1" if is_default_run(cfg, runs) else "0"
+    if os.environ.get("UPDATE_DOCS", default) == "1" and not errors:
         update_docs(block)
         print(f"updated {DOCS}")
-    cleanup(work)
-    print(f"results: {os.path.join(work, 'results.json')}")
+    print(f"results: {results_path}")
     return 1 if errors else 0
 
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# One command: build cartero and cartero-simulator (release), then send N messages to four
-# simulated providers whose limits the MTA is not told, through cartero adaptive, cartero with
-# static limits and Postfix with default settings; report time vs the ideal and the share of
-# throttled attempts. See bench/README.md ("Adaptive efficiency").
-#   bench/adaptive.sh                              # N=100000 (updates docs/benchmarks.md)
-#   N=5000 TIMEOUT=60 bench/adaptive.sh            # a quick check (docs untouched)
-#   SYSTEMS=adaptive N=20000 bench/adaptive.sh     # one system
+# One command: build cartero and cartero-simulator (release), then send mail to mixes of
+# simulated providers whose limits the MTA is not told (bench/adaptive/*.toml), for several
+# lengths of ideal sending time, through cartero adaptive, cartero with static limits and
+# Postfix with default settings; one table of time vs the ideal and the share of throttled or
+# refused attempts. See bench/README.md ("Adaptive efficiency").
+#   bench/adaptive.sh                                   # 5 mixes × 1 and 5 min (updates docs/benchmarks.md)
+#   MIXES=conns MINUTES=1 SYSTEMS=adaptive bench/adaptive.sh   # one mix, one length, one system
+#   N=5000 MIXES=rate bench/adaptive.sh                 # a quick check (docs untouched)
+#   SCENARIO=bench/adaptive-scenario.toml N=100000 bench/adaptive.sh   # one scenario file
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/.."

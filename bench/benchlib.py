@@ -485,12 +485,14 @@ def inject_smtp_source(port, n, domains, size, lanes, timeout):
 class SmtpSourceJobs:
     """Runs `smtp-source -d -m COUNT -t RCPT` for each (RCPT, COUNT) of `jobs`, `lanes` at once.
 
-    Every invocation is bounded by `deadline` (monotonic); `cancel()` stops starting new ones
-    and kills the running ones, so an interrupted benchmark leaves no smtp-source behind.
+    `extra` adds smtp-source options to every invocation, e.g. ["-N"] to prepend a sequence
+    number to each recipient, so every message has its own address. Every invocation is bounded
+    by `deadline` (monotonic); `cancel()` stops starting new ones and kills the running ones, so
+    an interrupted benchmark leaves no smtp-source behind.
     """
 
-    def __init__(self, port, jobs, size, lanes, deadline):
-        self.port, self.size, self.deadline = port, size, deadline
+    def __init__(self, port, jobs, size, lanes, deadline, extra=()):
+        self.port, self.size, self.deadline, self.extra = port, size, deadline, list(extra)
         self.failures, self.first_error = 0, ""
         self.finished_at = None
         self._jobs = iter(jobs)
@@ -515,7 +517,7 @@ class SmtpSourceJobs:
                 return
             rcpt, count = job
             cmd = [
-                SMTP_SOURCE, "-d", "-m", str(count), "-l", str(self.size),
+                SMTP_SOURCE, "-d", *self.extra, "-m", str(count), "-l", str(self.size),
                 "-f", "sender@source.bench.test", "-M", "injector.bench.test",
                 "-t", rcpt, f"127.0.0.1:{self.port}",
             ]

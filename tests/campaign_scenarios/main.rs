@@ -69,6 +69,7 @@ impl Scenario {
             .delivery("retry.initial = \"1s\"")
             .delivery("retry.max = \"1s\"")
             .delivery("retry.jitter = 0.0")
+            .delivery("retry.greylist_first = \"1s\"")
             .delivery("retry.greylist_min = \"1s\"")
             .delivery("retry.greylist_max = \"1s\"")
             .delivery("retry.mailbox_full_min = \"1s\"");

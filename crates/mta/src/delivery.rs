@@ -86,22 +86,25 @@ impl Launcher for Workers {
         key: QueueKey,
         dest: Arc<Destination>,
         domain: Arc<str>,
-        permit: ConnectionPermit,
+        mut permit: ConnectionPermit,
     ) {
         let ctx = self.0.clone();
         // The worker runs in an inner task so that even a panic ends in a WorkerExit: the
-        // scheduler's connection counts stay right and shutdown does not wait for a worker
-        // that is gone.
+        // scheduler's connection counts stay right (the permit is dropped with the task, also
+        // when it unwinds) and shutdown does not wait for a worker that is gone.
         tokio::spawn(async move {
             let inner = {
                 let (ctx, key) = (ctx.clone(), key.clone());
-                tokio::spawn(async move { run_connection(&ctx, &key, &dest, &domain).await.err() })
+                tokio::spawn(async move {
+                    run_connection(&ctx, &key, &dest, &domain, &mut permit)
+                        .await
+                        .err()
+                })
             };
             let failure = inner.await.unwrap_or_else(|e| {
                 tracing::error!(error = %e, "delivery worker failed");
                 None
             });
-            drop(permit);
             ctx.sched.send(Cmd::WorkerExit { key, failure }).await;
         });
     }
@@ -129,6 +132,7 @@ async fn run_connection(
     key: &QueueKey,
     dest: &Destination,
     domain: &str,
+    permit: &mut ConnectionPermit,
 ) -> Result<(), Failure> {
     let target = Target {
         domain,
@@ -146,6 +150,7 @@ async fn run_connection(
         provider: dest.provider.clone(),
     };
     let (mut conn, at) = connect_any(ctx, dest, &cfg, lane).await?;
+    permit.established();
     let mut sent = 0u32;
     while sent < params.max_messages_per_connection.max(1) {
         match next_batch(ctx, key).await {
@@ -339,8 +344,16 @@ async fn send_batch(
                         Some(_) => res.data.clone(),
                         None => Some(res.mail.clone()),
                     };
+                    // When MAIL FROM failed, every recipient carries its reply.
+                    let refused_sender = !res.mail.is_positive();
                     let o = match reply {
-                        Some(reply) => Outcome::from_reply(reply, classifier, Some(host)),
+                        Some(reply) => {
+                            let mut o = Outcome::from_reply(reply, classifier, Some(host));
+                            if let Outcome::Transient(f) | Outcome::Permanent(f) = &mut o {
+                                f.session = refused_sender;
+                            }
+                            o
+                        }
                         None => Outcome::Transient(Failure::local(
                             "transaction ended before the data was accepted",
                             BounceClass::SOFT,

@@ -45,6 +45,9 @@ pub struct Failure {
     pub class: BounceClass,
     /// Rule that classified it.
     pub rule: String,
+    /// The reply refused the sender (MAIL FROM), not the recipient: shaping reads a transient
+    /// one as the site pushing back.
+    pub session: bool,
 }
 
 impl Failure {
@@ -63,6 +66,7 @@ impl Failure {
             text,
             class,
             rule,
+            session: false,
         }
     }
 
@@ -84,6 +88,7 @@ impl Failure {
             text: text.into(),
             class,
             rule: rule.to_string(),
+            session: false,
         }
     }
 }

@@ -20,7 +20,13 @@ pub struct RetryConfig {
     /// Random spread of each delay, as a fraction (0.1 = ±10%), so that a burst of deferrals does
     /// not come back as a burst.
     pub jitter: f64,
-    /// First retry after a greylisting-like reply (class 70) falls in this window instead.
+    /// First retry after a greylisting-like reply (class 70): at this delay, up to a tenth
+    /// later (never earlier: a retry before a greylister's delay is only greylisted again).
+    /// Short greylists (one minute is common) are passed at once.
+    #[serde(with = "humantime_serde")]
+    pub greylist_first: Duration,
+    /// Second retry of a recipient still greylisted falls in this window: the five minutes of
+    /// the classic greylisters (postgrey, sqlgrey) are over by then.
     #[serde(with = "humantime_serde")]
     pub greylist_min: Duration,
     #[serde(with = "humantime_serde")]
@@ -37,6 +43,7 @@ impl Default for RetryConfig {
             factor: 2,
             max: Duration::from_secs(12 * 3600),
             jitter: 0.1,
+            greylist_first: Duration::from_secs(60),
             greylist_min: Duration::from_secs(5 * 60),
             greylist_max: Duration::from_secs(10 * 60),
             mailbox_full_min: Duration::from_secs(3600),
@@ -49,9 +56,14 @@ impl RetryConfig {
     /// included (so the first failure passes 1). `draw` is uniform in [0, 1).
     pub fn delay(&self, failures: u32, class: BounceClass, draw: f64) -> Duration {
         let draw = draw.clamp(0.0, 1.0);
-        if failures <= 1 && class == BounceClass::TRANSIENT {
-            let span = self.greylist_max.saturating_sub(self.greylist_min);
-            return self.greylist_min + span.mul_f64(draw);
+        if class == BounceClass::TRANSIENT {
+            if failures <= 1 {
+                return self.greylist_first + self.greylist_first.mul_f64(0.1 * draw);
+            }
+            if failures == 2 {
+                let span = self.greylist_max.saturating_sub(self.greylist_min);
+                return self.greylist_min + span.mul_f64(draw);
+            }
         }
         let mut d = self.initial;
         for _ in 1..failures.min(64) {
@@ -108,18 +120,24 @@ mod tests {
     }
 
     #[test]
-    fn greylisting_retries_within_5_to_10_minutes_first() {
+    fn greylisting_retries_after_a_minute_then_within_5_to_10_minutes() {
         let c = RetryConfig::default();
+        let d = |n, draw| c.delay(n, BounceClass::TRANSIENT, draw);
         assert_eq!(
-            c.delay(1, BounceClass::TRANSIENT, 0.0),
-            Duration::from_secs(300)
+            d(1, 0.0),
+            Duration::from_secs(60),
+            "never before the minute"
         );
+        assert_eq!(d(1, 1.0), Duration::from_secs(66));
+        assert_eq!(d(2, 0.0), Duration::from_secs(300));
+        assert_eq!(d(2, 1.0), Duration::from_secs(600));
+        // After those two, the normal schedule applies (third failure: 80 min ± 10 %).
+        assert!(d(3, 0.5) >= Duration::from_secs(72 * 60));
+        // Other classes never take the greylisting path.
         assert_eq!(
-            c.delay(1, BounceClass::TRANSIENT, 1.0),
-            Duration::from_secs(600)
+            c.delay(1, BounceClass::SOFT, 0.0),
+            Duration::from_secs(18 * 60)
         );
-        // After the first, the normal schedule applies.
-        assert!(c.delay(2, BounceClass::TRANSIENT, 0.5) >= Duration::from_secs(36 * 60));
     }
 
     #[test]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 /// Replies that mean "you are sending too fast" rather than "this recipient has a problem".
 /// Greylisting is excluded on purpose: it is per recipient and says nothing about the rate.
-pub const DEFAULT_THROTTLE_PATTERNS: [&str; 3] = [
+pub const DEFAULT_THROTTLE_PATTERNS: [&str; 4] = [
     r"(?i)^4\d\d[ -](?:.*\b(?:rate[- ]?limit\w*|too many|throttl\w*|unusual rate|unexpected volume|exceeded|slow down)\b)",
     r"^421[ -]4\.7\.(?:0|28)\b",
     r"^451[ -]4\.7\.650\b",
+    // The same in the languages of the big European ISPs' replies: "trop de", "zu viele",
+    // "demasiadas", "troppe/troppi", "te veel", "za dużo" — all "too many".
+    r"(?i)^4\d\d[ -](?:.*(?:\btrop de\b|\bzu viele\b|\bdemasiad[oa]s\b|\btropp[ei]\b|\bte veel\b|\bza du(?:ż|z)o\b|\bdébit\b|\bdebit d'envoi\b))",
 ];
 
 /// Why a `[shaping]` configuration cannot be used; each names the option at fault.
@@ -49,6 +52,10 @@ pub struct AdaptiveConfig {
     pub avoid_source_for: Duration,
     /// Accepted messages between two additive steps of the live connection limit.
     pub connection_increase_every: u32,
+    /// After a refusal lowered the learned connection limit, how long the limit is kept before
+    /// it is probed upwards again; doubles with every further decrease, up to 15 minutes.
+    #[serde(with = "humantime_serde")]
+    pub connection_probe_every: Duration,
 }
 
 impl Default for AdaptiveConfig {
@@ -65,6 +72,7 @@ impl Default for AdaptiveConfig {
             sweep: SweepConfig::default(),
             avoid_source_for: Duration::from_secs(300),
             connection_increase_every: 1000,
+            connection_probe_every: Duration::from_secs(30),
         }
     }
 }
@@ -112,6 +120,10 @@ mod tests {
             "421 4.7.28 Our system has detected an unusual rate of unsolicited mail",
             "451 4.7.650 The mail server has been temporarily rate limited due to IP reputation",
             "450 4.2.1 The user you are trying to contact is receiving mail too quickly, slow down",
+            "421 Trop de connexions simultanees depuis 127.0.0.2, merci de reessayer plus tard",
+            "421 4.3.2 Zu viele gleichzeitige Verbindungen, bitte spaeter erneut versuchen",
+            "450 4.7.1 Débit d'envoi trop élevé, réessayez plus tard",
+            "421 Demasiadas conexiones desde su IP",
         ] {
             assert!(set.is_match(reply), "{reply}");
         }
@@ -120,6 +132,8 @@ mod tests {
             "452 4.2.2 Mailbox full, try again later",
             "550 5.7.1 rate limited",
             "451 4.3.0 Temporary system problem, try again later",
+            "550 5.7.1 Trop de plaintes",
+            "452 4.2.2 Boîte pleine, réessayez plus tard",
         ] {
             assert!(!set.is_match(reply), "{reply}");
         }

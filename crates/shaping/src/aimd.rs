@@ -1,10 +1,22 @@
-//! Live rate control (SPEC §2.5): additive increase while the site answers 2xx, multiplicative
-//! decrease on throttling replies, never above the configured maximum and never below a floor.
-//! The learned rate is what makes a restart start from experience instead of from the maximum.
+//! Live rate control (SPEC §2.5) of one (source, site) queue.
 //!
-//! A queue with no configured rate is unlimited until its site first throttles: the decrease
-//! then starts from the rate actually measured when the throttle came, which is the best
-//! estimate of the site's limit there is.
+//! Three regimes, each answering a question the site keeps asking:
+//! - **Cold start.** A site nobody configured and nothing was learned about is not trusted with
+//!   the whole ready queue at once: the rate starts at `start_rate` and doubles every second the
+//!   queue actually uses it and the site accepts, until the first throttle (or until it is so
+//!   high that it no longer limits anything).
+//! - **Settled.** A throttle says the site's limit was reached. What the site *accepted* in the
+//!   seconds before it throttled is the best estimate of that limit there is, so the rate goes
+//!   straight to just under it (`settle_fraction` of the estimate), instead of being cut by a
+//!   factor from whatever was pushed at the site — one decrease lands near the limit.
+//! - **Probing.** Limits change (reputation, time of day), so above the estimate the rate steps
+//!   up gently (`probe_step` of the estimate every `probe_every` of clean sending). A step that
+//!   lasts a whole interval without a throttle proves the site takes more: the estimate follows.
+//!   A throttle during a probe doubles the wait before the next one (up to `probe_max`), so a
+//!   site that means its limit sees fewer and fewer probes.
+//!
+//! The learned rate and estimate are persisted, so a restart or the next campaign starts from
+//! experience instead of from the maximum or from a cold start.
 
 use crate::Rate;
 use crate::rules::millis;
@@ -12,21 +24,43 @@ use cartero_clock::UnixMillis;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+/// Rates above this (messages/hour, ≈ 10,000/s) limit nothing a single queue can send: a cold
+/// start that gets there without a throttle ends, unlimited.
+const SLOW_START_END: f64 = 36_000_000.0;
+
 /// AIMD parameters. Rates are messages per hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AimdConfig {
     /// Floor of the live rate: throttling never pushes it below this.
     pub min: f64,
-    /// Messages/hour added per accepted message. Because it is per message, the rate grows
-    /// faster the faster the site accepts: recovery takes about the same time at any scale.
+    /// Messages/hour added per accepted message while the rate is below the settled level
+    /// (after an imposed throttle, or when nothing was measured). Per message, so recovery
+    /// takes about the same time at any scale.
     pub increase_per_success: f64,
-    /// Multiplier applied on a throttle (0 < factor < 1).
+    /// Multiplier applied on a throttle when nothing accepted was measured to settle under
+    /// (0 < factor < 1).
     pub decrease_factor: f64,
     /// Throttles within this interval of the last decrease count once: a burst of 421s on several
     /// connections reports one overload, not many.
     #[serde(with = "humantime_serde")]
     pub decrease_holdoff: Duration,
+    /// Cold-start rate of a site with no configured rate and nothing learned; `0` = unlimited
+    /// until the first throttle (the behaviour before cold starts were paced).
+    pub start_rate: f64,
+    /// Growth of the cold-start rate per second of use (> 1).
+    pub start_growth: f64,
+    /// Share of the estimated limit the rate settles at after a throttle (0 < f ≤ 1): a little
+    /// under, so that jitter in the pacing does not meet the site's window.
+    pub settle_fraction: f64,
+    /// Size of one probe step above the estimate, as a share of the estimate.
+    pub probe_step: f64,
+    /// Clean sending needed before the next probe step.
+    #[serde(with = "humantime_serde")]
+    pub probe_every: Duration,
+    /// Longest wait between probes after repeated failed ones.
+    #[serde(with = "humantime_serde")]
+    pub probe_max: Duration,
 }
 
 impl Default for AimdConfig {
@@ -36,6 +70,12 @@ impl Default for AimdConfig {
             increase_per_success: 100.0,
             decrease_factor: 0.85,
             decrease_holdoff: Duration::from_secs(2),
+            start_rate: 36_000.0,
+            start_growth: 2.0,
+            settle_fraction: 0.97,
+            probe_step: 0.03,
+            probe_every: Duration::from_secs(5),
+            probe_max: Duration::from_secs(300),
         }
     }
 }
@@ -48,6 +88,12 @@ pub struct AimdSnapshot {
     pub rate: Option<f64>,
     /// When the last decrease happened, if any.
     pub last_decrease: Option<UnixMillis>,
+    /// Estimated limit of the site (messages/hour), from what it accepted when it throttled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<f64>,
+    /// A cold start was in progress.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slow_start: bool,
 }
 
 /// The live rate of one (source, site) queue.
@@ -58,16 +104,31 @@ pub struct Aimd {
     ceiling: Option<f64>,
     rate: Option<f64>,
     last_decrease: Option<UnixMillis>,
+    estimate: Option<f64>,
+    slow_start: bool,
+    /// When the rate last went up by a doubling or a probe step (or settled), so the next step
+    /// waits for a whole interval at the new rate.
+    last_step: Option<UnixMillis>,
+    /// Wait between probe steps now, milliseconds.
+    probe_every_ms: u64,
 }
 
 impl Aimd {
-    /// Starts at the ceiling: until a site complains, the configured limit is trusted.
+    /// A queue with a configured maximum starts there (the operator's word is trusted until the
+    /// site complains); one without starts cold, at `start_rate`.
     pub fn new(config: AimdConfig, ceiling: Option<Rate>) -> Self {
+        let config = sanitize(config);
+        let ceiling = ceiling.map(Rate::per_hour);
+        let cold = ceiling.is_none() && config.start_rate > 0.0;
         Self {
-            config: sanitize(config),
-            ceiling: ceiling.map(Rate::per_hour),
-            rate: None,
+            rate: cold.then_some(config.start_rate),
+            slow_start: cold,
+            probe_every_ms: millis(config.probe_every).max(1),
+            config,
+            ceiling,
             last_decrease: None,
+            estimate: None,
+            last_step: None,
         }
     }
 
@@ -76,6 +137,8 @@ impl Aimd {
         let mut a = Self::new(config, ceiling);
         a.rate = snapshot.rate.filter(|r| r.is_finite());
         a.last_decrease = snapshot.last_decrease;
+        a.estimate = snapshot.estimate.filter(|e| e.is_finite() && *e >= 1.0);
+        a.slow_start = snapshot.slow_start && a.rate.is_some();
         a.clamp();
         a
     }
@@ -84,13 +147,20 @@ impl Aimd {
         AimdSnapshot {
             rate: self.rate,
             last_decrease: self.last_decrease,
+            estimate: self.estimate,
+            slow_start: self.slow_start,
         }
     }
 
-    /// Applies new bounds (configuration reload) and clamps the live rate into them.
+    /// Applies new bounds (configuration reload) and clamps the live rate into them. A queue
+    /// that was given a configured maximum leaves its cold start: the operator set the pace.
     pub fn reconfigure(&mut self, config: AimdConfig, ceiling: Option<Rate>) {
         self.config = sanitize(config);
         self.ceiling = ceiling.map(Rate::per_hour);
+        if self.slow_start && self.ceiling.is_some() {
+            self.slow_start = false;
+            self.rate = None;
+        }
         self.clamp();
     }
 
@@ -104,37 +174,96 @@ impl Aimd {
         }
     }
 
-    /// A message was accepted (2xx). Successes inside the hold-off after a decrease are ignored:
-    /// they were sent at the old, too-high rate and say nothing about the new one.
-    pub fn on_success(&mut self, now: UnixMillis) {
+    /// The site answered a transaction without pushing back: accepted it, or refused it for the
+    /// recipient's sake (greylisting, unknown user) — either way it took the pace. `sending` is
+    /// the rate (messages/hour) the queue handed out
+    /// over the last second or two: a rate the queue does not use proves nothing, so it is not
+    /// raised. Successes inside the hold-off after a decrease are ignored: they were sent at the
+    /// old, too-high rate and say nothing about the new one.
+    pub fn on_success(&mut self, now: UnixMillis, sending: f64) {
         if self.in_holdoff(now) {
             return;
         }
-        if let Some(r) = self.rate {
-            self.rate = Some(r + self.config.increase_per_success);
+        let Some(r) = self.rate else { return };
+        let step_due = |every: u64| {
+            self.last_step
+                .is_none_or(|t| now.saturating_sub(t) >= every)
+        };
+        let used = sending >= 0.8 * r;
+        if self.slow_start {
+            if self.last_step.is_none() {
+                self.last_step = Some(now);
+            } else if step_due(1_000) && used {
+                self.last_step = Some(now);
+                let next = r * self.config.start_growth;
+                if next >= SLOW_START_END && self.ceiling.is_none() {
+                    self.slow_start = false;
+                    self.rate = None;
+                    return;
+                }
+                self.rate = Some(next);
+            }
             self.clamp();
+            return;
         }
+        match self.estimate {
+            Some(e) if r < e * self.config.settle_fraction => {
+                let settled = e * self.config.settle_fraction;
+                self.rate = Some((r + self.config.increase_per_success).min(settled));
+            }
+            Some(e) => {
+                if !(step_due(self.probe_every_ms) && used) {
+                    return;
+                }
+                // A whole interval at `r` without a throttle: the site takes it.
+                if r > e {
+                    self.estimate = Some(r);
+                    self.probe_every_ms = millis(self.config.probe_every).max(1);
+                }
+                self.last_step = Some(now);
+                self.rate = Some(r + self.config.probe_step * self.estimate.unwrap_or(e));
+            }
+            None => self.rate = Some(r + self.config.increase_per_success),
+        }
+        self.clamp();
     }
 
-    /// A throttling reply. `measured` is the rate (messages/hour) the queue was actually sending
-    /// at; the decrease starts from it when it is lower than the live limit. Returns whether the
-    /// rate was decreased.
-    pub fn on_throttle(&mut self, now: UnixMillis, measured: f64) -> bool {
+    /// A throttling reply. `accepted` is the rate (messages/hour) the site was seen to accept
+    /// just before (non-finite or below 1 when nothing was measured): the new estimate of its
+    /// limit, which the rate settles under. Returns whether the rate was decreased.
+    pub fn on_throttle(&mut self, now: UnixMillis, accepted: f64) -> bool {
         if self.in_holdoff(now) {
             return false;
         }
         let limit = self.current().unwrap_or(f64::INFINITY);
-        let base = if measured.is_finite() && measured >= 1.0 {
-            limit.min(measured)
-        } else if limit.is_finite() {
-            limit
-        } else {
-            // Unlimited and nothing sent lately (a refusal before the first message): there is
-            // no rate to go down from, and the floor would be a guess far too low.
-            return false;
+        let probing = match (self.rate, self.estimate) {
+            (Some(r), Some(e)) => !self.slow_start && r > e * self.config.settle_fraction * 1.001,
+            _ => false,
         };
-        self.rate = Some((base * self.config.decrease_factor).max(self.config.min));
+        if accepted.is_finite() && accepted >= 1.0 {
+            let e = accepted.min(limit);
+            self.estimate = Some(e);
+            self.rate = Some(e * self.config.settle_fraction);
+        } else if limit.is_finite() {
+            self.rate = Some(limit * self.config.decrease_factor);
+        } else {
+            // Unlimited and nothing accepted lately (a refusal before the first message): there
+            // is no rate to go down from, and the floor would be a guess far too low.
+            return false;
+        }
+        if probing {
+            let max = millis(self.config.probe_max).max(1);
+            self.probe_every_ms = self.probe_every_ms.saturating_mul(2).min(max);
+        }
+        self.slow_start = false;
         self.last_decrease = Some(now);
+        self.last_step = Some(now);
+        self.clamp();
+        if self.rate.is_none() {
+            // Clamped back to the configured maximum: keep the measured level as the live limit
+            // anyway, since the site just said the maximum is too much.
+            self.rate = Some((limit * self.config.decrease_factor).max(self.config.min));
+        }
         true
     }
 
@@ -150,7 +279,18 @@ impl Aimd {
         self.rate
     }
 
-    /// Whether the live limit is below the configured one (something was learned).
+    /// The site's estimated limit (messages per hour), once it throttled.
+    pub fn estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+
+    /// Whether the queue is still in its cold start.
+    pub fn in_slow_start(&self) -> bool {
+        self.slow_start
+    }
+
+    /// Whether the live limit is below the configured one (something was learned, or a cold
+    /// start is pacing the queue).
     pub fn is_reduced(&self) -> bool {
         self.rate.is_some()
     }
@@ -170,8 +310,8 @@ impl Aimd {
     }
 }
 
-/// Makes any configuration safe to compute with: a finite positive floor, a non-negative step
-/// and a decrease factor that actually decreases.
+/// Makes any configuration safe to compute with: a finite positive floor, a non-negative step,
+/// a decrease factor that actually decreases, growth that grows, fractions in range.
 fn sanitize(mut c: AimdConfig) -> AimdConfig {
     let finite_or = |v: f64, d: f64| if v.is_finite() { v } else { d };
     c.min = finite_or(c.min, 1.0).max(1.0);
@@ -180,5 +320,18 @@ fn sanitize(mut c: AimdConfig) -> AimdConfig {
     if !(c.decrease_factor > 0.0 && c.decrease_factor < 1.0) {
         c.decrease_factor = 0.5;
     }
+    c.start_rate = finite_or(c.start_rate, 0.0).max(0.0);
+    if c.start_rate > 0.0 {
+        c.start_rate = c.start_rate.max(c.min);
+    }
+    c.start_growth = finite_or(c.start_growth, 2.0);
+    if c.start_growth <= 1.0 {
+        c.start_growth = 2.0;
+    }
+    c.settle_fraction = finite_or(c.settle_fraction, 0.97);
+    if !(c.settle_fraction > 0.0 && c.settle_fraction <= 1.0) {
+        c.settle_fraction = 0.97;
+    }
+    c.probe_step = finite_or(c.probe_step, 0.0).clamp(0.0, 1.0);
     c
 }

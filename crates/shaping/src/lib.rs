@@ -72,14 +72,28 @@ pub enum Wait {
     Until(UnixMillis),
 }
 
-/// Counts one open connection; dropping it releases the slot.
+/// Counts one open connection; dropping it releases the slot. Until [`ConnectionPermit::
+/// established`] is called the connection also counts as still dialing.
 #[derive(Debug)]
 pub struct ConnectionPermit {
     counter: Arc<Mutex<u32>>,
+    /// Connections of the queue still dialing; `None` once this one is established.
+    dialing: Option<Arc<Mutex<u32>>>,
+}
+
+impl ConnectionPermit {
+    /// The site greeted the connection: it no longer counts as dialing.
+    pub fn established(&mut self) {
+        if let Some(d) = self.dialing.take() {
+            let mut n = d.lock();
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
+        self.established();
         let mut n = self.counter.lock();
         *n = n.saturating_sub(1);
     }
@@ -159,8 +173,10 @@ mod tests {
     #[test]
     fn connection_slots_are_counted_and_released_on_drop() {
         let (l, _) = limits("[default]\nmax_connections = 2\n");
-        let a = l.open_connection(&key(), &T).unwrap();
-        let _b = l.open_connection(&key(), &T).unwrap();
+        let mut a = l.open_connection(&key(), &T).unwrap();
+        a.established();
+        let mut b = l.open_connection(&key(), &T).unwrap();
+        b.established();
         assert_eq!(
             l.open_connection(&key(), &T).unwrap_err(),
             Wait::Connections
@@ -168,6 +184,38 @@ mod tests {
         assert_eq!(l.open_connections(&key()), 2);
         drop(a);
         assert!(l.open_connection(&key(), &T).is_ok());
+    }
+
+    #[test]
+    fn dials_in_flight_grow_with_the_connections_the_site_took() {
+        let (l, clock) = limits("[default]\nmax_connections = 20\n");
+        let mut first = l.open_connection(&key(), &T).unwrap();
+        assert_eq!(
+            l.open_connection(&key(), &T).unwrap_err(),
+            Wait::Until(1_000_005),
+            "one dial at a time until the site greets one"
+        );
+        first.established();
+        let mut open = vec![first];
+        // With n greeted, n/2 (at least one) may dial together.
+        while open.len() < 6 {
+            let mut p = l.open_connection(&key(), &T).unwrap();
+            p.established();
+            open.push(p);
+        }
+        let dials: Vec<_> = (0..3)
+            .map(|_| l.open_connection(&key(), &T).unwrap())
+            .collect();
+        assert!(l.open_connection(&key(), &T).is_err(), "6 greeted: 3 dials");
+        assert_eq!(l.open_connections(&key()), 9);
+        // A dial that fails frees its place in flight.
+        drop(dials);
+        clock.advance(Duration::from_millis(5));
+        assert!(l.open_connection(&key(), &T).is_ok());
+        // Static limits (adaptive off) dial the whole configured limit at once.
+        let (s, _) = limits("[default]\nmax_connections = 3\n[adaptive]\nenabled = false\n");
+        let all: Vec<_> = (0..3).map(|_| s.open_connection(&key(), &T)).collect();
+        assert!(all.iter().all(Result::is_ok));
     }
 
     #[test]
@@ -185,7 +233,8 @@ mod tests {
     #[test]
     fn connection_rate_spaces_new_connections() {
         let (l, clock) = limits("[default]\nmax_connection_rate = \"2/s\"\n");
-        let _a = l.open_connection(&key(), &T).unwrap();
+        let mut a = l.open_connection(&key(), &T).unwrap();
+        a.established();
         assert_eq!(
             l.open_connection(&key(), &T).unwrap_err(),
             Wait::Until(1_000_500)

@@ -205,6 +205,12 @@ fn aimd_config() -> AimdConfig {
         increase_per_success: 50.0,
         decrease_factor: 0.5,
         decrease_holdoff: Duration::from_secs(10),
+        start_rate: 3_600.0,
+        start_growth: 2.0,
+        settle_fraction: 0.9,
+        probe_step: 0.1,
+        probe_every: Duration::from_secs(5),
+        probe_max: Duration::from_secs(20),
     }
 }
 
@@ -219,25 +225,33 @@ fn aimd() -> Aimd {
     Aimd::new(aimd_config(), Some(per_hour(1_000)))
 }
 
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-6)
+}
+
 #[test]
-fn aimd_halves_on_throttle_once_per_burst_and_climbs_back_additively() {
+fn aimd_halves_an_unmeasured_throttle_once_per_burst_and_climbs_back_additively() {
     let mut a = aimd();
-    assert_eq!(a.current(), Some(1_000.0));
-    a.on_success(T0);
+    assert_eq!(
+        a.current(),
+        Some(1_000.0),
+        "a configured rate is trusted: no cold start"
+    );
+    a.on_success(T0, 1_000.0);
     assert_eq!(a.current(), Some(1_000.0), "never above max");
-    assert!(a.on_throttle(T0, f64::INFINITY));
+    assert!(a.on_throttle(T0, f64::NAN));
     assert_eq!(a.current(), Some(500.0));
     // A burst of throttles inside the hold-off counts once; successes there are ignored too.
     assert!(!a.on_throttle(T0 + 9_999, 10_000.0));
-    a.on_success(T0 + 5_000);
+    a.on_success(T0 + 5_000, 500.0);
     assert_eq!(a.current(), Some(500.0));
     for i in 0..4 {
-        a.on_success(T0 + 10_000 + i);
+        a.on_success(T0 + 10_000 + i, 500.0);
     }
     assert_eq!(a.current(), Some(700.0));
     assert_eq!(a.current_rate(), Some(per_hour(700)));
     for i in 0..4 {
-        assert!(a.on_throttle(T0 + 20_000 + i * 10_000, f64::INFINITY));
+        assert!(a.on_throttle(T0 + 20_000 + i * 10_000, f64::NAN));
     }
     assert_eq!(
         a.current(),
@@ -246,39 +260,173 @@ fn aimd_halves_on_throttle_once_per_burst_and_climbs_back_additively() {
     );
     // Back at the ceiling the learned rate is dropped: the configured maximum rules again.
     for i in 0..20 {
-        a.on_success(T0 + 100_000 + i);
+        a.on_success(T0 + 100_000 + i, 1_000.0);
     }
     assert_eq!(a.current(), Some(1_000.0));
     assert!(!a.is_reduced());
 }
 
 #[test]
-fn aimd_without_configured_rate_starts_from_the_measured_rate() {
-    let mut a = Aimd::new(aimd_config(), None);
-    assert_eq!(a.current(), None, "unlimited until the site complains");
+fn aimd_settles_just_under_what_the_site_accepted() {
+    let cfg = AimdConfig {
+        start_rate: 0.0,
+        ..aimd_config()
+    };
+    let mut a = Aimd::new(cfg, None);
+    assert_eq!(
+        a.current(),
+        None,
+        "start_rate 0: unlimited until the site complains"
+    );
+    assert!(!a.on_throttle(T0, f64::NAN), "nothing to go down from");
     assert!(a.on_throttle(T0, 3_000.0));
-    assert_eq!(a.current(), Some(1_500.0));
-    // A later throttle while sending below the live limit starts from what was really sent.
+    assert!(close(a.current(), 2_700.0), "{:?}", a.current());
+    assert_eq!(a.estimate(), Some(3_000.0));
+    // A later throttle with less accepted: the estimate follows the site down.
     assert!(a.on_throttle(T0 + 10_000, 1_000.0));
-    assert_eq!(a.current(), Some(500.0));
+    assert!(close(a.current(), 900.0));
+    // More accepted than the live limit allowed is a measuring artefact: the limit bounds it.
+    assert!(a.on_throttle(T0 + 20_000, 50_000.0));
+    assert_eq!(a.estimate(), Some(900.0));
+}
+
+#[test]
+fn cold_start_doubles_each_second_it_is_used_and_ends_at_the_first_throttle() {
+    let mut a = Aimd::new(aimd_config(), None);
+    assert!(a.in_slow_start());
+    assert_eq!(a.current(), Some(3_600.0), "paced from the first message");
+    a.on_success(T0, 3_600.0);
+    a.on_success(T0 + 999, 3_600.0);
+    assert_eq!(
+        a.current(),
+        Some(3_600.0),
+        "a whole second at the rate first"
+    );
+    a.on_success(T0 + 1_000, 1_000.0);
+    assert_eq!(
+        a.current(),
+        Some(3_600.0),
+        "a rate the queue does not use proves nothing"
+    );
+    a.on_success(T0 + 1_001, 3_600.0);
+    assert_eq!(a.current(), Some(7_200.0));
+    a.on_success(T0 + 2_001, 7_000.0);
+    assert_eq!(a.current(), Some(14_400.0));
+    assert!(a.on_throttle(T0 + 2_500, 10_000.0));
+    assert!(!a.in_slow_start());
+    assert!(close(a.current(), 9_000.0));
+    // Without any throttle the cold start ends unlimited once the rate limits nothing.
+    let mut b = Aimd::new(aimd_config(), None);
+    let mut t = T0;
+    for _ in 0..20 {
+        b.on_success(t, b.current().unwrap_or(f64::INFINITY));
+        t += 1_000;
+    }
+    assert_eq!(b.current(), None);
+    assert!(!b.in_slow_start());
+}
+
+#[test]
+fn probes_step_up_after_clean_intervals_and_back_off_after_a_failed_one() {
+    let cfg = AimdConfig {
+        start_rate: 0.0,
+        decrease_holdoff: Duration::from_secs(1),
+        ..aimd_config()
+    };
+    let mut a = Aimd::new(cfg, None);
+    assert!(a.on_throttle(T0, 10_000.0));
+    assert!(close(a.current(), 9_000.0));
+    let used = |a: &Aimd| a.current().unwrap_or(0.0);
+    a.on_success(T0 + 4_999, used(&a));
+    assert!(
+        close(a.current(), 9_000.0),
+        "no probe before a clean interval"
+    );
+    a.on_success(T0 + 5_000, used(&a));
+    assert!(
+        close(a.current(), 10_000.0),
+        "one step of 10% of the estimate"
+    );
+    a.on_success(T0 + 10_000, used(&a));
+    assert!(close(a.current(), 11_000.0));
+    assert_eq!(
+        a.estimate(),
+        Some(10_000.0),
+        "at the estimate proves nothing new"
+    );
+    a.on_success(T0 + 15_000, used(&a));
+    assert_eq!(
+        a.estimate(),
+        Some(11_000.0),
+        "a clean interval above it raises it"
+    );
+    assert!(close(a.current(), 12_100.0));
+    // The site throttles the probe: settle under what it accepted, wait twice as long.
+    assert!(a.on_throttle(T0 + 16_000, 11_000.0));
+    assert!(close(a.current(), 9_900.0));
+    a.on_success(T0 + 21_000, used(&a));
+    assert!(close(a.current(), 9_900.0), "the next probe waits 10 s now");
+    a.on_success(T0 + 26_000, used(&a));
+    assert!(close(a.current(), 11_000.0));
+    // Failed probes never wait longer than probe_max.
+    let mut t = T0 + 30_000;
+    for _ in 0..6 {
+        a.on_success(t + 60_000, used(&a));
+        t += 60_000;
+        assert!(a.on_throttle(t + 1, 11_000.0));
+    }
+    a.on_success(t + 20_001, used(&a));
+    assert!(close(a.current(), 11_000.0), "{:?}", a.current());
 }
 
 #[test]
 fn aimd_snapshot_round_trips_and_restore_clamps() {
     let mut a = aimd();
-    a.on_throttle(T0, f64::INFINITY);
+    a.on_throttle(T0, 800.0);
     let json = serde_json::to_string(&a.snapshot()).unwrap();
     let snap: AimdSnapshot = serde_json::from_str(&json).unwrap();
     let b = Aimd::restore(aimd_config(), Some(per_hour(1_000)), snap);
-    assert_eq!(b.current(), Some(500.0));
+    assert!(close(b.current(), 720.0));
+    assert_eq!(b.estimate(), Some(800.0), "the estimate survives a restart");
     // Still in hold-off after restore: the restart does not forget the recent decrease.
     let mut b2 = b.clone();
-    assert!(!b2.on_throttle(T0 + 1, f64::INFINITY));
+    assert!(!b2.on_throttle(T0 + 1, 100.0));
     let c = Aimd::restore(aimd_config(), Some(per_hour(300)), snap);
     assert_eq!(c.current(), Some(300.0));
     let mut d = b;
     d.reconfigure(aimd_config(), Some(per_hour(200)));
     assert_eq!(d.current(), Some(200.0));
+    // A cold start survives too, and a state written before estimates existed still reads.
+    let cold = Aimd::new(aimd_config(), None).snapshot();
+    assert!(cold.slow_start);
+    let json = serde_json::to_string(&cold).unwrap();
+    let back: AimdSnapshot = serde_json::from_str(&json).unwrap();
+    assert!(Aimd::restore(aimd_config(), None, back).in_slow_start());
+    let old: AimdSnapshot =
+        serde_json::from_str(r#"{"rate": 500.0, "last_decrease": null}"#).unwrap();
+    assert_eq!(old.estimate, None);
+    assert!(!old.slow_start);
+}
+
+#[test]
+fn nonsense_aimd_settings_are_made_safe() {
+    let cfg = AimdConfig {
+        min: f64::NAN,
+        start_rate: -5.0,
+        start_growth: 0.5,
+        settle_fraction: 7.0,
+        probe_step: f64::INFINITY,
+        ..aimd_config()
+    };
+    let mut a = Aimd::new(cfg, None);
+    assert_eq!(
+        a.current(),
+        None,
+        "a negative start rate means no cold start"
+    );
+    assert!(a.on_throttle(T0, 1_000.0));
+    let r = a.current().unwrap();
+    assert!(r.is_finite() && r > 0.0 && r <= 1_000.0, "{r}");
 }
 
 #[test]

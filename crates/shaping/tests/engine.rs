@@ -76,11 +76,21 @@ fn rate(l: &AdaptiveLimits, k: &QueueKey, t: &Target) -> Option<f64> {
     l.params(k, t).max_message_rate.map(Rate::per_hour)
 }
 
+/// A connection slot for a connection the site greeted.
+fn open(l: &AdaptiveLimits, k: &QueueKey, t: &Target) -> ConnectionPermit {
+    let mut p = l
+        .open_connection(k, t)
+        .unwrap_or_else(|w| panic!("no slot: {w:?}"));
+    p.established();
+    p
+}
+
 fn throttled(reply: &str) -> Observed<'_> {
     Observed::Failed {
         reply,
         class: BounceClass::SOFT,
         permanent: false,
+        session: false,
     }
 }
 
@@ -98,13 +108,18 @@ fn ms(n: u64) -> Duration {
 // ---- 1. AIMD -------------------------------------------------------------------------------
 
 #[test]
-fn aimd_decreases_from_the_measured_rate_once_per_holdoff_and_recovers_additively() {
+fn aimd_settles_under_what_the_site_accepted_once_per_holdoff_and_probes_back_up() {
     let (l, clock) = engine("[default]\nmax_message_rate = \"10/s\"\n");
     let (k, t) = (key("ip1"), to("example.test"));
-    assert_eq!(rate(&l, &k, &t), Some(36_000.0));
-    // Five messages in one second: half the configured pace, so the decrease starts from 18,000/h.
+    assert_eq!(
+        rate(&l, &k, &t),
+        Some(36_000.0),
+        "a configured rate: no cold start"
+    );
+    // Five messages in one second, all accepted: the site took 18,000/h when it throttled.
     for _ in 0..5 {
         l.reserve_message(&k, &t).unwrap();
+        l.observe(&k, &t, Observed::Delivered);
         clock.advance(ms(100));
     }
     let now = START + 1_000;
@@ -119,8 +134,8 @@ fn aimd_decreases_from_the_measured_rate_once_per_holdoff_and_recovers_additivel
     assert_eq!(a.scope, queue_scope("ip1", SITE));
     assert_eq!(a.reply.as_deref(), Some(THROTTLE));
     assert_eq!(a.rate_before, Some(36_000.0));
-    assert_eq!(a.rate_after, Some(14_400.0));
-    assert_eq!(rate(&l, &k, &t), Some(14_400.0));
+    assert_eq!(a.rate_after, Some(17_460.0), "97 % of what was accepted");
+    assert_eq!(rate(&l, &k, &t), Some(17_460.0));
 
     // A second throttle inside the 2 s hold-off is the same overload: no new decrease.
     clock.set(now + 1_999);
@@ -129,55 +144,98 @@ fn aimd_decreases_from_the_measured_rate_once_per_holdoff_and_recovers_additivel
     assert!(v.actions.is_empty(), "{:?}", v.actions);
     // Successes inside the hold-off were sent at the old pace and do not count either.
     l.observe(&k, &t, Observed::Delivered);
-    assert_eq!(rate(&l, &k, &t), Some(14_400.0));
+    assert_eq!(rate(&l, &k, &t), Some(17_460.0));
 
-    clock.set(now + 2_000);
+    // Five seconds of clean sending at the settled rate: one probe step of 3 % of the estimate.
+    for i in 0..5 {
+        clock.set(now + 4_000 + i * 210);
+        l.reserve_message(&k, &t).unwrap();
+    }
+    clock.set(now + 4_999);
     l.observe(&k, &t, Observed::Delivered);
     assert_eq!(
         rate(&l, &k, &t),
-        Some(14_460.0),
-        "+60/h per accepted message"
+        Some(17_460.0),
+        "not before a whole interval"
     );
-    // (36,000 - 14,460) / 60 = 359 more successes reach the ceiling.
-    for _ in 0..358 {
-        l.observe(&k, &t, Observed::Delivered);
-    }
-    assert_eq!(rate(&l, &k, &t), Some(35_940.0));
-    assert_eq!(l.snapshot().queues.len(), 1, "still a learned rate");
+    clock.set(now + 5_000);
     l.observe(&k, &t, Observed::Delivered);
-    assert_eq!(rate(&l, &k, &t), Some(36_000.0));
-    assert!(
-        l.snapshot().queues.is_empty(),
-        "back at the ceiling nothing learned is left"
-    );
-    // Past the ceiling it does not grow.
-    l.observe(&k, &t, Observed::Delivered);
-    assert_eq!(rate(&l, &k, &t), Some(36_000.0));
+    assert_eq!(rate(&l, &k, &t), Some(18_000.0));
+    assert_eq!(l.snapshot().queues.len(), 1, "a learned rate to persist");
 }
 
 #[test]
-fn aimd_on_an_unlimited_queue_starts_from_what_was_measured() {
+fn a_new_site_starts_cold_and_a_throttle_settles_under_what_it_accepted() {
     let (l, clock) = engine("");
     let (k, t) = (key("ip1"), to("example.test"));
-    assert_eq!(rate(&l, &k, &t), None);
-    for _ in 0..10 {
+    // Paced from the first message: 10/s, not the whole ready queue at once.
+    l.reserve_message(&k, &t).unwrap();
+    assert_eq!(rate(&l, &k, &t), Some(36_000.0));
+    assert_eq!(l.reserve_message(&k, &t), Err(Wait::Until(START + 100)));
+    l.observe(&k, &t, Observed::Delivered);
+    for i in 1..10 {
+        clock.set(START + i * 100);
         l.reserve_message(&k, &t).unwrap();
+        l.observe(&k, &t, Observed::Delivered);
     }
-    clock.set(START + 500);
-    // 10 messages, first one 0.5 s ago: measured over at least a second = 36,000/h; times 0.8.
+    // A whole second used and accepted: the rate doubles.
+    clock.set(START + 1_000);
+    l.reserve_message(&k, &t).unwrap();
+    l.observe(&k, &t, Observed::Delivered);
+    assert_eq!(rate(&l, &k, &t), Some(72_000.0));
+    // The site throttles: it accepted 11 in the last 1.5 s = 26,400/h; settle under that.
+    clock.set(START + 1_500);
     let v = l.observe(&k, &t, throttled(THROTTLE));
     assert_eq!(v.actions.len(), 1);
-    assert_eq!(v.actions[0].rate_before, None, "was unlimited");
-    assert_eq!(v.actions[0].rate_after, Some(28_800.0));
-    assert_eq!(rate(&l, &k, &t), Some(28_800.0));
+    assert_eq!(v.actions[0].rate_before, Some(72_000.0));
+    assert_eq!(v.actions[0].rate_after, Some(25_608.0));
 
-    // A queue that sent nothing measurable has no rate to decrease from: the recipient is held,
-    // the rate stays unlimited (a fall to the 60/h floor would be a guess far too low).
+    // A queue that never had anything accepted has only its cold-start rate to go down from.
     let k2 = key("ip2");
+    l.reserve_message(&k2, &t).unwrap();
     let v = l.observe(&k2, &t, throttled(THROTTLE));
-    assert!(v.actions.is_empty());
+    assert_eq!(v.actions.len(), 1);
+    assert_eq!(v.actions[0].rate_after, Some(28_800.0), "36,000 × 0.8");
     assert!(v.hold.is_some());
-    assert_eq!(rate(&l, &k2, &t), None);
+
+    // Static limits know no cold start.
+    let (s, _) = engine("[adaptive]\nenabled = false\n");
+    s.reserve_message(&k, &t).unwrap();
+    assert!(s.reserve_message(&k, &t).is_ok());
+    assert_eq!(rate(&s, &k, &t), None);
+}
+
+/// Regression: a cold start grew on accepted messages only, so a site that greylists every
+/// first attempt kept a new queue at 10/s for the whole campaign (benchmark `greylist` mix).
+#[test]
+fn regression_a_cold_start_grows_on_greylisting_replies_too() {
+    let (l, clock) = engine("");
+    let (k, t) = (key("ip1"), to("example.test"));
+    let greylisted = throttled("451 4.7.1 Greylisted, try again later");
+    for i in 0..=10 {
+        clock.set(START + i * 100);
+        l.reserve_message(&k, &t).unwrap();
+        let v = l.observe(&k, &t, greylisted);
+        assert!(
+            v.actions.is_empty() && v.hold.is_none(),
+            "not a throttle: {v:?}"
+        );
+    }
+    assert_eq!(rate(&l, &k, &t), Some(72_000.0));
+    // A refused sender is the site pushing back, whatever the words: no growth, a decrease.
+    let v = l.observe(
+        &k,
+        &t,
+        Observed::Failed {
+            reply: "451 Requested action aborted: local error in processing",
+            class: BounceClass::SOFT,
+            permanent: false,
+            session: true,
+        },
+    );
+    assert_eq!(v.actions.len(), 1, "{v:?}");
+    assert_eq!(v.actions[0].action, ActionKind::RateDecrease);
+    assert!(v.hold.is_some(), "held without an attempt");
 }
 
 #[test]
@@ -191,6 +249,7 @@ fn permanent_failures_are_not_throttles() {
             reply: "550 5.7.1 rate limited",
             class: BounceClass::MAIL_BLOCK,
             permanent: true,
+            session: false,
         },
     );
     assert_eq!(v.hold, None);
@@ -396,7 +455,7 @@ fn set_rule_caps_connections_for_its_duration() {
     assert_eq!(v.actions[0].action, ActionKind::Set);
     assert_eq!(v.actions[0].max_connections, Some(1));
     assert_eq!(l.params(&k, &t).max_connections, 1);
-    let _c = l.open_connection(&k, &t).unwrap();
+    let _c = open(&l, &k, &t);
     assert_eq!(l.open_connection(&k, &t).unwrap_err(), Wait::Connections);
     clock.advance(ms(600_000));
     assert_eq!(l.params(&k, &t).max_connections, 20);
@@ -421,12 +480,12 @@ fn bounce_rule_sets_the_bounce_verdict() {
 
 #[test]
 fn refused_connection_sets_the_live_limit_to_what_is_open_and_it_grows_back() {
-    let (l, _) =
+    let (l, clock) =
         engine("[default]\nmax_connections = 5\n[adaptive]\nconnection_increase_every = 3\n");
     let (k, t) = (key("ip1"), to("example.test"));
-    let a = l.open_connection(&k, &t).unwrap();
-    let b = l.open_connection(&k, &t).unwrap();
-    let c = l.open_connection(&k, &t).unwrap();
+    let a = open(&l, &k, &t);
+    let b = open(&l, &k, &t);
+    let c = open(&l, &k, &t);
     drop(c);
     let reply = "421 4.7.0 Too many connections";
     let v = l.observe(&k, &t, connect_failed(reply, true));
@@ -440,17 +499,25 @@ fn refused_connection_sets_the_live_limit_to_what_is_open_and_it_grows_back() {
     let again = connect_failed(reply, true);
     assert!(l.observe(&k, &t, again).actions.is_empty());
 
-    for expected in [3, 4] {
+    // The learned limit is kept for connection_probe_every (30 s) whatever is accepted.
+    for _ in 0..10 {
+        l.observe(&k, &t, Observed::Delivered);
+    }
+    assert_eq!(l.params(&k, &t).max_connections, 2);
+    clock.advance(Duration::from_secs(30));
+    l.observe(&k, &t, Observed::Delivered);
+    assert_eq!(
+        l.params(&k, &t).max_connections,
+        3,
+        "10 + 1 successes: one step"
+    );
+    for expected in [4, 5] {
         l.observe(&k, &t, Observed::Delivered);
         l.observe(&k, &t, Observed::Delivered);
         assert_eq!(l.params(&k, &t).max_connections, expected - 1);
         l.observe(&k, &t, Observed::Delivered);
         assert_eq!(l.params(&k, &t).max_connections, expected);
     }
-    for _ in 0..3 {
-        l.observe(&k, &t, Observed::Delivered);
-    }
-    assert_eq!(l.params(&k, &t).max_connections, 5);
     assert!(
         l.snapshot().queues.is_empty(),
         "override removed at the configured max"
@@ -634,6 +701,7 @@ fn invalid() -> Observed<'static> {
         reply: "550 5.1.1 No such user",
         class: BounceClass::INVALID_RECIPIENT,
         permanent: true,
+        session: false,
     }
 }
 
@@ -800,8 +868,8 @@ fn snapshot_round_trips_learned_state_into_a_new_engine() {
     a.snapshot();
     assert!(!a.is_dirty(), "clean right after a snapshot");
     // A learned connection limit on ip2.
-    let _c1 = a.open_connection(&key("ip2"), &t).unwrap();
-    let _c2 = a.open_connection(&key("ip2"), &t).unwrap();
+    let _c1 = open(&a, &key("ip2"), &t);
+    let _c2 = open(&a, &key("ip2"), &t);
     let refused = connect_failed(TOO_MANY, true);
     a.observe(&key("ip2"), &t, refused);
     assert!(a.is_dirty());

@@ -198,6 +198,7 @@ fn stats_json(unix_ms: u64, last: bool, providers: &[(String, String, Stats)]) -
         total.connections += s.connections;
         total.accepted += s.accepted;
         total.throttled += s.throttled;
+        total.refused_connections += s.refused_connections;
         total.greylisted += s.greylisted;
         total.rejected += s.rejected;
         total.deferred += s.deferred;
@@ -217,9 +218,16 @@ fn stats_json(unix_ms: u64, last: bool, providers: &[(String, String, Stats)]) -
 
 fn counters(s: &Stats) -> String {
     format!(
-        "\"connections\": {}, \"accepted\": {}, \"throttled\": {}, \"greylisted\": {}, \
-         \"rejected\": {}, \"deferred\": {}, \"blocks\": {}",
-        s.connections, s.accepted, s.throttled, s.greylisted, s.rejected, s.deferred, s.blocks
+        "\"connections\": {}, \"accepted\": {}, \"throttled\": {}, \"refused_connections\": {}, \
+         \"greylisted\": {}, \"rejected\": {}, \"deferred\": {}, \"blocks\": {}",
+        s.connections,
+        s.accepted,
+        s.throttled,
+        s.refused_connections,
+        s.greylisted,
+        s.rejected,
+        s.deferred,
+        s.blocks
     )
 }
 
@@ -291,6 +299,7 @@ mod tests {
             connections: 3,
             accepted: 10,
             throttled: 2,
+            refused_connections: 1,
             greylisted: 1,
             rejected: 0,
             deferred: 4,
@@ -310,12 +319,12 @@ mod tests {
         assert!(text.starts_with("{\"unix_ms\": 1234, \"final\": true, \"providers\": {"));
         assert!(text.contains(
             "\"big \\\"one\\\"\": {\"addr\": \"127.0.0.10:2525\", \"connections\": 3, \
-             \"accepted\": 10, \"throttled\": 2, \"greylisted\": 1, \"rejected\": 0, \
-             \"deferred\": 4, \"blocks\": 0}"
+             \"accepted\": 10, \"throttled\": 2, \"refused_connections\": 1, \
+             \"greylisted\": 1, \"rejected\": 0, \"deferred\": 4, \"blocks\": 0}"
         ));
         assert!(text.contains(
             "\"total\": {\"connections\": 3, \"accepted\": 15, \"throttled\": 3, \
-             \"greylisted\": 1, \"rejected\": 0, \"deferred\": 4, \"blocks\": 1}"
+             \"refused_connections\": 1, \"greylisted\": 1, \"rejected\": 0, \"deferred\": 4, \"blocks\": 1}"
         ));
         assert!(text.trim_end().ends_with("}}"));
     }

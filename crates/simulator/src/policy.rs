@@ -23,6 +23,8 @@ pub struct Stats {
     pub accepted: u64,
     /// Throttle replies: over the connection limit (`421`) or over the rate (`451 4.7.1`).
     pub throttled: u64,
+    /// Of `throttled`: connections turned away at the banner over the connection limit.
+    pub refused_connections: u64,
     /// Greylisting replies.
     pub greylisted: u64,
     /// Permanent refusals: unknown users and blocked sources.
@@ -130,6 +132,7 @@ impl Policy {
             && src.active >= effective(&self.cfg, src, max)
         {
             inner.stats.throttled += 1;
+            inner.stats.refused_connections += 1;
             if penalize(&self.cfg, src, now) {
                 inner.stats.blocks += 1;
             }

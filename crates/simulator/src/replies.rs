@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use cartero_smtp::reply::Reply;
+use cartero_smtp::reply::{EnhancedCode, Reply};
 
 use crate::scenario::Style;
 
@@ -28,15 +28,33 @@ pub(crate) enum Refusal {
 
 /// The reply for `refusal` in `style`, mentioning the source `ip` where the style does.
 pub(crate) fn refusal(style: Style, refusal: Refusal, ip: IpAddr) -> Reply {
-    let (code, enhanced) = match refusal {
-        Refusal::Connections => (421, (4, 7, 0)),
-        Refusal::Rate | Refusal::Greylisted => (451, (4, 7, 1)),
-        Refusal::Blocked => (554, (5, 7, 1)),
-        Refusal::UnknownUser => (550, (5, 1, 1)),
-        Refusal::MailboxFull => (452, (4, 2, 2)),
-        Refusal::Random => (451, (4, 3, 0)),
-    };
-    Reply::with_code(code, enhanced, text(style, refusal, ip))
+    let (code, enhanced) = codes(style, refusal);
+    Reply::new(
+        code,
+        enhanced.map(|(a, b, c)| EnhancedCode::new(a, b, c)),
+        text(style, refusal, ip),
+    )
+}
+
+/// Reply code and enhanced code. The big providers' styles use the codes most of the field
+/// uses; the ISP styles use others seen in the wild for the same situations (RFC 3463 4.3.x
+/// "system" codes for load, none at all from a terse server).
+fn codes(style: Style, refusal: Refusal) -> (u16, Option<(u8, u16, u16)>) {
+    use Refusal as R;
+    match (style, refusal) {
+        (Style::FrenchIsp, R::Connections) | (Style::Terse, R::Connections) => (421, None),
+        (Style::FrenchIsp, R::Rate) => (450, Some((4, 7, 1))),
+        (Style::GermanIsp, R::Connections) => (421, Some((4, 3, 2))),
+        (Style::GermanIsp, R::Rate) => (452, Some((4, 3, 1))),
+        (Style::Terse, R::Rate) | (Style::Terse, R::Random) => (451, None),
+        (Style::Terse, R::Greylisted) => (450, None),
+        (_, R::Connections) => (421, Some((4, 7, 0))),
+        (_, R::Rate | R::Greylisted) => (451, Some((4, 7, 1))),
+        (_, R::Blocked) => (554, Some((5, 7, 1))),
+        (_, R::UnknownUser) => (550, Some((5, 1, 1))),
+        (_, R::MailboxFull) => (452, Some((4, 2, 2))),
+        (_, R::Random) => (451, Some((4, 3, 0))),
+    }
 }
 
 fn text(style: Style, refusal: Refusal, ip: IpAddr) -> String {
@@ -85,6 +103,28 @@ fn text(style: Style, refusal: Refusal, ip: IpAddr) -> String {
         (Style::Outlook, R::Blocked) => {
             format!("Service unavailable, client host [{ip}] blocked by reputation policy (S-SIM)")
         }
+        (Style::FrenchIsp, R::Connections) => {
+            format!("Trop de connexions simultanees depuis {ip}, merci de reessayer plus tard")
+        }
+        (Style::FrenchIsp, R::Rate) => {
+            format!("Debit d'envoi trop eleve depuis {ip}, reessayez plus tard")
+        }
+        (Style::FrenchIsp, R::Greylisted) => {
+            "Adresse mise en liste grise, reessayez dans quelques minutes".into()
+        }
+        (Style::GermanIsp, R::Connections) => {
+            format!("Zu viele gleichzeitige Verbindungen von {ip}, bitte spaeter erneut versuchen")
+        }
+        (Style::GermanIsp, R::Rate) => {
+            format!("Sendevolumen von {ip} ueberschritten, bitte spaeter erneut versuchen")
+        }
+        (Style::Terse, R::Connections) => {
+            "Service not available, closing transmission channel".into()
+        }
+        (Style::Terse, R::Rate | R::Random) => {
+            "Requested action aborted: local error in processing".into()
+        }
+        (Style::Terse, R::Greylisted) => "Requested mail action not taken: try later".into(),
         (_, R::Connections) => "Try again later, closing connection".into(),
         (_, R::Rate) => format!("Too many messages from {ip}, rate limited, try again later"),
         (_, R::Blocked) => format!("Client host {ip} blocked for poor reputation"),

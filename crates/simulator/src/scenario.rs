@@ -31,7 +31,7 @@ pub enum ScenarioError {
 
 /// Wording of the replies, imitating the tone of a well-known provider (the text is our own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Style {
     /// Plain wording.
     #[default]
@@ -42,6 +42,13 @@ pub enum Style {
     Yahoo,
     /// Outlook-like (`(S-SIM)` tags, `[ip]` in text).
     Outlook,
+    /// A French ISP: replies in French, some without enhanced codes.
+    FrenchIsp,
+    /// A German ISP: replies in German with enhanced codes that do not say "policy".
+    GermanIsp,
+    /// Replies that say nothing: RFC 5321's stock phrases, no enhanced codes. Only where a reply
+    /// comes (the banner, MAIL FROM) tells what it means.
+    Terse,
 }
 
 /// A whole scenario: a seed and the providers.

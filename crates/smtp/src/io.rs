@@ -484,7 +484,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Says QUIT and closes, best effort within the QUIT timeout.
+    /// Says QUIT and closes, best effort within the QUIT timeout. Returns once the server has
+    /// closed its side too (or the timeout passed): a server that counts connections per
+    /// client frees the slot when it closes, so a connection opened after this returns is not
+    /// refused for one that is still going away.
     pub async fn quit(mut self) {
         let limit = self.timeouts.for_phase(Phase::Quit);
         let _ = timeout(limit, async {
@@ -495,6 +498,19 @@ impl Connection {
                 .is_ok()
             {
                 let _ = self.wire.stream.shutdown().await;
+                // Whatever a server still sends after its 221 is discarded, and only a little
+                // of it is waited for.
+                // A server that keeps the connection open after 221 costs a second at most.
+                let mut buf = [0u8; 512];
+                let _ = timeout(Duration::from_secs(1), async {
+                    for _ in 0..8 {
+                        match self.wire.stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => {}
+                        }
+                    }
+                })
+                .await;
             }
         })
         .await;

@@ -103,6 +103,58 @@ impl Meter {
     }
 }
 
+/// Accepted messages per second over the last minute: the window of sites that count their
+/// limits per minute, where the last second says nothing once the minute is used up.
+#[derive(Debug, Clone)]
+struct MinuteMeter {
+    started: Option<UnixMillis>,
+    /// Second of the newest bucket.
+    second: u64,
+    buckets: [u32; 60],
+}
+
+impl Default for MinuteMeter {
+    fn default() -> Self {
+        Self {
+            started: None,
+            second: 0,
+            buckets: [0; 60],
+        }
+    }
+}
+
+impl MinuteMeter {
+    fn advance(&mut self, now: UnixMillis) {
+        let s = now / 1_000;
+        if s <= self.second {
+            return;
+        }
+        let gap = (s - self.second).min(60);
+        for k in 1..=gap {
+            self.buckets[((self.second + k) % 60) as usize] = 0;
+        }
+        self.second = s;
+    }
+
+    fn record(&mut self, now: UnixMillis) {
+        self.started.get_or_insert(now);
+        self.advance(now);
+        let b = &mut self.buckets[(self.second % 60) as usize];
+        *b = b.saturating_add(1);
+    }
+
+    /// Per hour over the last minute, or since the first event when that is more recent (at
+    /// least one second).
+    fn per_hour(&mut self, now: UnixMillis) -> f64 {
+        self.advance(now);
+        let total: u64 = self.buckets.iter().map(|&b| u64::from(b)).sum();
+        let since = self
+            .started
+            .map_or(60.0, |t| now.saturating_sub(t) as f64 / 1_000.0);
+        total as f64 / since.clamp(1.0, 60.0) * 3_600.0
+    }
+}
+
 /// A temporary override with its end.
 #[derive(Debug, Clone)]
 struct Timed<T> {
@@ -114,18 +166,32 @@ struct Timed<T> {
 #[derive(Debug, Default)]
 struct QueueState {
     connections: Arc<Mutex<u32>>,
+    /// Of `connections`, those not greeted yet.
+    dialing: Arc<Mutex<u32>>,
     pacer: Pacer,
     conn_pacer: Pacer,
     /// Messages handed out.
     meter: Meter,
-    /// Messages the site accepted.
+    /// Transactions the site answered without pushing back (accepted, or refused for the
+    /// recipient's sake): the pace it took.
     accepted: Meter,
+    accepted_minute: MinuteMeter,
     aimd: Option<Aimd>,
+    /// Throttles in a row with nothing accepted in between, and when the last one came.
+    throttle_streak: u32,
+    last_throttle: Option<UnixMillis>,
+    accepted_since_throttle: bool,
+    /// Sending is paused until then after throttles in a row.
+    paused_until: UnixMillis,
     /// Connection limit learned from refusals; `None` = the configured one.
     live_connections: Option<u32>,
     /// Refusals since the last decrease of the connection limit, and when the first came.
     refusals: (u32, UnixMillis),
     successes_since_step: u32,
+    /// When a refusal last lowered the learned connection limit, and how long after it the
+    /// limit may be probed upwards (doubling with every decrease).
+    last_conn_decrease: UnixMillis,
+    conn_probe_every_ms: u64,
     /// Rate (messages/hour) imposed by a throttle rule or sweep.
     throttle: Option<Timed<f64>>,
     /// Connection limit imposed by a `set` rule.
@@ -257,6 +323,26 @@ impl AdaptiveLimits {
     }
 }
 
+/// How soon a queue whose dials in flight are at their limit asks again, milliseconds: about
+/// one loopback handshake, far less than any real one.
+const DIAL_RECHECK_MS: u64 = 5;
+
+/// The queue's live rate control, made on first use and kept in step with the configuration.
+fn aimd_of<'a>(q: &'a mut QueueState, c: &Compiled, key: &QueueKey, t: &Target) -> &'a mut Aimd {
+    let ceiling = c
+        .cfg
+        .resolve(&key.source, &key.site, t.domain, t.provider)
+        .max_message_rate;
+    let cfg = c.cfg.adaptive.aimd.clone();
+    match &mut q.aimd {
+        Some(a) => {
+            a.reconfigure(cfg, ceiling);
+            a
+        }
+        slot @ None => slot.insert(Aimd::new(cfg, ceiling)),
+    }
+}
+
 /// Configured limits narrowed by what was learned and what rules impose.
 fn live_params(
     c: &Compiled,
@@ -308,12 +394,21 @@ impl Limits for AdaptiveLimits {
         if *n >= p.max_connections {
             return Err(Wait::Connections);
         }
+        let mut dialing = q.dialing.lock();
+        // Dials in flight grow with the connections the site has already taken: at a site's
+        // connection limit, the dials that were in flight together are the refusals it costs
+        // to find it — a handful, not the whole configured limit opened at once.
+        if c.cfg.adaptive.enabled && *dialing >= (n.saturating_sub(*dialing) / 2).max(1) {
+            return Err(Wait::Until(now + DIAL_RECHECK_MS));
+        }
         if let Some(rate) = p.max_connection_rate {
             q.conn_pacer.reserve(rate, now).map_err(Wait::Until)?;
         }
         *n += 1;
+        *dialing += 1;
         Ok(ConnectionPermit {
             counter: q.connections.clone(),
+            dialing: Some(q.dialing.clone()),
         })
     }
 
@@ -322,6 +417,11 @@ impl Limits for AdaptiveLimits {
         let now = self.now();
         let mut inner = self.inner.lock();
         let q = inner.queues.entry(key.clone()).or_default();
+        if c.cfg.adaptive.enabled && q.aimd.is_none() {
+            // The first message of a queue: its live rate starts here (a cold start, unless a
+            // rate is configured).
+            aimd_of(q, &c, key, t);
+        }
         if let Some(rate) = live_params(&c, key, t, Some(q), now).max_message_rate {
             q.pacer.reserve(rate, now).map_err(Wait::Until)?;
         }

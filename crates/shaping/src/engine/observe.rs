@@ -2,10 +2,10 @@
 //! connection limit and sweeps. Called with the engine lock held; pure apart from `inner`.
 
 use super::{ActionKind, Compiled, Inner, Observed, QueueState, Scope, ShapingAction, Suspension};
-use super::{SweepState, Target, Timed, Verdict};
+use super::{SweepState, Target, Timed, Verdict, aimd_of};
+use crate::QueueKey;
 use crate::rules::{Action, Triggered};
 use crate::sweep::{Outcome, Sweep, SweepKind, SweepMetric};
-use crate::{Aimd, QueueKey};
 use cartero_bounce::BounceClass;
 use cartero_clock::UnixMillis;
 use std::sync::Arc;
@@ -35,12 +35,20 @@ pub(super) fn observe(
             reply,
             class,
             permanent,
+            session,
         } => {
             apply_rules(inner, c, key, t, reply, now, &mut v);
-            on_failed(inner, c, key, t, (reply, class, permanent), now, &mut v);
+            let pushback = !permanent && (session || c.throttle.is_match(reply));
+            if !pushback && !session {
+                // Refused for the recipient's sake (greylisting, unknown user): the site took
+                // the transaction at this pace, which is what the live rate needs to know.
+                on_answered(inner, c, key, t, now);
+            }
+            on_failed(inner, c, key, t, (reply, class, pushback), now, &mut v);
         }
         Observed::Deferred { reply, class } => {
-            on_failed(inner, c, key, t, (reply, class, false), now, &mut v);
+            let pushback = c.throttle.is_match(reply);
+            on_failed(inner, c, key, t, (reply, class, pushback), now, &mut v);
             // A rule fired by the connection's reply may have suspended the queue: the recipients
             // that waited for the connection wait for the suspension, without an attempt.
             if let Err(h) = inner.check_suspended(key, t.domain, now) {
@@ -126,52 +134,52 @@ fn apply_rules(
     }
 }
 
-/// A recipient failed: a throttling reply slows the queue, and the sweep counts it.
+/// A recipient failed: the site pushing back (a throttling reply, or a transient refusal of
+/// the session) slows the queue, and the sweep counts it.
 fn on_failed(
     inner: &mut Inner,
     c: &Compiled,
     key: &QueueKey,
     t: &Target,
-    (reply, class, permanent): (&str, BounceClass, bool),
+    (reply, class, pushback): (&str, BounceClass, bool),
     now: UnixMillis,
     v: &mut Verdict,
 ) {
-    if !permanent && c.throttle.is_match(reply) {
+    if pushback {
         on_throttle(inner, c, key, t, reply, now, v);
     }
     sweep(inner, c, key, t, Outcome::Failed { class }, now, v);
 }
 
-fn aimd_of<'a>(q: &'a mut QueueState, c: &Compiled, key: &QueueKey, t: &Target) -> &'a mut Aimd {
-    let ceiling = c
-        .cfg
-        .resolve(&key.source, &key.site, t.domain, t.provider)
-        .max_message_rate;
-    let cfg = c.cfg.adaptive.aimd.clone();
-    match &mut q.aimd {
-        Some(a) => {
-            a.reconfigure(cfg, ceiling);
-            a
+/// The site answered a transaction without pushing back: it took this pace. Counted in the
+/// meters a throttle's estimate is taken from, and lets the live rate grow.
+fn on_answered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now: UnixMillis) {
+    let q = inner.queues.entry(key.clone()).or_default();
+    q.accepted.record(now);
+    q.accepted_minute.record(now);
+    q.throttle_streak = 0;
+    q.accepted_since_throttle = true;
+    if q.aimd.is_some() {
+        let sending = q.meter.per_hour(now);
+        let a = aimd_of(q, c, key, t);
+        if a.is_reduced() {
+            a.on_success(now, sending);
+            inner.dirty = true;
         }
-        slot @ None => slot.insert(Aimd::new(cfg, ceiling)),
     }
 }
 
 fn on_delivered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now: UnixMillis) {
+    on_answered(inner, c, key, t, now);
     let q = inner.queues.entry(key.clone()).or_default();
-    q.accepted.record(now);
-    if q.aimd.is_some() {
-        let a = aimd_of(q, c, key, t);
-        if a.is_reduced() {
-            a.on_success(now);
-            inner.dirty = true;
-        }
-    }
     let Some(live) = q.live_connections else {
         return;
     };
     q.successes_since_step += 1;
-    if q.successes_since_step >= c.cfg.adaptive.connection_increase_every {
+    // Above a learned limit only after a while without refusals: the site said how many
+    // connections it takes, and probing again at once would only be refused again.
+    let quiet = now.saturating_sub(q.last_conn_decrease) >= q.conn_probe_every_ms;
+    if q.successes_since_step >= c.cfg.adaptive.connection_increase_every && quiet {
         q.successes_since_step = 0;
         let configured = c
             .cfg
@@ -200,8 +208,12 @@ fn base_action(
     a
 }
 
-/// Pause after a rate decrease, milliseconds.
-const THROTTLE_PAUSE_MS: u64 = 1_000;
+/// First pause when a site keeps throttling with nothing accepted in between, milliseconds;
+/// doubles with every further throttle in a row, up to [`MAX_STREAK_PAUSE_MS`].
+const STREAK_PAUSE_MS: u64 = 500;
+const MAX_STREAK_PAUSE_MS: u64 = 32_000;
+/// Throttles closer than this to the previous one were in flight together: one verdict.
+const SAME_BURST_MS: u64 = 250;
 
 fn on_throttle(
     inner: &mut Inner,
@@ -213,29 +225,40 @@ fn on_throttle(
     v: &mut Verdict,
 ) {
     let q = inner.queues.entry(key.clone()).or_default();
-    // When the site is overloaded, what it accepted over the last second is its limit: decrease
-    // from that rather than from what we pushed at it, so one decrease lands near the limit.
-    let accepted = q.accepted.per_hour(now);
-    let sent = q.meter.per_hour(now);
-    let measured = if accepted >= 1.0 {
-        accepted.min(sent)
-    } else {
-        sent
-    };
-    let a = aimd_of(q, c, key, t);
-    let before = a.current();
     // The recipient waits for the lower rate without using up an attempt: the site refused the
     // pace, not the recipient.
     v.hold_until(Some(now));
-    if a.on_throttle(now, measured) {
-        let after = a.current();
-        // Sites count over a sliding second (or more): sending on at once, even at the lower
-        // rate, only meets the window the overshoot filled. Pause one second first.
-        q.pacer.pause_until(now.saturating_add(THROTTLE_PAUSE_MS));
+    let in_row = q.last_throttle.is_some() && !q.accepted_since_throttle;
+    q.accepted_since_throttle = false;
+    let same_burst = q
+        .last_throttle
+        .is_some_and(|l| now.saturating_sub(l) < SAME_BURST_MS);
+    if in_row && !same_burst && now >= q.paused_until {
+        // Still refused after settling (or after the last pause), with nothing accepted: the
+        // site's window is full — a per-minute limit, or a shrunk one. Waiting is all that helps.
+        q.throttle_streak += 1;
+        let pause = STREAK_PAUSE_MS
+            .saturating_mul(1 << (q.throttle_streak - 1).min(16))
+            .min(MAX_STREAK_PAUSE_MS);
+        q.paused_until = now.saturating_add(pause);
+        q.pacer.pause_until(q.paused_until);
+    }
+    q.last_throttle = Some(now);
+    // What the site accepted just before is its limit: over the last second or two, or over
+    // the last minute once a streak shows the last seconds accepted nothing.
+    let last_seconds = q.accepted.per_hour(now);
+    let accepted = if q.throttle_streak == 0 && last_seconds >= 1.0 {
+        last_seconds
+    } else {
+        q.accepted_minute.per_hour(now)
+    };
+    let a = aimd_of(q, c, key, t);
+    let before = a.current();
+    if a.on_throttle(now, accepted) {
         let mut e = base_action(ActionKind::RateDecrease, "aimd", key, t);
         e.reply = Some(reply.to_string());
         e.rate_before = before;
-        e.rate_after = after;
+        e.rate_after = a.current();
         v.actions.push(e);
     }
 }
@@ -244,6 +267,9 @@ fn on_throttle(
 /// not enough: at connection turnover the site may not have freed the old slot yet when the new
 /// connection arrives, and such a race says nothing about its limit.
 const REFUSALS_TO_DECREASE: u32 = 3;
+
+/// Longest wait before probing a learned connection limit again.
+const MAX_CONN_PROBE_MS: u64 = 15 * 60 * 1_000;
 
 fn on_refused(
     inner: &mut Inner,
@@ -272,6 +298,15 @@ fn on_refused(
     q.live_connections = Some(target);
     q.refusals = (0, now);
     q.successes_since_step = 0;
+    let base = crate::rules::millis(c.cfg.adaptive.connection_probe_every);
+    q.conn_probe_every_ms = match q.last_conn_decrease {
+        0 => base,
+        _ => q
+            .conn_probe_every_ms
+            .saturating_mul(2)
+            .clamp(base, MAX_CONN_PROBE_MS),
+    };
+    q.last_conn_decrease = now;
     let mut e = base_action(ActionKind::ConnectionsDecrease, "aimd", key, t);
     e.reply = Some(reply.to_string());
     e.max_connections = Some(target);

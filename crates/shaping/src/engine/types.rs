@@ -24,6 +24,10 @@ pub enum Observed<'a> {
         reply: &'a str,
         class: BounceClass,
         permanent: bool,
+        /// The reply refused the sender or the session, not this recipient: a reply to MAIL
+        /// FROM, or a 421 (closing the channel). A transient one is the site pushing back
+        /// whatever its words — recipients are refused at RCPT or after the data.
+        session: bool,
     },
     /// A recipient deferred because no connection could be made for it. The connection itself
     /// was observed (as [`Observed::ConnectFailed`]), so response rules do not count its reply

@@ -11,7 +11,8 @@
 //!   factor from whatever was pushed at the site — one decrease lands near the limit.
 //! - **Probing.** Limits change (reputation, time of day), so above the estimate the rate steps
 //!   up gently (`probe_step` of the estimate every `probe_every` of clean sending). A step that
-//!   lasts a whole interval without a throttle proves the site takes more: the estimate follows.
+//!   lasts a whole interval without a throttle proves the site takes more: the estimate follows,
+//!   and the next step is twice as large (an estimate taken too low is left quickly).
 //!   A throttle during a probe doubles the wait before the next one (up to `probe_max`), so a
 //!   site that means its limit sees fewer and fewer probes.
 //!
@@ -111,7 +112,14 @@ pub struct Aimd {
     last_step: Option<UnixMillis>,
     /// Wait between probe steps now, milliseconds.
     probe_every_ms: u64,
+    /// Multiplier of the probe step: doubles after every probe the site took (up to
+    /// [`MAX_PROBE_GAIN`]), back to 1 after one it throttled — an estimate that was too low
+    /// is left in a few steps, a right one is only ever probed by `probe_step`.
+    probe_gain: f64,
 }
+
+/// Largest multiplier of a probe step.
+const MAX_PROBE_GAIN: f64 = 8.0;
 
 impl Aimd {
     /// A queue with a configured maximum starts there (the operator's word is trusted until the
@@ -129,6 +137,7 @@ impl Aimd {
             last_decrease: None,
             estimate: None,
             last_step: None,
+            probe_gain: 1.0,
         }
     }
 
@@ -219,9 +228,11 @@ impl Aimd {
                 if r > e {
                     self.estimate = Some(r);
                     self.probe_every_ms = millis(self.config.probe_every).max(1);
+                    self.probe_gain = (self.probe_gain * 2.0).min(MAX_PROBE_GAIN);
                 }
                 self.last_step = Some(now);
-                self.rate = Some(r + self.config.probe_step * self.estimate.unwrap_or(e));
+                let step = self.config.probe_step * self.probe_gain;
+                self.rate = Some(r + step * self.estimate.unwrap_or(e));
             }
             None => self.rate = Some(r + self.config.increase_per_success),
         }
@@ -255,6 +266,7 @@ impl Aimd {
             let max = millis(self.config.probe_max).max(1);
             self.probe_every_ms = self.probe_every_ms.saturating_mul(2).min(max);
         }
+        self.probe_gain = 1.0;
         self.slow_start = false;
         self.last_decrease = Some(now);
         self.last_step = Some(now);

@@ -360,7 +360,10 @@ fn probes_step_up_after_clean_intervals_and_back_off_after_a_failed_one() {
         Some(11_000.0),
         "a clean interval above it raises it"
     );
-    assert!(close(a.current(), 12_100.0));
+    assert!(
+        close(a.current(), 13_200.0),
+        "and the next step is twice as large"
+    );
     // The site throttles the probe: settle under what it accepted, wait twice as long.
     assert!(a.on_throttle(T0 + 16_000, 11_000.0));
     assert!(close(a.current(), 9_900.0));

@@ -183,12 +183,12 @@ fn a_new_site_starts_cold_and_a_throttle_settles_under_what_it_accepted() {
     l.reserve_message(&k, &t).unwrap();
     l.observe(&k, &t, Observed::Delivered);
     assert_eq!(rate(&l, &k, &t), Some(72_000.0));
-    // The site throttles: it accepted 11 in the last 1.5 s = 26,400/h; settle under that.
+    // The site throttles: it took 6 in the last second (21,600/h); settle just under that.
     clock.set(START + 1_500);
     let v = l.observe(&k, &t, throttled(THROTTLE));
     assert_eq!(v.actions.len(), 1);
     assert_eq!(v.actions[0].rate_before, Some(72_000.0));
-    assert_eq!(v.actions[0].rate_after, Some(25_608.0));
+    assert_eq!(v.actions[0].rate_after, Some(20_952.0));
 
     // A queue that never had anything accepted has only its cold-start rate to go down from.
     let k2 = key("ip2");

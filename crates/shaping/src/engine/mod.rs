@@ -58,100 +58,63 @@ impl Compiled {
     }
 }
 
-/// Events counted over the last one to two seconds: how fast a queue sends, and how fast its
-/// site accepts — the rate a throttle reply is a verdict on.
-#[derive(Debug, Default, Clone)]
-struct Meter {
-    started: Option<UnixMillis>,
-    second: u64,
-    current: u32,
-    previous: u32,
-}
-
-impl Meter {
-    fn tick(&mut self, now: UnixMillis) {
-        let s = now / 1_000;
-        if s != self.second {
-            self.previous = if s == self.second + 1 {
-                self.current
-            } else {
-                0
-            };
-            self.current = 0;
-            self.second = s;
-        }
-    }
-
-    fn record(&mut self, now: UnixMillis) {
-        self.started.get_or_insert(now);
-        self.tick(now);
-        self.current = self.current.saturating_add(1);
-    }
-
-    /// Per hour over the last 1–2 seconds (or since the first event, when that is more recent:
-    /// a queue that just started must not look slower than it is).
-    fn per_hour(&mut self, now: UnixMillis) -> f64 {
-        self.tick(now);
-        let window = 1.0 + (now % 1_000) as f64 / 1_000.0;
-        let since_start = self
-            .started
-            .map_or(window, |t| now.saturating_sub(t) as f64 / 1_000.0);
-        // At least a second: sites count their limits over a second or more, so a burst in the
-        // first milliseconds says nothing about the sustainable rate.
-        let elapsed = window.min(since_start.max(1.0));
-        f64::from(self.previous + self.current) / elapsed * 3_600.0
-    }
-}
-
-/// Accepted messages per second over the last minute: the window of sites that count their
-/// limits per minute, where the last second says nothing once the minute is used up.
+/// Events counted in a sliding window of `N` buckets of `W` ms (the newest one filling):
+/// how fast a queue sends and how fast its site takes it, over the last second ([`Meter`]) and
+/// over the last minute ([`MinuteMeter`]). Fine buckets matter: a site's limit is a count over
+/// its own sliding window, and an estimate blurred over two seconds of a ramp misses it by the
+/// ramp's slope.
 #[derive(Debug, Clone)]
-struct MinuteMeter {
+struct Window<const N: usize, const W: u64> {
     started: Option<UnixMillis>,
-    /// Second of the newest bucket.
-    second: u64,
-    buckets: [u32; 60],
+    /// Index (time / W) of the newest bucket.
+    newest: u64,
+    buckets: [u32; N],
 }
 
-impl Default for MinuteMeter {
+/// The last second, in tenths.
+type Meter = Window<11, 100>;
+/// The last minute, in seconds: the window of sites that count per minute, where the last
+/// second says nothing once the minute is used up.
+type MinuteMeter = Window<61, 1_000>;
+
+impl<const N: usize, const W: u64> Default for Window<N, W> {
     fn default() -> Self {
         Self {
             started: None,
-            second: 0,
-            buckets: [0; 60],
+            newest: 0,
+            buckets: [0; N],
         }
     }
 }
 
-impl MinuteMeter {
+impl<const N: usize, const W: u64> Window<N, W> {
     fn advance(&mut self, now: UnixMillis) {
-        let s = now / 1_000;
-        if s <= self.second {
+        let b = now / W;
+        if b <= self.newest {
             return;
         }
-        let gap = (s - self.second).min(60);
+        let gap = (b - self.newest).min(N as u64);
         for k in 1..=gap {
-            self.buckets[((self.second + k) % 60) as usize] = 0;
+            self.buckets[((self.newest + k) % N as u64) as usize] = 0;
         }
-        self.second = s;
+        self.newest = b;
     }
 
     fn record(&mut self, now: UnixMillis) {
         self.started.get_or_insert(now);
         self.advance(now);
-        let b = &mut self.buckets[(self.second % 60) as usize];
+        let b = &mut self.buckets[(self.newest % N as u64) as usize];
         *b = b.saturating_add(1);
     }
 
-    /// Per hour over the last minute, or since the first event when that is more recent (at
-    /// least one second).
+    /// Per hour over the window, or since the first event when that is more recent — but over
+    /// at least a second: a burst in the first milliseconds says nothing about a sustainable rate.
     fn per_hour(&mut self, now: UnixMillis) -> f64 {
         self.advance(now);
         let total: u64 = self.buckets.iter().map(|&b| u64::from(b)).sum();
-        let since = self
-            .started
-            .map_or(60.0, |t| now.saturating_sub(t) as f64 / 1_000.0);
-        total as f64 / since.clamp(1.0, 60.0) * 3_600.0
+        let span = ((N as u64 - 1) * W + now % W) as f64;
+        let since = self.started.map_or(span, |t| now.saturating_sub(t) as f64);
+        total as f64 / (span.min(since).max(1_000.0) / 1_000.0) * 3_600.0
     }
 }
 
@@ -628,5 +591,34 @@ impl Inner {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Meter, MinuteMeter};
+
+    #[test]
+    fn windows_count_the_last_second_or_minute_and_forget_the_rest() {
+        let mut m = Meter::default();
+        let t0 = 1_000_000;
+        for i in 0..20 {
+            m.record(t0 + i * 100);
+        }
+        // Events at t0 … t0+1900; at t0+1900 the window holds t0+900 … t0+1900 (11), over 1 s.
+        assert_eq!(m.per_hour(t0 + 1_900), 11.0 * 3_600.0);
+        // Half a second later five of them have left; a long gap empties the ring.
+        assert_eq!(m.per_hour(t0 + 2_450), 6.0 / 1.05 * 3_600.0);
+        assert_eq!(m.per_hour(t0 + 60_000), 0.0);
+        m.record(t0 + 60_000);
+        assert_eq!(m.per_hour(t0 + 60_000), 3_600.0);
+
+        // A queue that started 10 s ago is measured over those 10 s, not over a minute.
+        let mut minute = MinuteMeter::default();
+        for i in 0..100 {
+            minute.record(t0 + i * 100);
+        }
+        assert_eq!(minute.per_hour(t0 + 10_000), 10.0 * 3_600.0);
+        assert_eq!(minute.per_hour(t0 + 130_000), 0.0);
     }
 }

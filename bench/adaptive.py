@@ -667,8 +667,7 @@ def report(cfg, facts, runs, started, wall_s):
         *(fmt_row(run, r) for run in ordered for r in run["results"]),
         "",
         *filter(None, (verdict(run) for run in ordered)),
-        "",
-        f"Whole run: {hms(wall_s)}.",
+        *(["", f"Whole run: {hms(wall_s)}."] if wall_s else []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -761,11 +760,51 @@ def run_all(cfg, runs, work, doc, results_path):
             save(results_path, doc)
 
 
+def merge(paths):
+    """One report from the results.json files of several runs (a full run takes hours, so it
+    may be done in parts, e.g. every system at 1 minute and adaptive alone at 5). The rows
+    keep their mix order, the parts' commands are listed, and the docs block is rewritten
+    when every part had a mix × length that the others did not."""
+    docs = []
+    for path in paths:
+        with open(path) as f:
+            docs.append(json.load(f))
+    runs, seen = [], set()
+    for d in docs:
+        for run in d["runs"]:
+            key = (run["mix"], run["minutes"])
+            if key in seen:
+                raise ValueError(f"{run['mix']} at {run['minutes']} min is in two parts")
+            seen.add(key)
+            runs.append(run)
+    mixes = [r["mix"] for r in docs[0]["runs"]]
+    runs.sort(key=lambda r: (r["minutes"] or 0, mixes.index(r["mix"]) if r["mix"] in mixes
+                             else len(mixes)))
+    for i, run in enumerate(runs):
+        run["order"] = i
+    cfg = dict(docs[0]["settings"])
+    cfg["command"] = "` and `".join(d["settings"]["command"] for d in docs)
+    wall = sum(d.get("wall_s", 0.0) for d in docs)
+    started = " and ".join(d["started"] for d in docs)
+    return report(cfg, docs[0]["machine"], runs, started, wall)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
 def main():
+    if os.environ.get("MERGE"):
+        try:
+            block = merge(os.environ["MERGE"].split(","))
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
+            print(f"bench/adaptive.py: MERGE: {e}", file=sys.stderr)
+            return 2
+        print(block)
+        if os.environ.get("UPDATE_DOCS", "1") == "1":
+            update_docs(block)
+            print(f"updated {DOCS}")
+        return 0
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (`cmd &`)
     cfg = settings()
@@ -800,6 +839,7 @@ def main():
         print(f"results so far: {results_path}")
         return 130
     block = report(cfg, facts, runs, started, time.monotonic() - t0)
+    doc["wall_s"] = time.monotonic() - t0
     save(results_path, doc)
     print()
     print(block)

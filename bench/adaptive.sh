@@ -18,7 +18,7 @@ fi
 for tool in /usr/sbin/smtp-source /usr/sbin/postfix /usr/bin/python3 script; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }
 done
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${MERGE:-}" ]; then
     cargo build --release -j2 --bin cartero --bin cartero-simulator
 fi
 export PYTHONDONTWRITEBYTECODE=1

@@ -527,6 +527,22 @@ fn refused_connection_sets_the_live_limit_to_what_is_open_and_it_grows_back() {
 
 // ---- 5. Sources that cannot connect -----------------------------------------------------------
 
+/// A reset while other connections of the queue are being served is the site counting
+/// connections (some refuse over their limit at the TCP level, or close before the banner):
+/// the limit is learned, the source is not avoided.
+#[test]
+fn a_connection_reset_while_the_site_serves_others_lowers_the_limit_not_the_source() {
+    let (l, _) = engine("[default]\nmax_connections = 5\n");
+    let (k, t) = (key("ip1"), to("example.test"));
+    let _a = open(&l, &k, &t);
+    let _b = open(&l, &k, &t);
+    let v = l.observe(&k, &t, connect_failed(NET_DOWN, false));
+    assert_eq!(v.actions.len(), 1, "{:?}", v.actions);
+    assert_eq!(v.actions[0].action, ActionKind::ConnectionsDecrease);
+    assert_eq!(l.params(&k, &t).max_connections, 2);
+    assert_eq!(l.admit(&k, &t, false), Ok(()), "the source is not avoided");
+}
+
 #[test]
 fn network_connect_failure_avoids_the_source_unless_allowed() {
     let (l, clock) = engine("");

@@ -57,7 +57,13 @@ pub(super) fn observe(
         }
         Observed::ConnectFailed { reply, refused } => {
             apply_rules(inner, c, key, t, reply, now, &mut v);
-            if refused || c.throttle.is_match(reply) {
+            // A site that resets or drops a connection while it is serving others from the
+            // same source is counting connections, not unreachable: the source is not avoided.
+            let serving = inner.queues.get(key).is_some_and(|q| {
+                let open = *q.connections.lock();
+                open > *q.dialing.lock()
+            });
+            if refused || serving || c.throttle.is_match(reply) {
                 on_refused(inner, c, key, t, reply, now, &mut v);
             } else {
                 avoid(inner, c, key, t, reply, now, &mut v);

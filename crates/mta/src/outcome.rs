@@ -80,6 +80,12 @@ impl Failure {
         }
     }
 
+    /// The reply refused the session or the sender rather than the recipient: a reply to MAIL
+    /// FROM, or a 421 (the server closing the channel), whatever its words.
+    pub fn refuses_session(&self) -> bool {
+        self.session || self.reply.as_ref().is_some_and(|r| r.code == 421)
+    }
+
     /// A failure with no remote reply (connection refused, timeout, DNS), with a class chosen by the
     /// caller, who knows what failed.
     pub fn local(text: impl Into<String>, class: BounceClass, rule: &str) -> Self {

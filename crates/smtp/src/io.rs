@@ -498,9 +498,8 @@ impl Connection {
                 .is_ok()
             {
                 let _ = self.wire.stream.shutdown().await;
-                // Whatever a server still sends after its 221 is discarded, and only a little
-                // of it is waited for.
-                // A server that keeps the connection open after 221 costs a second at most.
+                // Whatever a server still sends after its 221 is discarded; one that keeps the
+                // connection open costs a second at most.
                 let mut buf = [0u8; 512];
                 let _ = timeout(Duration::from_secs(1), async {
                     for _ in 0..8 {

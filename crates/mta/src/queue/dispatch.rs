@@ -109,9 +109,11 @@ impl Scheduler {
         }
         // Recipients that just became due should be routed before we tell a worker there is nothing.
         self.pump_due();
-        // A worker asking is a connection the site greeted: the queue may dial its next one
-        // (shaping limits the dials in flight to what the site has already taken).
-        self.dirty.insert(key.clone());
+        // A worker asking is a connection the site greeted: a queue whose next dial was put off
+        // (shaping limits the dials in flight to what the site has already taken) may dial now.
+        if self.blocked.contains_key(&key) {
+            self.dirty.insert(key.clone());
+        }
         match self.make_batch(&key) {
             Batch::Done if wait => {
                 if let Some(q) = self.ready.get_mut(&key) {

@@ -265,7 +265,7 @@ impl Settler {
                 reply: &reply,
                 class: f.class,
                 permanent,
-                session: f.session || f.reply.as_ref().is_some_and(|r| r.code == 421),
+                session: f.refuses_session(),
             },
         };
         let (observed, sent) = match outcome {

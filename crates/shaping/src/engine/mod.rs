@@ -140,10 +140,10 @@ struct QueueState {
     accepted: Meter,
     accepted_minute: MinuteMeter,
     aimd: Option<Aimd>,
-    /// Throttles in a row with nothing accepted in between, and when the last one came.
+    /// Throttles in a row with nothing answered in between, and when the last of them came
+    /// (`None` once the site answered again).
     throttle_streak: u32,
     last_throttle: Option<UnixMillis>,
-    accepted_since_throttle: bool,
     /// Sending is paused until then after throttles in a row.
     paused_until: UnixMillis,
     /// Connection limit learned from refusals; `None` = the configured one.

@@ -164,14 +164,11 @@ fn on_answered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now:
     q.accepted.record(now);
     q.accepted_minute.record(now);
     q.throttle_streak = 0;
-    q.accepted_since_throttle = true;
-    if q.aimd.is_some() {
+    q.last_throttle = None;
+    if q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced) {
         let sending = q.meter.per_hour(now);
-        let a = aimd_of(q, c, key, t);
-        if a.is_reduced() {
-            a.on_success(now, sending);
-            inner.dirty = true;
-        }
+        aimd_of(q, c, key, t).on_success(now, sending);
+        inner.dirty = true;
     }
 }
 
@@ -234,12 +231,11 @@ fn on_throttle(
     // The recipient waits for the lower rate without using up an attempt: the site refused the
     // pace, not the recipient.
     v.hold_until(Some(now));
-    let in_row = q.last_throttle.is_some() && !q.accepted_since_throttle;
-    q.accepted_since_throttle = false;
-    let same_burst = q
+    // A throttle after another with nothing answered between them, not in flight with it.
+    let in_row = q
         .last_throttle
-        .is_some_and(|l| now.saturating_sub(l) < SAME_BURST_MS);
-    if in_row && !same_burst && now >= q.paused_until {
+        .is_some_and(|l| now.saturating_sub(l) >= SAME_BURST_MS);
+    if in_row && now >= q.paused_until {
         // Still refused after settling (or after the last pause), with nothing accepted: the
         // site's window is full — a per-minute limit, or a shrunk one. Waiting is all that helps.
         q.throttle_streak += 1;

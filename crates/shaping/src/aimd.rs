@@ -15,6 +15,11 @@
 //!   and the next step is twice as large (an estimate taken too low is left quickly).
 //!   A throttle during a probe doubles the wait before the next one (up to `probe_max`), so a
 //!   site that means its limit sees fewer and fewer probes.
+//! - **Long windows.** A site that keeps refusing while nothing it accepted is recent counts
+//!   over a longer window than a second (per minute, typically): its limit is what it accepted
+//!   over that window, and a rate is proven only once a whole window passed at it. Such a site
+//!   is marked, so its probes wait [`LONG_WINDOW_PROBE_MS`] and never grow — a probe taken as
+//!   proven after five seconds would overrun the minute it is counted in a minute later.
 //!
 //! The learned rate and estimate are persisted, so a restart or the next campaign starts from
 //! experience instead of from the maximum or from a cold start.
@@ -28,6 +33,10 @@ use std::time::Duration;
 /// Rates above this (messages/hour, ≈ 10,000/s) limit nothing a single queue can send: a cold
 /// start that gets there without a throttle ends, unlimited.
 const SLOW_START_END: f64 = 36_000_000.0;
+
+/// Wait between probes of a site that counts per minute: a whole window at the probed rate,
+/// and a second for the window's edge.
+pub const LONG_WINDOW_PROBE_MS: u64 = 61_000;
 
 /// AIMD parameters. Rates are messages per hour.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +104,9 @@ pub struct AimdSnapshot {
     /// A cold start was in progress.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub slow_start: bool,
+    /// The site counts over a long window (see [`Aimd::settle_long`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub long_window: bool,
 }
 
 /// The live rate of one (source, site) queue.
@@ -107,6 +119,7 @@ pub struct Aimd {
     last_decrease: Option<UnixMillis>,
     estimate: Option<f64>,
     slow_start: bool,
+    long_window: bool,
     /// When the rate last went up by a doubling or a probe step (or settled), so the next step
     /// waits for a whole interval at the new rate.
     last_step: Option<UnixMillis>,
@@ -136,6 +149,7 @@ impl Aimd {
             ceiling,
             last_decrease: None,
             estimate: None,
+            long_window: false,
             last_step: None,
             probe_gain: 1.0,
         }
@@ -148,6 +162,7 @@ impl Aimd {
         a.last_decrease = snapshot.last_decrease;
         a.estimate = snapshot.estimate.filter(|e| e.is_finite() && *e >= 1.0);
         a.slow_start = snapshot.slow_start && a.rate.is_some();
+        a.long_window = snapshot.long_window;
         a.clamp();
         a
     }
@@ -158,6 +173,7 @@ impl Aimd {
             last_decrease: self.last_decrease,
             estimate: self.estimate,
             slow_start: self.slow_start,
+            long_window: self.long_window,
         }
     }
 
@@ -221,14 +237,21 @@ impl Aimd {
                 self.rate = Some((r + self.config.increase_per_success).min(settled));
             }
             Some(e) => {
-                if !(step_due(self.probe_every_ms) && used) {
+                let every = if self.long_window {
+                    self.probe_every_ms.max(LONG_WINDOW_PROBE_MS)
+                } else {
+                    self.probe_every_ms
+                };
+                if !(step_due(every) && used) {
                     return;
                 }
                 // A whole interval at `r` without a throttle: the site takes it.
                 if r > e {
                     self.estimate = Some(r);
                     self.probe_every_ms = millis(self.config.probe_every).max(1);
-                    self.probe_gain = (self.probe_gain * 2.0).min(MAX_PROBE_GAIN);
+                    if !self.long_window {
+                        self.probe_gain = (self.probe_gain * 2.0).min(MAX_PROBE_GAIN);
+                    }
                 }
                 self.last_step = Some(now);
                 let step = self.config.probe_step * self.probe_gain;
@@ -277,6 +300,32 @@ impl Aimd {
             self.rate = Some((limit * self.config.decrease_factor).max(self.config.min));
         }
         true
+    }
+
+    /// The site kept refusing with nothing it accepted recent: it counts over a long window,
+    /// and `accepted` (messages/hour) is what it took over that window. Settles under it at
+    /// once, hold-off or not — the estimate of the throttle that opened the hold-off was taken
+    /// over the last second, which says nothing about such a site. From now on its probes wait
+    /// a whole window.
+    pub fn settle_long(&mut self, now: UnixMillis, accepted: f64) {
+        self.long_window = true;
+        if !(accepted.is_finite() && accepted >= 1.0) {
+            return;
+        }
+        let limit = self.current().unwrap_or(f64::INFINITY);
+        let e = accepted.min(limit);
+        self.estimate = Some(e);
+        self.rate = Some(e * self.config.settle_fraction);
+        self.probe_gain = 1.0;
+        self.slow_start = false;
+        self.last_decrease = Some(now);
+        self.last_step = Some(now);
+        self.clamp();
+    }
+
+    /// Whether the site was seen to count over a long window.
+    pub fn long_window(&self) -> bool {
+        self.long_window
     }
 
     /// Live limit in messages per hour; `None` = unlimited.

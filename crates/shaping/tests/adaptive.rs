@@ -383,6 +383,49 @@ fn probes_step_up_after_clean_intervals_and_back_off_after_a_failed_one() {
 }
 
 #[test]
+fn a_long_window_site_settles_on_its_window_at_once_and_is_probed_once_a_window() {
+    let cfg = AimdConfig {
+        start_rate: 0.0,
+        ..aimd_config()
+    };
+    let mut a = Aimd::new(cfg, None);
+    assert!(
+        a.on_throttle(T0, 100_000.0),
+        "the last second: far too high"
+    );
+    assert!(!a.long_window());
+    // Inside the hold-off, the streak shows a long window: settled on the minute's count anyway.
+    a.settle_long(T0 + 1_500, 10_000.0);
+    assert!(a.long_window());
+    assert_eq!(a.estimate(), Some(10_000.0));
+    assert!(close(a.current(), 9_000.0));
+    let used = |a: &Aimd| a.current().unwrap_or(0.0);
+    // Five or sixty seconds of clean sending prove nothing about a minute: no probe yet.
+    a.on_success(T0 + 1_500 + 5_000, used(&a));
+    a.on_success(T0 + 1_500 + 60_999, used(&a));
+    assert!(close(a.current(), 9_000.0), "{:?}", a.current());
+    let t = T0 + 1_500 + aimd::LONG_WINDOW_PROBE_MS;
+    a.on_success(t, used(&a));
+    assert!(close(a.current(), 10_000.0), "one step of 10 %");
+    a.on_success(t + aimd::LONG_WINDOW_PROBE_MS, used(&a));
+    a.on_success(t + 2 * aimd::LONG_WINDOW_PROBE_MS, used(&a));
+    assert_eq!(a.estimate(), Some(11_000.0));
+    assert!(
+        close(a.current(), 12_100.0),
+        "10 % of the new estimate, not twice that: an overshoot shows a minute late"
+    );
+    // The mark is persisted: the next campaign probes that site as slowly from the start.
+    let snap = a.snapshot();
+    assert!(snap.long_window);
+    assert!(Aimd::restore(aimd_config(), None, snap).long_window());
+    // Nothing measured: marked, rate kept.
+    let mut b = Aimd::new(aimd_config(), None);
+    b.settle_long(T0, f64::NAN);
+    assert!(b.long_window());
+    assert_eq!(b.current(), Some(3_600.0));
+}
+
+#[test]
 fn aimd_snapshot_round_trips_and_restore_clamps() {
     let mut a = aimd();
     a.on_throttle(T0, 800.0);

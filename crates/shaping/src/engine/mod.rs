@@ -5,6 +5,7 @@
 
 mod observe;
 mod persist;
+mod streak;
 mod types;
 mod view;
 
@@ -116,6 +117,25 @@ impl<const N: usize, const W: u64> Window<N, W> {
         let since = self.started.map_or(span, |t| now.saturating_sub(t) as f64);
         total as f64 / (span.min(since).max(1_000.0) / 1_000.0) * 3_600.0
     }
+
+    /// Start of the oldest bucket in the window that holds an event: when it leaves the window,
+    /// a site counting over the same window has room again.
+    fn oldest(&mut self, now: UnixMillis) -> Option<UnixMillis> {
+        self.advance(now);
+        let first = self.newest.saturating_sub(N as u64 - 1);
+        (first..=self.newest)
+            .find(|b| self.buckets[(b % N as u64) as usize] > 0)
+            .map(|b| b * W)
+    }
+
+    /// Per hour over the whole window, however recent the first event: what a site that counts
+    /// over this window took in it (a minute's allowance used up in 45 s is still a minute's).
+    fn per_hour_of_window(&mut self, now: UnixMillis) -> f64 {
+        self.advance(now);
+        let total: u64 = self.buckets.iter().map(|&b| u64::from(b)).sum();
+        let span = ((N as u64 - 1) * W + now % W) as f64;
+        total as f64 / (span / 1_000.0) * 3_600.0
+    }
 }
 
 /// A temporary override with its end.
@@ -140,12 +160,8 @@ struct QueueState {
     accepted: Meter,
     accepted_minute: MinuteMeter,
     aimd: Option<Aimd>,
-    /// Throttles in a row with nothing answered in between, and when the last of them came
-    /// (`None` once the site answered again).
-    throttle_streak: u32,
-    last_throttle: Option<UnixMillis>,
-    /// Sending is paused until then after throttles in a row.
-    paused_until: UnixMillis,
+    /// Throttles in a row with nothing answered in between.
+    streak: streak::Streak,
     /// Connection limit learned from refusals; `None` = the configured one.
     live_connections: Option<u32>,
     /// Refusals since the last decrease of the connection limit, and when the first came.

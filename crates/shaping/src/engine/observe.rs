@@ -2,7 +2,7 @@
 //! connection limit and sweeps. Called with the engine lock held; pure apart from `inner`.
 
 use super::{ActionKind, Compiled, Inner, Observed, QueueState, Scope, ShapingAction, Suspension};
-use super::{SweepState, Target, Timed, Verdict, aimd_of};
+use super::{SweepState, Target, Timed, Verdict, aimd_of, streak};
 use crate::QueueKey;
 use crate::rules::{Action, Triggered};
 use crate::sweep::{Outcome, Sweep, SweepKind, SweepMetric};
@@ -163,8 +163,7 @@ fn on_answered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now:
     let q = inner.queues.entry(key.clone()).or_default();
     q.accepted.record(now);
     q.accepted_minute.record(now);
-    q.throttle_streak = 0;
-    q.last_throttle = None;
+    q.streak.answered();
     if q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced) {
         let sending = q.meter.per_hour(now);
         aimd_of(q, c, key, t).on_success(now, sending);
@@ -211,13 +210,6 @@ fn base_action(
     a
 }
 
-/// First pause when a site keeps throttling with nothing accepted in between, milliseconds;
-/// doubles with every further throttle in a row, up to [`MAX_STREAK_PAUSE_MS`].
-const STREAK_PAUSE_MS: u64 = 500;
-const MAX_STREAK_PAUSE_MS: u64 = 32_000;
-/// Throttles closer than this to the previous one were in flight together: one verdict.
-const SAME_BURST_MS: u64 = 250;
-
 fn on_throttle(
     inner: &mut Inner,
     c: &Compiled,
@@ -231,32 +223,45 @@ fn on_throttle(
     // The recipient waits for the lower rate without using up an attempt: the site refused the
     // pace, not the recipient.
     v.hold_until(Some(now));
-    // A throttle after another with nothing answered between them, not in flight with it.
-    let in_row = q
-        .last_throttle
-        .is_some_and(|l| now.saturating_sub(l) >= SAME_BURST_MS);
-    if in_row && now >= q.paused_until {
-        // Still refused after settling (or after the last pause), with nothing accepted: the
-        // site's window is full — a per-minute limit, or a shrunk one. Waiting is all that helps.
-        q.throttle_streak += 1;
-        let pause = STREAK_PAUSE_MS
-            .saturating_mul(1 << (q.throttle_streak - 1).min(16))
-            .min(MAX_STREAK_PAUSE_MS);
-        q.paused_until = now.saturating_add(pause);
-        q.pacer.pause_until(q.paused_until);
+    let open = *q.connections.lock();
+    let frees = q
+        .accepted_minute
+        .oldest(now)
+        .map(|t| t.saturating_add(61_000));
+    let pause = q.streak.throttled(now, open, frees);
+    if let Some(p) = pause {
+        q.pacer.pause_until(p.until);
     }
-    q.last_throttle = Some(now);
-    // What the site accepted just before is its limit: over the last second or two, or over
-    // the last minute once a streak shows the last seconds accepted nothing.
-    let last_seconds = q.accepted.per_hour(now);
-    let accepted = if q.throttle_streak == 0 && last_seconds >= 1.0 {
-        last_seconds
+    // What the site accepted just before is its limit: over the last second, or over the last
+    // minute for a site that counts per minute (the last second of such a site says nothing:
+    // it refuses everything once the minute is used up, and takes a burst when it frees).
+    let count = pause.map(|p| p.count);
+    let long = count.is_some_and(|n| n >= streak::LONG_WINDOW_STREAK)
+        || q.aimd.as_ref().is_some_and(crate::Aimd::long_window);
+    let last_second = q.accepted.per_hour(now);
+    let accepted = if long || last_second < 1.0 {
+        q.accepted_minute.per_hour_of_window(now)
     } else {
-        q.accepted_minute.per_hour(now)
+        last_second
     };
+    let in_streak = q.streak.in_streak();
     let a = aimd_of(q, c, key, t);
     let before = a.current();
-    if a.on_throttle(now, accepted) {
+    // Within a streak the rate settles at most twice: when it starts (the hold-off of the
+    // throttle before usually covers it), and on the minute's count once the streak shows a
+    // long window. The refusals between and after are the full window draining, not the new
+    // rate overrunning it: lowering the rate on each would leave it far under the limit once
+    // the window frees.
+    let decreased = match count {
+        Some(streak::LONG_WINDOW_STREAK) => {
+            a.settle_long(now, accepted);
+            true
+        }
+        Some(1) => a.on_throttle(now, accepted),
+        None if !in_streak => a.on_throttle(now, accepted),
+        _ => false,
+    };
+    if decreased {
         let mut e = base_action(ActionKind::RateDecrease, "aimd", key, t);
         e.reply = Some(reply.to_string());
         e.rate_before = before;

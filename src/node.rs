@@ -44,6 +44,7 @@ fn injection(o: Outgoing) -> Injection {
         body: o.body,
         metadata,
         validity: Some(o.validity),
+        expires_at: o.expires_at,
         pool: o.pool,
         trace: None,
         idempotency_keys: vec![Some(key)],
@@ -64,6 +65,9 @@ impl Injector for MtaInjector {
                     match mta.inject(inj).await {
                         Ok(injected) => Ok(Handed::Taken {
                             message_id: injected.message_id,
+                        }),
+                        Err(e @ cartero_mta::InjectError::Expired { .. }) => Ok(Handed::Expired {
+                            reason: e.to_string(),
                         }),
                         Err(e) if e.is_transient() => Err(e.to_string()),
                         Err(e) => Ok(Handed::Refused {
@@ -123,7 +127,8 @@ impl Campaign {
                 !token.is_empty(),
                 "[campaign] mta_token_file {path} is empty"
             );
-            (Arc::new(RemoteInjector::new(&cfg.mta, token)?), None)
+            let ca = (!cfg.mta_ca_file.is_empty()).then(|| std::path::Path::new(&cfg.mta_ca_file));
+            (Arc::new(RemoteInjector::new(&cfg.mta, token, ca)?), None)
         };
         let engine = Engine::new(
             store,
@@ -308,10 +313,16 @@ mod tests {
             recipient: "ana@dest.test".into(),
             body: b"Subject: x\r\n\r\nx\r\n".to_vec(),
             validity: Duration::from_secs(60),
+            expires_at: Some(1_700_000_060_000),
             pool: None,
             bulk: true,
         };
         let inj = injection(o.clone());
+        assert_eq!(
+            inj.expires_at,
+            Some(1_700_000_060_000),
+            "the validity's end goes along"
+        );
         assert_eq!(
             inj.metadata.get("bulk"),
             Some(&serde_json::Value::Bool(true))

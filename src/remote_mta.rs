@@ -24,9 +24,16 @@ pub struct RemoteInjector {
 }
 
 impl RemoteInjector {
-    /// `base` is the MTA's API base URL (`http://mta-host:8025`), `token` one of its API tokens.
-    pub fn new(base: &str, token: String) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+    /// `base` is the MTA's API base URL (`http://mta-host:8025`), `token` one of its API tokens,
+    /// `ca` a PEM file of certificates to trust for an `https://` base (`[campaign]
+    /// mta_ca_file`).
+    pub fn new(base: &str, token: String, ca: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = ca {
+            builder = cartero_events::trust_pem_file(builder, path)
+                .map_err(|e| anyhow::anyhow!("[campaign] mta_ca_file: {e}"))?;
+        }
+        let http = builder
             .timeout(TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -44,7 +51,7 @@ fn request_body(o: &Outgoing) -> Result<Value, String> {
     let raw = std::str::from_utf8(&o.body)
         .map_err(|_| "the rendered message is not UTF-8".to_string())?;
     let metadata = o.metadata();
-    Ok(json!({
+    let mut body = json!({
         "mail_from": o.sender,
         "recipients": [{
             "address": o.recipient,
@@ -54,7 +61,17 @@ fn request_body(o: &Outgoing) -> Result<Value, String> {
         "content": { "raw": raw },
         "validity": format!("{}s", o.validity.as_secs().max(1)),
         "pool": o.pool,
-    }))
+    });
+    if let Some(at) = o.expires_at {
+        let at = i64::try_from(at)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .ok_or_else(|| format!("the validity's end {at} is not a time"))?;
+        body["expires_at"] = at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into();
+    }
+    Ok(body)
 }
 
 /// One message's fate: handed (taken or refused), or the MTA could not be reached (retry).
@@ -93,6 +110,10 @@ async fn inject_one(
         | StatusCode::PAYLOAD_TOO_LARGE => Ok(Handed::Refused {
             reason: format!("{status}: {}", error()),
         }),
+        // Past `expires_at`, and the MTA did not have it from an earlier hand-over.
+        StatusCode::GONE => Ok(Handed::Expired {
+            reason: format!("{status}: {}", error()),
+        }),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             tracing::error!(%status, "the remote MTA refused the campaign's token ([campaign] mta_token_file)");
             Err(format!("{status}: {}", error()))
@@ -129,10 +150,12 @@ mod tests {
             recipient: "ana@b.test".into(),
             body: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
             validity: Duration::from_millis(1500),
+            expires_at: Some(1_700_000_000_250),
             pool: None,
             bulk: false,
         };
         let v = request_body(&o).unwrap();
+        assert_eq!(v["expires_at"], "2023-11-14T22:13:20.250Z");
         assert_eq!(
             v["recipients"][0]["idempotency_key"],
             "cartero-campaign:3:9"

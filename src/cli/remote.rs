@@ -47,12 +47,8 @@ fn api_client(cfg: &cartero_mta::MtaConfig) -> anyhow::Result<reqwest::Client> {
             .cert
             .clone()
             .unwrap_or_else(|| cfg.data_dir.join("tls").join("cert.pem"));
-        if let Ok(pem) = std::fs::read(&path) {
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("reading the certificate {}", path.display()))?;
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
+        if path.exists() {
+            b = cartero_events::trust_pem_file(b, &path).map_err(|e| anyhow::anyhow!(e))?;
         }
     }
     b.build().context("building the HTTP client")

@@ -21,6 +21,9 @@ pub struct CampaignConfig {
     pub mta: String,
     /// The file holding the remote MTA's API token (one line). Required with `mta`.
     pub mta_token_file: String,
+    /// PEM file of certificates trusted for an `https://` `mta` besides the system's roots:
+    /// the MTA node's private CA, or its self-signed certificate. Empty (the default): none.
+    pub mta_ca_file: String,
     /// Rows claimed, rendered and handed to the MTA together. Default 500.
     pub batch: u32,
     /// Batches of one delivery on their way at the same time. Default 4.
@@ -58,6 +61,7 @@ impl Default for CampaignConfig {
             enabled: true,
             database_url: String::new(),
             mta: String::new(),
+            mta_ca_file: String::new(),
             mta_token_file: String::new(),
             batch: e.batch,
             senders: e.senders,
@@ -117,6 +121,8 @@ impl CampaignConfig {
             if self.mta_token_file.is_empty() {
                 return bad("mta_token_file is required with mta".into());
             }
+        } else if !self.mta_ca_file.is_empty() {
+            return bad("mta_ca_file is for a remote mta; set mta too, or remove it".into());
         }
         let t = &self.templates;
         if t.fuel == 0 || t.max_output_bytes == 0 || t.max_template_bytes == 0 {
@@ -156,8 +162,9 @@ mod tests {
     fn defaults_are_valid_and_out_of_range_values_are_named() {
         assert_eq!(CampaignConfig::default().validate(), Ok(()));
         type Change = fn(&mut CampaignConfig);
-        let cases: [(Change, &str); 9] = [
+        let cases: [(Change, &str); 10] = [
             (|c| c.mta = "mta-host:8025".into(), "mta must"),
+            (|c| c.mta_ca_file = "/etc/ca.pem".into(), "mta_ca_file"),
             (|c| c.mta = "http://mta-host:8025".into(), "mta_token_file"),
             (
                 |c| c.idempotency_window = Duration::ZERO,

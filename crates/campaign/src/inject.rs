@@ -23,6 +23,11 @@ pub struct Outgoing {
     /// The complete RFC 5322 message, CRLF line endings.
     pub body: Vec<u8>,
     pub validity: Duration,
+    /// When the validity ends (ms since the epoch): the delivery's start plus its validity,
+    /// or a transactional call's time plus its version's. The MTA sends nothing after it,
+    /// however late the row is handed over, and refuses a message it does not already have
+    /// once it passed ([`Handed::Expired`]).
+    pub expires_at: Option<u64>,
     pub pool: Option<String>,
     /// Campaign mail is bulk (the MTA adds RFC 8058 List-Unsubscribe to it); a transactional
     /// message is not.
@@ -57,6 +62,9 @@ pub enum Handed {
     Taken { message_id: String },
     /// Refused for good (bad address, message too large...): the row fails with this text.
     Refused { reason: String },
+    /// The validity ended before the MTA took the message, and it did not have it from an
+    /// earlier hand-over: the row fails, never sent.
+    Expired { reason: String },
 }
 
 /// Why a batch could not be handed over at all; the rows stay Pending and are tried again.
@@ -122,6 +130,7 @@ mod tests {
             recipient: "ana@b.test".into(),
             body: b"x".to_vec(),
             validity: Duration::from_secs(60),
+            expires_at: None,
             pool: None,
             bulk: true,
         };

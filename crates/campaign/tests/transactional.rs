@@ -33,6 +33,7 @@ on_both_backends!(
     calls_are_listed_by_filter_and_the_outbox_shows_its_depth,
     calls_stored_before_a_restart_are_sent_after_it,
     concurrent_calls_share_commits_and_keep_their_own_answers,
+    a_call_past_its_validity_fails_unless_the_mta_already_had_it,
 );
 
 struct World {
@@ -42,8 +43,16 @@ struct World {
 }
 
 fn world(store: Store) -> World {
+    world_with(store, ScriptedMta::default())
+}
+
+/// A world whose MTA is `mta`, on the world's clock.
+fn world_with(store: Store, mta: ScriptedMta) -> World {
     let clock = Arc::new(ManualClock::new(T0));
-    let mta = Arc::new(ScriptedMta::default());
+    let mta = Arc::new(ScriptedMta {
+        clock: Some(clock.as_ref().clone()),
+        ..mta
+    });
     let cfg = EngineConfig {
         batch: 4,
         retry_min: Duration::from_millis(1),
@@ -602,4 +611,68 @@ async fn concurrent_calls_share_commits_and_keep_their_own_answers(store: Store)
     assert_eq!((k.to_deliver, k.pending), (41, 41));
     drain(&w).await;
     assert_eq!((w.mta.handed(), w.mta.distinct()), (41, 41));
+}
+
+/// A call's validity counts from the call, not from the hand-over: one that waited in the
+/// outbox past it fails without being sent; one the MTA took before (its answer lost, so the
+/// row stayed Pending) is answered as the repeat it is and keeps going.
+async fn a_call_past_its_validity_fails_unless_the_mta_already_had_it(store: Store) {
+    let w = world_with(store, ScriptedMta::gated());
+    let mut short = content("Hi");
+    short.validity_ms = 60_000;
+    w.engine.put_tx_template("t", &short).await.unwrap();
+    // Taken by the MTA, but the answer was lost: Pending, with the MTA holding it.
+    let had = send_one(&w, "t", call("had@b.test", "H", 1, Some("k-had"))).await;
+    w.mta.lose_answers.store(true, Ordering::SeqCst);
+    let (_keep, stopped) = watch::channel(false);
+    let engine = w.engine.clone();
+    let pass = tokio::spawn(async move { engine.drain_outbox(stopped).await });
+    let gate = w.mta.gate.as_ref().unwrap();
+    gate.add_permits(1);
+    w.mta
+        .wait_until("the first hand-over", |m| m.handed() >= 1)
+        .await;
+    // The retry waits at the MTA's door; ten seconds on, a second call comes in behind it.
+    w.mta
+        .wait_until("the retry", |m| m.entered.load(Ordering::SeqCst) >= 2)
+        .await;
+    assert_eq!(status(&w, had.id).await, LogStatus::Pending);
+    w.clock.advance(Duration::from_secs(10));
+    let late = send_one(&w, "t", call("late@b.test", "L", 2, Some("k-late"))).await;
+    // The MTA answers again two minutes on: both calls are past their minute.
+    w.clock.advance(Duration::from_secs(120));
+    gate.add_permits(100);
+    pass.await.unwrap().unwrap();
+    let late_out = w.mta.message_of(late.id).expect("handed over");
+    assert_eq!(
+        late_out.expires_at,
+        Some(T0 + 10_000 + 60_000),
+        "the call's time + validity"
+    );
+    assert_eq!(
+        w.mta.message_of(had.id).unwrap().expires_at,
+        Some(T0 + 60_000)
+    );
+    assert_eq!(status(&w, had.id).await, LogStatus::Taken, "the MTA had it");
+    let row = w
+        .engine
+        .store()
+        .tx_call(late.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .row;
+    assert_eq!(row.status, LogStatus::Failed);
+    let f = row.failure.expect("a failure");
+    assert_eq!(
+        (f.reason, f.rule.as_str()),
+        (Reason::NotDefined, "mta:expired")
+    );
+    assert!(f.text.contains("expired"), "{}", f.text);
+    assert_eq!(
+        w.mta.distinct(),
+        1,
+        "the expired call never reached the MTA's spool"
+    );
+    assert_eq!(w.engine.store().outbox_state().await.unwrap().depth, 0);
 }

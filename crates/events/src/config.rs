@@ -115,6 +115,10 @@ pub struct WebhookConfig {
     /// TCP/TLS connect timeout of one POST.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// PEM file of certificates trusted for an `https://` URL besides the system's roots: the
+    /// private CA (or the self-signed certificate) of the receiving server.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_batch_size() -> usize {
@@ -160,6 +164,7 @@ impl Default for WebhookConfig {
             retry_jitter: default_retry_jitter(),
             request_timeout: default_request_timeout(),
             connect_timeout: default_connect_timeout(),
+            ca_file: None,
         }
     }
 }
@@ -182,6 +187,7 @@ impl fmt::Debug for WebhookConfig {
             .field("retry_jitter", &self.retry_jitter)
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -24,7 +24,7 @@ pub use error::{EventsError, Result};
 pub use event::{Event, EventType, format_timestamp};
 pub use file::{FILE_NAME, JsonlFileSink};
 pub use sink::{BroadcastSink, ChannelSink, EventSink, Fanout};
-pub use webhook::{WebhookSink, WebhookStats, backoff_delay};
+pub use webhook::{WebhookSink, WebhookStats, backoff_delay, trust_pem_file};
 
 /// Options for every file the sinks create: events carry addresses and metadata, so they are
 /// readable by the MTA's user only.

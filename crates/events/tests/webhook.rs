@@ -352,3 +352,24 @@ async fn memory_is_bounded_by_max_pending_events() {
     flush(&sink).await;
     assert_eq!(rx.ids(), ids(&evs[..2]));
 }
+
+/// `ca_file` names a PEM bundle the client trusts; one it cannot use stops the start with an
+/// error naming the file, never a webhook that silently trusts only the system's roots.
+#[tokio::test]
+async fn a_ca_file_that_cannot_be_used_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config("https://127.0.0.1:9/hook", &dir.path().join("spool"), 10);
+    cfg.ca_file = Some(dir.path().join("missing.pem"));
+    let e = WebhookSink::start(cfg.clone(), clock())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("missing.pem"), "{e}");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate\n").unwrap();
+    cfg.ca_file = Some(garbage);
+    let e = WebhookSink::start(cfg.clone(), clock())
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("garbage.pem"), "{e}");
+    assert!(e.to_string().contains("no certificate"), "{e}");
+}

@@ -82,6 +82,7 @@ impl From<InjectError> for ApiError {
     fn from(e: InjectError) -> Self {
         let status = match e {
             InjectError::KeyInFlight(_) => StatusCode::CONFLICT,
+            InjectError::Expired { .. } => StatusCode::GONE,
             _ if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };

@@ -21,6 +21,11 @@ pub struct Injection {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Requested validity; capped by `delivery.max_validity`.
     pub validity: Option<Duration>,
+    /// Not to be sent after this time (ms since the epoch), whatever the validity: for a
+    /// message whose validity counts from an earlier moment (a transactional call that waited
+    /// in an outbox). Past it, recipients whose key is known are still answered as repeats
+    /// (the MTA has them); fresh ones are refused with [`InjectError::Expired`], unspooled.
+    pub expires_at: Option<u64>,
     pub pool: Option<String>,
     /// A trace header (`Received: ...\r\n`) to prepend, for SMTP injection.
     pub trace: Option<String>,
@@ -58,6 +63,9 @@ pub enum InjectError {
     /// The injection's task ended without an answer (a panic, or the runtime shutting down).
     #[error("the injection did not finish: {0}")]
     Task(String),
+    /// `expires_at` had passed for a recipient the MTA did not have: nothing was spooled.
+    #[error("the message expired at {at} (ms since the epoch) before it was injected")]
+    Expired { at: u64 },
 }
 
 impl InjectError {
@@ -194,6 +202,12 @@ impl Injector {
         }
         let now = self.clock.now_ms();
         let check = self.check_keys(&inj, now)?;
+        if let Some(at) = inj.expires_at.filter(|&at| at <= now)
+            && check.known.iter().any(Option::is_none)
+        {
+            self.keys.release(&claimed_hashes(&check));
+            return Err(InjectError::Expired { at });
+        }
         let result = self.spool_new(inj, &check, now).await;
         if result.is_err() {
             self.keys.release(&claimed_hashes(&check));
@@ -235,7 +249,9 @@ impl Injector {
             sender: inj.sender,
             recipients: inj.recipients,
             received_at: now,
-            expires_at: now.saturating_add(u64::try_from(validity.as_millis()).unwrap_or(u64::MAX)),
+            expires_at: now
+                .saturating_add(u64::try_from(validity.as_millis()).unwrap_or(u64::MAX))
+                .min(inj.expires_at.unwrap_or(u64::MAX)),
             metadata: inj.metadata,
             pool: inj.pool,
             idempotency: hashes,

@@ -4,6 +4,7 @@
 
 mod support;
 
+use cartero_clock::Clock;
 use cartero_events::EventType;
 use cartero_mta::Injection;
 use cartero_shaping::Scope;
@@ -142,12 +143,16 @@ async fn an_injection_abandoned_by_its_caller_still_finishes_and_its_key_answers
         ..Injection::default()
     };
     keyed(&to, &[Some("k-abandoned")])(&mut inj);
-    // Polled once (the key is claimed, the spool write starts), then dropped.
+    // Polled once (the injection task is spawned), then dropped.
     tokio::select! {
         biased;
         _ = env.mta.inject(inj.clone()) => {}
         _ = std::future::ready(()) => {}
     }
+    // Regression (flaky test): the next call used to go at once and could reach the key before
+    // the abandoned task did — then it spooled and the abandoned one answered as the repeat.
+    // The abandoned injection is seen to finish (its reception event) before the key is reused.
+    env.events.wait_for(EventType::Reception, 1).await;
     let deadline = tokio::time::Instant::now() + support::WAIT;
     let again = loop {
         match env.mta.inject(inj.clone()).await {
@@ -170,4 +175,103 @@ async fn an_injection_abandoned_by_its_caller_still_finishes_and_its_key_answers
     env.events.wait_for(EventType::Delivery, 1).await;
     env.mta.tick();
     assert_eq!(env.events.of(EventType::Reception).len(), 1);
+}
+
+/// `expires_at` (a transactional call that waited in an outbox): it bounds the validity; past
+/// it a recipient the MTA already has is answered as a repeat, a fresh one is refused unspooled
+/// (`410` over HTTP) and its key is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expires_at_bounds_the_validity_and_past_it_only_repeats_are_answered() {
+    let mut env = Env::start(vec![], |_| {}).await;
+    let held = Scope::Domain("example.test".into());
+    env.mta.suspend(held.clone(), None, "test".into()).await;
+    let now = env.clock.now_ms();
+    let deadline = now + 10_000;
+    let to = ["eli@example.test"];
+    let with_deadline = |key: &'static str| {
+        move |i: &mut Injection| {
+            keyed(&to, &[Some(key)])(i);
+            i.expires_at = Some(deadline);
+        }
+    };
+    let first = env.inject_with(&to, with_deadline("k-exp")).await;
+    let view = env
+        .mta
+        .inspect(first.message_id.parse().expect("message id"))
+        .await
+        .expect("queued while suspended");
+    assert_eq!(
+        view.expires_at, deadline,
+        "the earlier of validity and expires_at"
+    );
+
+    env.clock.advance(Duration::from_secs(20));
+    let again = env.inject_with(&to, with_deadline("k-exp")).await;
+    assert_eq!(
+        again.repeated,
+        vec![true],
+        "the MTA has it: a repeat, not expired"
+    );
+    assert_eq!(again.recipient_ids, first.recipient_ids);
+    let mut late = Injection {
+        sender: "sender@origin.test".into(),
+        recipients: vec![to[0].into()],
+        ..Injection::default()
+    };
+    with_deadline("k-late")(&mut late);
+    match env.mta.inject(late.clone()).await {
+        Err(cartero_mta::InjectError::Expired { at }) => assert_eq!(at, deadline),
+        other => panic!("expected Expired, got {other:?}"),
+    }
+    env.mta.tick();
+    assert_eq!(
+        env.events.of(EventType::Reception).len(),
+        1,
+        "nothing spooled"
+    );
+    // The refused key was given back: the same call with a new deadline goes through.
+    late.expires_at = Some(env.clock.now_ms() + 60_000);
+    let retried = env.mta.inject(late).await.expect("accepted");
+    assert_eq!(retried.repeated, vec![false]);
+
+    // Over HTTP: RFC 3339, 410 past it, 422 for a time that is not one.
+    let url = format!("{}/api/v1/messages", env.http_base());
+    let token = env.mta.api_token().to_string();
+    let post = |body: Value| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let past = chrono::DateTime::from_timestamp_millis(deadline as i64)
+        .unwrap()
+        .to_rfc3339();
+    let content = json!({"raw": "From: a@origin.test\r\nSubject: s\r\n\r\nbody\r\n"});
+    let body = |key: &str, at: &str| {
+        json!({"mail_from": "a@origin.test", "content": content, "expires_at": at,
+            "recipients": [{"address": "eli@example.test", "idempotency_key": key}]})
+    };
+    let (status, v) = post(body("k-exp", &past)).await;
+    assert_eq!(
+        (status, &v["recipients"][0]["repeated"]),
+        (StatusCode::OK, &json!(true))
+    );
+    let (status, v) = post(body("h-late", &past)).await;
+    assert_eq!(status, StatusCode::GONE, "{v}");
+    assert!(v["error"].as_str().unwrap_or("").contains("expired"), "{v}");
+    let (status, v) = post(body("h-bad", "tomorrow")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("expires_at"),
+        "{v}"
+    );
+    env.mta.resume(held).await;
 }

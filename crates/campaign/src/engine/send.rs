@@ -9,7 +9,10 @@
 
 use super::{Engine, EngineError};
 use crate::inject::{Handed, Outgoing, Unavailable};
-use crate::model::{Delivery, DeliveryId, FailureInfo, LogRow, LogStatus, Recipient, RecipientId};
+use crate::model::{
+    Delivery, DeliveryId, DeliveryKind, FailureInfo, LogId, LogRow, LogStatus, Recipient,
+    RecipientId, UnixMillis,
+};
 use crate::render::MessageTemplate;
 use crate::store::Taken;
 use cartero_bounce::{FailureType, Reason};
@@ -108,7 +111,8 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
     let store = engine.store();
     let ids: Vec<RecipientId> = rows.iter().filter_map(|r| r.recipient).collect();
     let profiles = store.recipients_by_id(&ids).await?;
-    let (pairs, mut failed) = render_batch(job, rows, profiles).await;
+    let ends = validity_ends(engine, job, &rows).await?;
+    let (pairs, mut failed) = render_batch(job, rows, profiles, ends).await;
     let (outgoing, kept): (Vec<Outgoing>, Vec<LogRow>) = pairs.into_iter().unzip();
     let mut taken = Vec::with_capacity(outgoing.len());
     if !outgoing.is_empty() {
@@ -133,6 +137,9 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
                 Handed::Refused { reason } => {
                     failed.push(fail(row, Reason::Refused, "mta:refused", &reason))
                 }
+                Handed::Expired { reason } => {
+                    failed.push(fail(row, Reason::NotDefined, "mta:expired", &reason))
+                }
             }
         }
     }
@@ -145,9 +152,47 @@ async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), 
 
 type Rendered = (Vec<(Outgoing, LogRow)>, Vec<LogRow>);
 
+/// When the validity of each row of a batch ends: a campaign's at its start plus its
+/// validity, a transactional call's at the call's time plus its version's validity.
+enum Ends {
+    Delivery(Option<UnixMillis>),
+    Calls {
+        made: HashMap<LogId, UnixMillis>,
+        validity_ms: u64,
+    },
+}
+
+impl Ends {
+    fn of(&self, row: LogId) -> Option<UnixMillis> {
+        match self {
+            Ends::Delivery(end) => *end,
+            Ends::Calls { made, validity_ms } => {
+                made.get(&row).map(|t| t.saturating_add(*validity_ms))
+            }
+        }
+    }
+}
+
+async fn validity_ends(engine: &Engine, job: &Job, rows: &[LogRow]) -> Result<Ends, Stalled> {
+    let d = &job.delivery;
+    if d.kind != DeliveryKind::Transactional {
+        return Ok(Ends::Delivery(super::validity_end(d)));
+    }
+    let ids: Vec<LogId> = rows.iter().map(|r| r.id).collect();
+    Ok(Ends::Calls {
+        made: engine.store().tx_call_times(&ids).await?,
+        validity_ms: d.validity_ms,
+    })
+}
+
 /// Renders off the async threads (templates are CPU work). A row whose rendering fails —
 /// analysis checked every row, so only a profile changed since — fails with the error.
-async fn render_batch(job: &Job, rows: Vec<LogRow>, profiles: Vec<Recipient>) -> Rendered {
+async fn render_batch(
+    job: &Job,
+    rows: Vec<LogRow>,
+    profiles: Vec<Recipient>,
+    ends: Ends,
+) -> Rendered {
     let template = job.template.clone();
     let delivery = job.delivery.clone();
     let work = move || {
@@ -162,7 +207,11 @@ async fn render_batch(job: &Job, rows: Vec<LogRow>, profiles: Vec<Recipient>) ->
                 .and_then(|id| by_id.get(&id))
                 .map_or(&empty, |p| &p.attributes);
             match template.render(&row.address, attrs, &[]) {
-                Ok(body) => out.push((outgoing(&delivery, template.sender(), &row, body), row)),
+                Ok(body) => {
+                    let mut o = outgoing(&delivery, template.sender(), &row, body);
+                    o.expires_at = ends.of(row.id);
+                    out.push((o, row))
+                }
                 Err(e) => failed.push(fail(row, Reason::NotDefined, "render", &e.to_string())),
             }
         }
@@ -187,8 +236,9 @@ fn outgoing(d: &Delivery, sender: &str, row: &LogRow, body: Vec<u8>) -> Outgoing
         recipient: row.address.clone(),
         body,
         validity: Duration::from_millis(d.validity_ms),
+        expires_at: None,
         pool: d.pool.clone(),
-        bulk: d.kind == crate::model::DeliveryKind::Campaign,
+        bulk: d.kind == DeliveryKind::Campaign,
     }
 }
 

@@ -24,8 +24,11 @@ pub struct ScriptedMta {
     pub gate: Option<Semaphore>,
     /// Batches that reached the MTA (before the gate).
     pub entered: AtomicUsize,
-    /// Told after every batch, answered or not.
+    /// Told when a batch reaches the MTA and after it is answered (or not).
     pub answered: tokio::sync::Notify,
+    /// The MTA's clock: a message it does not have is refused once its `expires_at` passed
+    /// (unset: nothing expires).
+    pub clock: Option<cartero_clock::ManualClock>,
 }
 
 impl ScriptedMta {
@@ -53,6 +56,7 @@ impl Injector for ScriptedMta {
     fn inject(&self, batch: Vec<Outgoing>) -> BoxFuture<'_, Result<Vec<Handed>, Unavailable>> {
         Box::pin(async move {
             self.entered.fetch_add(1, Ordering::SeqCst);
+            self.answered.notify_waiters();
             if let Some(g) = &self.gate {
                 g.acquire().await.unwrap().forget();
             }
@@ -64,7 +68,8 @@ impl Injector for ScriptedMta {
 }
 
 impl ScriptedMta {
-    /// Waits (10 s at most) until `done` holds, checking after every batch the MTA answers.
+    /// Waits (10 s at most) until `done` holds, checking whenever a batch reaches the MTA and
+    /// whenever it answers one.
     pub async fn wait_until(&self, what: &str, done: impl Fn(&Self) -> bool) {
         let wait = async {
             loop {
@@ -96,6 +101,14 @@ impl ScriptedMta {
                 continue;
             }
             let mut keys = self.keys.lock();
+            let now = self.clock.as_ref().map(cartero_clock::Clock::now_ms);
+            let past = matches!((o.expires_at, now), (Some(at), Some(now)) if at <= now);
+            if past && !keys.contains_key(&o.idempotency_key()) {
+                out.push(Handed::Expired {
+                    reason: "the message expired before it was injected".into(),
+                });
+                continue;
+            }
             let n = keys.len() + 1;
             let id = keys
                 .entry(o.idempotency_key())

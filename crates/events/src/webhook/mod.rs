@@ -74,6 +74,24 @@ enum Msg {
     Persist(oneshot::Sender<Result<()>>),
 }
 
+/// Adds the certificates of a PEM file to the roots `builder` trusts (a private CA, or a
+/// server's self-signed certificate). Errors name the file and what is wrong with it.
+pub fn trust_pem_file(
+    mut builder: reqwest::ClientBuilder,
+    path: &std::path::Path,
+) -> std::result::Result<reqwest::ClientBuilder, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", path.display()));
+    }
+    for c in certs {
+        builder = builder.add_root_certificate(c);
+    }
+    Ok(builder)
+}
+
 /// A durable, batching webhook sink. See the module documentation for the delivery contract.
 ///
 /// Memory holds at most `max_pending_events` queued events, the batch being filled and the one
@@ -111,7 +129,12 @@ impl WebhookSink {
         };
         reqwest::Url::parse(&config.url)
             .map_err(|e| EventsError::Config(format!("webhook {log_url}: bad url: {e}")))?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &config.ca_file {
+            builder = trust_pem_file(builder, path)
+                .map_err(|e| EventsError::Config(format!("webhook {log_url}: ca_file: {e}")))?;
+        }
+        let client = builder
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())

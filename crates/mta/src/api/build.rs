@@ -39,6 +39,12 @@ pub struct InjectRequest<'a> {
     #[serde(default, with = "humantime_serde")]
     #[schema(value_type = Option<String>, example = "2d")]
     pub validity: Option<Duration>,
+    /// Not to be sent after this time (RFC 3339), whatever `validity` says: for a message
+    /// whose validity counts from an earlier moment. Past it, recipients whose idempotency
+    /// key is known are answered as repeats; the request is otherwise refused with `410`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "2026-12-04T10:00:00Z")]
+    pub expires_at: Option<String>,
     /// A configured pool (`delivery.pools`); absent = `default`.
     #[serde(default)]
     pub pool: Option<String>,
@@ -379,10 +385,12 @@ fn render(req: &InjectRequest<'_>, policy: &Policy) -> Result<Vec<Injection>, St
             false => Vec::new(),
         }
     };
+    let expires_at = req.expires_at.as_deref().map(rfc3339_ms).transpose()?;
     let mut spent = Spent::new(policy);
     let base = Injection {
         sender,
         validity: req.validity,
+        expires_at,
         pool: req.pool.clone(),
         ..Injection::default()
     };
@@ -414,6 +422,14 @@ fn render(req: &InjectRequest<'_>, policy: &Policy) -> Result<Vec<Injection>, St
         });
     }
     Ok(out)
+}
+
+/// `expires_at` as ms since the epoch; a time before 1970 is refused with the rest.
+fn rfc3339_ms(text: &str) -> Result<u64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .ok_or_else(|| format!("expires_at: {text:?} is not an RFC 3339 time after 1970"))
 }
 
 #[cfg(test)]

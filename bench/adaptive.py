@@ -760,23 +760,51 @@ def run_all(cfg, runs, work, doc, results_path):
             save(results_path, doc)
 
 
+def system_rank(system):
+    """Rows of a mix × length in the order of DEFAULT_SYSTEMS."""
+    return DEFAULT_SYSTEMS.index(system) if system in DEFAULT_SYSTEMS else len(DEFAULT_SYSTEMS)
+
+
 def merge(paths):
     """One report from the results.json files of several runs (a full run takes hours, so it
-    may be done in parts, e.g. every system at 1 minute and adaptive alone at 5). The rows
+    may be done in parts, e.g. every system at 1 minute and adaptive alone at 5, or adaptive
+    again after a change beside the static and Postfix rows of an earlier part). The rows
     keep their mix order, the parts' commands are listed, and the docs block is rewritten
     when every part had a mix × length that the others did not."""
     docs = []
-    for path in paths:
+    for spec in paths:
+        # PATH#static+postfix takes only those systems' rows from PATH; PATH#-both-1m leaves
+        # out a run (mix-length id), e.g. one measured again in another part.
+        path, _, only = spec.partition("#")
         with open(path) as f:
-            docs.append(json.load(f))
-    runs, seen = [], set()
+            d = json.load(f)
+        terms = [t for t in only.split("+") if t]
+        keep = {t for t in terms if not t.startswith("-")}
+        drop = {t[1:] for t in terms if t.startswith("-")}
+        for run in d["runs"]:
+            run["results"] = [r for r in run["results"] if not keep or r["system"] in keep]
+        d["runs"] = [run for run in d["runs"] if run["results"] and run["id"] not in drop]
+        if terms:
+            d["settings"]["command"] += f" (rows: {' '.join(terms)})"
+        docs.append(d)
+    runs, seen = [], {}
     for d in docs:
         for run in d["runs"]:
             key = (run["mix"], run["minutes"])
-            if key in seen:
-                raise ValueError(f"{run['mix']} at {run['minutes']} min is in two parts")
-            seen.add(key)
-            runs.append(run)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = run
+                runs.append(run)
+                continue
+            # The same mix × length from two parts: one row group, if each part ran other
+            # systems on the same messages.
+            had = {r["system"] for r in first["results"]}
+            new = {r["system"] for r in run["results"]}
+            if had & new or first["n"] != run["n"]:
+                raise ValueError(f"{run['mix']} at {run['minutes']} min is in two parts "
+                                 f"with the same system or another N")
+            first["results"] = sorted(first["results"] + run["results"],
+                                      key=lambda r: system_rank(r["system"]))
     mixes = [r["mix"] for r in docs[0]["runs"]]
     runs.sort(key=lambda r: (r["minutes"] or 0, mixes.index(r["mix"]) if r["mix"] in mixes
                              else len(mixes)))

@@ -134,9 +134,24 @@ const CAP_MS: u64 = 3 * 3_600_000;
 
 /// Sends `n` messages over `conns` connections to a site the engine has no limits for.
 fn campaign(spec: SiteSpec, conns: usize, n: u64) -> Run {
-    let clock = ManualClock::new(START);
+    campaign_from(spec, conns, n, START, None).0
+}
+
+/// [`campaign`] starting at `start`, by an engine restored from `state` when given (what a
+/// restarted cartero, or the next campaign, begins with); returns the engine's state after.
+fn campaign_from(
+    spec: SiteSpec,
+    conns: usize,
+    n: u64,
+    start: u64,
+    state: Option<ShapingState>,
+) -> (Run, ShapingState) {
+    let clock = ManualClock::new(start);
     let l = AdaptiveLimits::new(ShapingConfig::default(), &[], Arc::new(clock.clone()))
         .unwrap_or_else(|e| panic!("engine: {e}"));
+    if let Some(state) = state {
+        l.restore(state);
+    }
     let key = QueueKey {
         source: "ip1".into(),
         site: "mx.model.test".into(),
@@ -156,12 +171,12 @@ fn campaign(spec: SiteSpec, conns: usize, n: u64) -> Run {
         })
         .collect();
     // When each connection is free next, and whether the message it carries was accepted.
-    let mut free_at = vec![START; conns];
+    let mut free_at = vec![start; conns];
     let mut carrying: Vec<Option<Answer>> = (0..conns).map(|_| None).collect();
     // Messages held by a verdict, with the time they may go again.
     let mut held: Vec<u64> = Vec::new();
     let (mut waiting, mut delivered, mut attempts, mut lost) = (n, 0u64, 0u64, 0u64);
-    let mut last_accept = START;
+    let mut last_accept = start;
     let trace = std::env::var_os("CONVERGENCE_TRACE").is_some();
     while delivered + lost < n {
         let now = *free_at.iter().min().unwrap_or(&START);
@@ -194,12 +209,12 @@ fn campaign(spec: SiteSpec, conns: usize, n: u64) -> Run {
                     let after = l.params(&key, &t).max_message_rate.map(Rate::per_hour);
                     eprintln!(
                         "{:>8} refused; window {} score {}; rate/s {:?} -> {:?}; hold {:?}",
-                        now - START,
+                        now - start,
                         site.accepted_at.len(),
                         site.score,
                         before.map(|r| r / 3600.0),
                         after.map(|r| r / 3600.0),
-                        v.hold.map(|h| h.map(|h| h.saturating_sub(START)))
+                        v.hold.map(|h| h.map(|h| h.saturating_sub(start)))
                     );
                 }
                 match (blocked, v.hold) {
@@ -241,13 +256,14 @@ fn campaign(spec: SiteSpec, conns: usize, n: u64) -> Run {
         }
     }
     assert_eq!(lost, 0, "messages refused for good while blocked");
-    Run {
-        elapsed: last_accept - START,
+    let run = Run {
+        elapsed: last_accept - start,
         delivered,
         attempts,
         throttled: site.throttled,
         blocks: site.blocks,
-    }
+    };
+    (run, l.snapshot())
 }
 
 fn check(name: &str, run: &Run, ideal_ms: u64, max_ratio: f64, max_refused: f64) {
@@ -346,5 +362,54 @@ fn an_hour_long_campaign_stays_near_the_ideal_on_every_model_site() {
             1.05,
             0.01,
         );
+    }
+}
+
+#[test]
+fn the_next_campaign_starts_from_what_the_last_one_learned() {
+    for (name, spec, per_second) in [
+        ("per second", PER_SECOND, 45),
+        ("per minute", PER_MINUTE, 40),
+    ] {
+        let n = per_second * 60 * 5;
+        let (first, state) = campaign_from(spec, 2, n, START, None);
+        // Through the persisted form, as a restart would read it; an hour later.
+        let json = serde_json::to_string(&state).unwrap_or_else(|e| panic!("{e}"));
+        let state: ShapingState = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        let later = START + first.elapsed + 3_600_000;
+        let (second, _) = campaign_from(spec, 2, n, later, Some(state));
+        let ideal = n * 1_000 / per_second;
+        check(
+            &format!("{name}, second campaign"),
+            &second,
+            ideal,
+            1.05,
+            0.01,
+        );
+        // No cold start and no search: only probes above the learned limit are refused.
+        assert!(
+            second.throttled < first.throttled,
+            "{name}: {} throttled after learning, {} before",
+            second.throttled,
+            first.throttled
+        );
+        assert!(
+            second.elapsed < first.elapsed,
+            "{name}: no faster the second time"
+        );
+    }
+}
+
+#[test]
+fn harsh_per_second_sites_of_every_width_end_a_one_minute_campaign_on_time() {
+    for (conns, per_second) in [(1usize, 25usize), (2, 45), (4, 90)] {
+        let spec = harsh(SiteSpec {
+            per_second: Some(per_second),
+            ..PER_SECOND
+        });
+        let n = per_second as u64 * 60;
+        let run = campaign(spec, conns, n);
+        let name = format!("harsh, {per_second}/s on {conns} connections, 1 min");
+        check(&name, &run, n * 1_000 / per_second as u64, 1.10, 0.01);
     }
 }

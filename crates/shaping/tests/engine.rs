@@ -544,6 +544,61 @@ fn a_connection_reset_while_the_site_serves_others_lowers_the_limit_not_the_sour
 }
 
 #[test]
+fn a_5xx_at_the_banner_of_a_site_that_was_taking_mail_is_a_block_with_a_growing_pause() {
+    const BLOCK: &str = "554 5.7.1 Service unavailable; client host blocked";
+    let (l, clock) = engine("");
+    let (k, t) = (key("ip1"), to("example.test"));
+    let is_block = |v: &Verdict| v.actions.iter().any(|a| a.cause == "block");
+    // A site that never took anything from this source: its 5xx is not presumed a block.
+    let v = l.observe(&k, &t, connect_failed(BLOCK, true));
+    assert!(!is_block(&v), "{:?}", v.actions);
+    assert_eq!(l.admit(&k, &t, false), Ok(()));
+
+    l.observe(&k, &t, Observed::Delivered);
+    clock.advance(ms(10_000));
+    let now = START + 10_000;
+    let v = l.observe(&k, &t, connect_failed(BLOCK, true));
+    assert!(is_block(&v), "{:?}", v.actions);
+    let a = v.actions.iter().find(|a| a.cause == "block").unwrap();
+    assert_eq!(a.action, ActionKind::Suspend);
+    assert_eq!(a.scope, queue_scope("ip1", SITE));
+    assert_eq!(a.until, Some(now + 60_000));
+    assert_eq!(
+        v.hold,
+        Some(Some(now + 60_000)),
+        "the waiting recipients are held"
+    );
+    let held = l.admit(&k, &t, false).unwrap_err();
+    assert_eq!(held.until, Some(now + 60_000));
+    assert!(held.reason.contains("554 5.7.1"), "{}", held.reason);
+    // A recipient deferred by that connection waits for the pause without an attempt.
+    let deferred = Observed::Deferred {
+        reply: BLOCK,
+        class: BounceClass::UNDETERMINED,
+    };
+    assert_eq!(l.observe(&k, &t, deferred).hold, Some(Some(now + 60_000)));
+
+    // Blocked again after the pause (nothing accepted meanwhile): twice as long.
+    clock.set(now + 60_000);
+    assert_eq!(l.admit(&k, &t, false), Ok(()));
+    let v = l.observe(&k, &t, connect_failed(BLOCK, true));
+    assert_eq!(v.hold, Some(Some(now + 60_000 + 120_000)));
+    // The site takes mail again: the next block starts from the first pause.
+    clock.set(now + 200_000);
+    l.observe(&k, &t, Observed::Delivered);
+    let v = l.observe(&k, &t, connect_failed(BLOCK, true));
+    assert_eq!(v.hold, Some(Some(now + 200_000 + 60_000)));
+    // A 4xx at the banner is not a block: it lowers the connection limit as before.
+    let (l2, _) = engine("");
+    l2.observe(&k, &t, Observed::Delivered);
+    assert!(!is_block(&l2.observe(
+        &k,
+        &t,
+        connect_failed(TOO_MANY, true)
+    )));
+}
+
+#[test]
 fn network_connect_failure_avoids_the_source_unless_allowed() {
     let (l, clock) = engine("");
     let (k, t) = (key("ip1"), to("example.test"));

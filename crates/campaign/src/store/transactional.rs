@@ -256,19 +256,62 @@ impl Store {
         let all = |error| GroupError { group: None, error };
         let mut tx = self.begin().await.map_err(all)?;
         let mut kpi = KpiChanges::default();
-        let mut out = Vec::with_capacity(groups.len());
-        for (g, (template, calls)) in groups.iter().enumerate() {
-            let outcomes = insert_group(&mut tx, template, calls, window_start, now, &mut kpi)
+        let mut out: Vec<Vec<CallOutcome>> = vec![Vec::new(); groups.len()];
+        for merged in by_template(groups) {
+            let calls: Vec<&NewCall> = merged.iter().flat_map(|&g| groups[g].1.iter()).collect();
+            let template = groups[merged[0]].0;
+            let outcomes = insert_group(&mut tx, template, &calls, window_start, now, &mut kpi)
                 .await
-                .map_err(|error| GroupError {
-                    group: matches!(error, StoreError::KeyConflict { .. }).then_some(g),
-                    error,
-                })?;
-            out.push(outcomes);
+                .map_err(|error| blame(groups, &merged, error))?;
+            let mut rest = outcomes.into_iter();
+            for &g in &merged {
+                out[g] = rest.by_ref().take(groups[g].1.len()).collect();
+            }
         }
         kpi.apply(&mut tx).await.map_err(all)?;
         tx.commit().await.map_err(|e| all(e.into()))?;
         Ok(out)
+    }
+}
+
+/// The requests of a transaction, grouped by template in first-seen order, each group in
+/// request order: a group's calls are decided and written together, a few statements for
+/// all of them rather than a few for every request.
+fn by_template(groups: &[(&TxTemplate, &[NewCall])]) -> Vec<Vec<usize>> {
+    let mut merged: Vec<Vec<usize>> = Vec::new();
+    for (g, (template, _)) in groups.iter().enumerate() {
+        match merged.iter_mut().find(|m| groups[m[0]].0.id == template.id) {
+            Some(m) => m.push(g),
+            None => merged.push(vec![g]),
+        }
+    }
+    merged
+}
+
+/// A merged group's error, blamed on the request whose call it is about: a key conflict
+/// refuses that request alone, with the call's index within it.
+fn blame(groups: &[(&TxTemplate, &[NewCall])], merged: &[usize], error: StoreError) -> GroupError {
+    let StoreError::KeyConflict { index, key, id } = error else {
+        return GroupError { group: None, error };
+    };
+    let mut start = 0;
+    for &g in merged {
+        let n = groups[g].1.len();
+        if index < start + n {
+            return GroupError {
+                group: Some(g),
+                error: StoreError::KeyConflict {
+                    index: index - start,
+                    key,
+                    id,
+                },
+            };
+        }
+        start += n;
+    }
+    GroupError {
+        group: None,
+        error: StoreError::KeyConflict { index, key, id },
     }
 }
 
@@ -291,7 +334,7 @@ struct Fresh {
 async fn insert_group(
     tx: &mut Tx,
     template: &TxTemplate,
-    calls: &[NewCall],
+    calls: &[&NewCall],
     window_start: UnixMillis,
     now: UnixMillis,
     kpi: &mut KpiChanges,

@@ -171,6 +171,9 @@ struct QueueState {
     /// limit may be probed upwards (doubling with every decrease).
     last_conn_decrease: UnixMillis,
     conn_probe_every_ms: u64,
+    /// The next pause of a site that refuses this source at the banner with a 5xx after it
+    /// was taking its mail (a block); 0 = not blocked since the site last answered.
+    block_pause_ms: u64,
     /// Rate (messages/hour) imposed by a throttle rule or sweep.
     throttle: Option<Timed<f64>>,
     /// Connection limit imposed by a `set` rule.

@@ -57,6 +57,11 @@ pub(super) fn observe(
         }
         Observed::ConnectFailed { reply, refused } => {
             apply_rules(inner, c, key, t, reply, now, &mut v);
+            if refused && reply.starts_with('5') && was_serving(inner, key, now) {
+                blocked(inner, key, t, reply, now, &mut v);
+                inner.dirty = true;
+                return v;
+            }
             // A site that resets or drops a connection while it is serving others from the
             // same source is counting connections, not unreachable: the source is not avoided.
             let serving = inner.queues.get(key).is_some_and(|q| {
@@ -164,6 +169,7 @@ fn on_answered(inner: &mut Inner, c: &Compiled, key: &QueueKey, t: &Target, now:
     q.accepted.record(now);
     q.accepted_minute.record(now);
     q.streak.answered();
+    q.block_pause_ms = 0;
     if q.aimd.as_ref().is_some_and(crate::Aimd::is_reduced) {
         let sending = q.meter.per_hour(now);
         aimd_of(q, c, key, t).on_success(now, sending);
@@ -317,6 +323,49 @@ fn on_refused(
     let mut e = base_action(ActionKind::ConnectionsDecrease, "aimd", key, t);
     e.reply = Some(reply.to_string());
     e.max_connections = Some(target);
+    v.actions.push(e);
+}
+
+/// First pause of a source blocked at a site's banner; doubles with every further refusal
+/// there, up to [`MAX_BLOCK_PAUSE_MS`], until the site answers again.
+const BLOCK_PAUSE_MS: u64 = 60_000;
+const MAX_BLOCK_PAUSE_MS: u64 = 30 * 60_000;
+
+/// Whether the site took this queue's mail within the last minute, or is blocking it already.
+fn was_serving(inner: &mut Inner, key: &QueueKey, now: UnixMillis) -> bool {
+    inner
+        .queues
+        .get_mut(key)
+        .is_some_and(|q| q.block_pause_ms > 0 || q.accepted_minute.oldest(now).is_some())
+}
+
+/// A 5xx at the banner from a site that was taking this source's mail moments ago: the source
+/// is blocked (a reputation penalty), not the recipients refused. The queue is suspended for a
+/// pause that grows while the block lasts, and what waited for the connection is held for it
+/// without using an attempt — or moves to another source of the pool at once. A site that never
+/// took anything from the source is not presumed to block it: its 5xx stays a failure.
+fn blocked(
+    inner: &mut Inner,
+    key: &QueueKey,
+    t: &Target,
+    reply: &str,
+    now: UnixMillis,
+    v: &mut Verdict,
+) {
+    let q = inner.queues.entry(key.clone()).or_default();
+    let pause = q.block_pause_ms.clamp(BLOCK_PAUSE_MS, MAX_BLOCK_PAUSE_MS);
+    q.block_pause_ms = pause.saturating_mul(2).min(MAX_BLOCK_PAUSE_MS);
+    let until = now.saturating_add(pause);
+    let mut e = base_action(ActionKind::Suspend, "block", key, t);
+    e.reply = Some(reply.to_string());
+    e.until = Some(until);
+    let s = Suspension {
+        until: Some(until),
+        reason: format!("block: refused at the banner: {reply}"),
+        since: now,
+    };
+    inner.suspensions.insert(e.scope.clone(), s);
+    v.hold_until(Some(until));
     v.actions.push(e);
 }
 

@@ -14,7 +14,7 @@ use crate::model::{
     RecipientId, UnixMillis,
 };
 use crate::render::MessageTemplate;
-use crate::store::Taken;
+use crate::store::{Claim, ClaimBatch, Claimed, Taken};
 use cartero_bounce::{FailureType, Reason};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,13 +67,10 @@ pub(super) async fn worker(engine: &Engine, job: &Job, mut stopped: watch::Recei
         if *stopped.borrow() {
             return;
         }
-        let claimed = engine
-            .store()
-            .claim_pending(job.delivery.id, cfg.batch, engine.now(), lease)
-            .await;
+        let claimed = claim(engine, job, Claim::Free, lease).await;
         let result = match claimed {
-            Ok(rows) if rows.is_empty() => return,
-            Ok(rows) => hand_over(engine, job, rows).await,
+            Ok(c) if c.rows.is_empty() => return,
+            Ok(c) => hand_over(engine, job, c).await,
             Err(e) => Err(Stalled::Store(e.to_string())),
         };
         match result {
@@ -107,11 +104,12 @@ impl From<crate::store::StoreError> for Stalled {
 
 /// Renders and hands over one claimed batch, then records the MTA's answers. When the MTA is
 /// unavailable the claims are given back and the rows stay Pending.
-async fn hand_over(engine: &Engine, job: &Job, rows: Vec<LogRow>) -> Result<(), Stalled> {
+async fn hand_over(engine: &Engine, job: &Job, claimed: Claimed) -> Result<(), Stalled> {
     let store = engine.store();
+    let Claimed { rows, made } = claimed;
     let ids: Vec<RecipientId> = rows.iter().filter_map(|r| r.recipient).collect();
     let profiles = store.recipients_by_id(&ids).await?;
-    let ends = validity_ends(engine, job, &rows).await?;
+    let ends = validity_ends(job, made);
     let (pairs, mut failed) = render_batch(job, rows, profiles, ends).await;
     let (outgoing, kept): (Vec<Outgoing>, Vec<LogRow>) = pairs.into_iter().unzip();
     let mut taken = Vec::with_capacity(outgoing.len());
@@ -173,16 +171,34 @@ impl Ends {
     }
 }
 
-async fn validity_ends(engine: &Engine, job: &Job, rows: &[LogRow]) -> Result<Ends, Stalled> {
+fn validity_ends(job: &Job, made: HashMap<LogId, UnixMillis>) -> Ends {
     let d = &job.delivery;
     if d.kind != DeliveryKind::Transactional {
-        return Ok(Ends::Delivery(super::validity_end(d)));
+        return Ends::Delivery(super::validity_end(d));
     }
-    let ids: Vec<LogId> = rows.iter().map(|r| r.id).collect();
-    Ok(Ends::Calls {
-        made: engine.store().tx_call_times(&ids).await?,
+    Ends::Calls {
+        made,
         validity_ms: d.validity_ms,
-    })
+    }
+}
+
+/// Claims the job's next batch; a transactional job's claim also reads its calls' times.
+async fn claim(
+    engine: &Engine,
+    job: &Job,
+    which: Claim,
+    lease_ms: u64,
+) -> Result<Claimed, crate::store::StoreError> {
+    let batch = ClaimBatch {
+        limit: engine.inner.cfg.batch,
+        now: engine.now(),
+        lease_ms,
+    };
+    let calls = job.delivery.kind == DeliveryKind::Transactional;
+    engine
+        .store()
+        .claim_to_send(which, job.delivery.id, batch, calls)
+        .await
 }
 
 /// Renders off the async threads (templates are CPU work). A row whose rendering fails —
@@ -268,13 +284,11 @@ pub(super) async fn cancel_rest(engine: &Engine, id: DeliveryId) -> Result<(), E
         delivery,
     };
     loop {
-        let rows = store
-            .claim_interrupted(id, cfg.batch, engine.now(), lease)
-            .await?;
-        if rows.is_empty() {
+        let claimed = claim(engine, &job, Claim::Interrupted, lease).await?;
+        if claimed.rows.is_empty() {
             break;
         }
-        if let Err(e) = hand_over(engine, &job, rows).await {
+        if let Err(e) = hand_over(engine, &job, claimed).await {
             tracing::warn!(delivery = id.0, error = %e,
                 "campaign: stop could not finish interrupted hand-overs; retried at next start");
             return Ok(());

@@ -63,12 +63,21 @@ pub(super) fn bind_new_row<'q>(
 }
 
 /// Which Pending rows a claim takes.
-#[derive(Debug, Clone, Copy)]
-enum Claim {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
     /// Unclaimed, or whose lease ended.
     Free,
     /// Claimed, whatever the lease.
     Interrupted,
+}
+
+/// A claimed batch, in id order, and when each transactional call among it was made (read in
+/// the claim's own transaction, so the sender needs no second query per batch).
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub rows: Vec<LogRow>,
+    /// Calls only, and only when the claim asked for them.
+    pub made: HashMap<LogId, UnixMillis>,
 }
 
 /// A row the MTA took, with the message id it gave.
@@ -161,6 +170,38 @@ impl Store {
             .await
     }
 
+    /// Claims as [`Store::claim_pending`] or [`Store::claim_interrupted`] do, and with `calls`
+    /// also reads when each claimed transactional call was made: a call's validity counts from
+    /// then, however long it waited in the outbox.
+    pub async fn claim_to_send(
+        &self,
+        which: Claim,
+        delivery: DeliveryId,
+        batch: ClaimBatch,
+        calls: bool,
+    ) -> Result<Claimed, StoreError> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(self.claim_sql(which)))
+            .bind(ms(batch.now.saturating_add(batch.lease_ms)))
+            .bind(delivery.0)
+            .bind(ms(batch.now))
+            .bind(check_limit(batch.limit)?)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut rows = fetch_rows(&mut tx, &ids, "").await?;
+        let made = if calls && !ids.is_empty() {
+            call_times(&mut tx, &ids).await?
+        } else {
+            HashMap::new()
+        };
+        tx.commit().await?;
+        rows.sort_by_key(|s| s.row.id);
+        Ok(Claimed {
+            rows: rows.into_iter().map(|s| s.row).collect(),
+            made,
+        })
+    }
+
     async fn claim(
         &self,
         which: Claim,
@@ -169,18 +210,15 @@ impl Store {
         now: UnixMillis,
         lease_ms: u64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        let mut tx = self.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(self.claim_sql(which)))
-            .bind(ms(now.saturating_add(lease_ms)))
-            .bind(delivery.0)
-            .bind(ms(now))
-            .bind(check_limit(limit)?)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut rows = fetch_rows(&mut tx, &ids, "").await?;
-        tx.commit().await?;
-        rows.sort_by_key(|s| s.row.id);
-        Ok(rows.into_iter().map(|s| s.row).collect())
+        let batch = ClaimBatch {
+            limit,
+            now,
+            lease_ms,
+        };
+        Ok(self
+            .claim_to_send(which, delivery, batch, false)
+            .await?
+            .rows)
     }
 
     /// Forgets every claim: on SQLite one process owns the database, so at its start no
@@ -390,6 +428,39 @@ impl Store {
 }
 
 /// Rows by id (chunked `IN` lists), with `lock` appended to each query.
+/// How many rows a claim takes, at what time, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimBatch {
+    pub limit: u32,
+    pub now: UnixMillis,
+    pub lease_ms: u64,
+}
+
+/// When each of these calls was made (calls only; other rows are left out).
+async fn call_times(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<LogId, UnixMillis>, StoreError> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ID_CHUNK) {
+        let sql = format!(
+            "SELECT log_id, created_at FROM tx_call WHERE log_id IN ({})",
+            in_list(Marks::of(conn), 1, chunk.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.insert(
+                LogId(r.try_get("log_id")?),
+                ms_from(r.try_get("created_at")?),
+            );
+        }
+    }
+    Ok(out)
+}
+
 pub(super) async fn fetch_rows(
     conn: &mut AnyConnection,
     ids: &[i64],

@@ -27,7 +27,7 @@ mod transactional;
 pub use address::{ReleaseAudit, ReleaseFilter};
 pub use deliveries::NewDelivery;
 pub use events::{EventBatch, EventBatchChanges, EventCounters, EventKey};
-pub use logs::Taken;
+pub use logs::{Claim, ClaimBatch, Claimed, Taken};
 pub use logs_list::{LogCursor, LogFilter, LogPage};
 pub use recipients::{ImportSession, ImportTarget, NewRecipient};
 pub use reports::{MAX_STEPS, QualificationLine, ThroughputPoint, normalize};

@@ -475,32 +475,6 @@ async fn write_fresh(
 }
 
 impl Store {
-    /// When each of these calls was made (calls only; other rows are left out): a call's
-    /// validity counts from then, however long it waited in the outbox.
-    pub async fn tx_call_times(
-        &self,
-        ids: &[LogId],
-    ) -> Result<HashMap<LogId, UnixMillis>, StoreError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT log_id, created_at FROM tx_call WHERE log_id IN ({})",
-                in_list(self.marks(), 1, chunk.len())
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for id in chunk {
-                q = q.bind(id.0);
-            }
-            for r in q.fetch_all(&self.read).await? {
-                out.insert(
-                    LogId(r.try_get("log_id")?),
-                    ms_from(r.try_get("created_at")?),
-                );
-            }
-        }
-        Ok(out)
-    }
-
     /// The call `id` with its row, if it is a transactional call.
     pub async fn tx_call(&self, id: LogId) -> Result<Option<TxCall>, StoreError> {
         let sql = format!("SELECT {CALL_COLUMNS} WHERE c.log_id = $1");

@@ -189,7 +189,7 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
         let mut rows = fetch_rows(&mut tx, &ids, "").await?;
-        let made = if calls && !ids.is_empty() {
+        let made = if calls {
             call_times(&mut tx, &ids).await?
         } else {
             HashMap::new()
@@ -442,22 +442,16 @@ async fn call_times(
     ids: &[i64],
 ) -> Result<HashMap<LogId, UnixMillis>, StoreError> {
     let mut out = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT log_id, created_at FROM tx_call WHERE log_id IN ({})",
-            in_list(Marks::of(conn), 1, chunk.len())
+    let sql =
+        |list: &str| format!("SELECT log_id, created_at FROM tx_call WHERE log_id IN ({list})");
+    select_by_ids(conn, ids, sql, |r| {
+        out.insert(
+            LogId(r.try_get("log_id")?),
+            ms_from(r.try_get("created_at")?),
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            out.insert(
-                LogId(r.try_get("log_id")?),
-                ms_from(r.try_get("created_at")?),
-            );
-        }
-    }
+        Ok(())
+    })
+    .await?;
     Ok(out)
 }
 
@@ -467,20 +461,34 @@ pub(super) async fn fetch_rows(
     lock: &str,
 ) -> Result<Vec<Stored>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
+    let sql = |list: &str| format!("{SELECT_ROWS} WHERE l.id IN ({list}){lock}");
+    select_by_ids(conn, ids, sql, |r| {
+        out.push(stored_from_row(r)?);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Runs the select `sql` makes around an `IN` list of placeholders over `ids`, as many
+/// statements as the parameter bound needs, and hands each row to `each`.
+async fn select_by_ids(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    sql: impl Fn(&str) -> String,
+    mut each: impl FnMut(&AnyRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     for chunk in ids.chunks(ID_CHUNK) {
-        let sql = format!(
-            "{SELECT_ROWS} WHERE l.id IN ({}){lock}",
-            in_list(Marks::of(conn), 1, chunk.len())
-        );
+        let sql = sql(&in_list(Marks::of(conn), 1, chunk.len()));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for id in chunk {
             q = q.bind(*id);
         }
         for row in q.fetch_all(&mut *conn).await? {
-            out.push(stored_from_row(&row)?);
+            each(&row)?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 pub(super) fn stored_from_row(r: &AnyRow) -> Result<Stored, StoreError> {
